@@ -1,0 +1,28 @@
+//! # ratelimitd-protocol
+//!
+//! Pure protocol code: bytes in, typed values out, and back. Nothing here touches a socket or
+//! knows how rate-limit state is stored, so every function can be unit-tested and fuzzed.
+//!
+//! ## Layout
+//! - [`frame`]: request framing. A [`frame::Decoder`] takes the connection's read buffer and
+//!   yields whole requests (RESP arrays of bulk strings, or inline commands). It first checks that
+//!   a whole frame is buffered and that every declared size is within [`Limits`], and only then
+//!   decodes it, so a half-sent frame costs no allocation and an oversized one is refused before
+//!   it is buffered.
+//! - [`reply`]: the [`Reply`] value a command produces, and [`reply::compose`], which writes it as
+//!   RESP2 or RESP3 bytes.
+//! - [`parse`]: a cursor over one request's arguments ([`Parse`]), with the integer, keyword
+//!   and rate (`<n>/<period>`) parsing the commands share, and [`ParseError`] whose messages are
+//!   Redis's own wording.
+//!
+//! The `redis-protocol` crate does the actual RESP decoding and encoding today; it is hidden
+//! behind [`frame::Decoder::decode`] and [`reply::compose`] so a faster path can replace it
+//! without touching any command.
+
+pub mod frame;
+pub mod parse;
+pub mod reply;
+
+pub use frame::{Decoder, FrameError, Limits, Request};
+pub use parse::{Parse, ParseError};
+pub use reply::{compose, ProtoVersion, Reply};
