@@ -15,14 +15,21 @@
 //!   and rate (`<n>/<period>`) parsing the commands share, and [`ParseError`] whose messages are
 //!   Redis's own wording.
 //!
-//! The `redis-protocol` crate does the actual RESP decoding and encoding today; it is hidden
-//! behind [`frame::Decoder::decode`] and [`reply::compose`] so a faster path can replace it
-//! without touching any command.
+//! The `redis-protocol` crate does the actual RESP decoding of a checked frame today; it is
+//! hidden behind [`frame::Decoder::decode`] so a faster path can replace it without touching any
+//! command. Replies are written directly by [`reply::compose`]: going through `redis-protocol`'s
+//! encoders would cost a frame tree per reply, and Redis's double formatting is not theirs.
+//!
+//! ## Fuzzing
+//! [`frame::Decoder::decode`] accepts any bytes without panicking (errors are values), so a fuzz
+//! target is just: append the input to a `BytesMut`, possibly in chunks, and call `decode` until
+//! it returns `Ok(None)` or `Err`. [`parse::parse_rate`], [`parse::parse_i64`] and
+//! [`parse::glob_match`] are total functions over bytes too.
 
 pub mod frame;
 pub mod parse;
 pub mod reply;
 
-pub use frame::{Decoder, FrameError, Limits, Request};
+pub use frame::{Decoder, FrameError, Limits, RejectReason, Request};
 pub use parse::{Parse, ParseError};
 pub use reply::{compose, ProtoVersion, Reply};
