@@ -14,175 +14,30 @@
 //! - `gcra`: the pure GCRA decision function (state = one theoretical arrival time).
 //! - `store`: the sharded map from a 64-bit key fingerprint to its state.
 //! - `cell`: `CL.THROTTLE`, with redis-cell's exact arithmetic, argument handling and errors.
+//! - `tests`: engine-level tests through the public API (FakeClock only; no sleeping).
 
-use std::fmt;
+mod cell;
+mod clock;
+mod gcra;
+mod limit;
+mod store;
+mod table;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, PoisonError};
+
+use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
+
+pub use cell::{parse_throttle_args, CellError, ThrottleArgs, ThrottleResult, THROTTLE_USAGE};
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use limit::{EndpointPattern, Limit, LimitError, Scope, Window, MAX_WINDOWS};
+
+use gcra::{ceil_ms, Decision, Params};
+use store::{fingerprint, window_key, Store, TAG_CL, TAG_RL};
+use table::Table;
 
 /// Nanoseconds since the Unix epoch, as read from a [`Clock`].
 pub type Nanos = u64;
-
-// ---------------------------------------------------------------------------------------------
-// Clock
-
-/// Source of time. `now()` never goes backwards.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> Nanos;
-}
-
-/// Monotonic clock anchored to the wall clock once, at construction: readings are
-/// `wall_at_start + monotonic_elapsed`, so they look like Unix time but never jump when NTP
-/// steps the system clock.
-#[derive(Debug)]
-pub struct SystemClock {/* anchor fields */}
-
-impl SystemClock {
-    pub fn new() -> SystemClock {
-        todo!()
-    }
-}
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        SystemClock::new()
-    }
-}
-
-impl Clock for SystemClock {
-    fn now(&self) -> Nanos {
-        todo!()
-    }
-}
-
-/// A clock that only moves when told to. Cloning shares the same time.
-#[derive(Debug, Clone)]
-pub struct FakeClock {/* Arc<AtomicU64> */}
-
-impl FakeClock {
-    pub fn new(start: Nanos) -> FakeClock {
-        let _ = start;
-        todo!()
-    }
-    pub fn advance(&self, by: std::time::Duration) {
-        let _ = by;
-        todo!()
-    }
-    pub fn set(&self, to: Nanos) {
-        let _ = to;
-        todo!()
-    }
-}
-
-impl Clock for FakeClock {
-    fn now(&self) -> Nanos {
-        todo!()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Limits
-
-/// Why a limit, window or scope was refused. Display is a message without an error code
-/// (the daemon prefixes `ERR `).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LimitError {
-    #[error("rate count must be between 1 and 4294967295")]
-    CountOutOfRange,
-    #[error("period must be between 1ms and 30d")]
-    PeriodOutOfRange,
-    #[error("burst must be between 0 and 4294967295")]
-    BurstOutOfRange,
-    #[error("a limit needs between 1 and {0} windows")]
-    WindowCount(usize),
-    #[error("endpoint pattern must not be empty")]
-    EmptyPattern,
-}
-
-/// One window of a limit: `count` per `period`, plus `burst` extra instant capacity.
-/// Valid by construction: 1 <= count <= 2^32-1, 1 ms <= period <= 30 d, burst <= 2^32-1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Window {/* count: u32, period_ms: u64, burst: u32 */}
-
-impl Window {
-    pub fn new(count: u64, period_ms: u64, burst: u64) -> Result<Window, LimitError> {
-        let _ = (count, period_ms, burst);
-        todo!()
-    }
-    pub fn count(&self) -> u64 {
-        todo!()
-    }
-    pub fn period_ms(&self) -> u64 {
-        todo!()
-    }
-    pub fn burst(&self) -> u64 {
-        todo!()
-    }
-    /// Instant capacity of a fresh key: count + burst (the reply's `limit`).
-    pub fn capacity(&self) -> u64 {
-        todo!()
-    }
-}
-
-/// Maximum number of windows in one limit.
-pub const MAX_WINDOWS: usize = 8;
-
-/// A validated limit: 1..=[`MAX_WINDOWS`] windows, all charged together or not at all.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Limit {/* windows */}
-
-impl Limit {
-    pub fn new(windows: Vec<Window>) -> Result<Limit, LimitError> {
-        let _ = windows;
-        todo!()
-    }
-    pub fn windows(&self) -> &[Window] {
-        todo!()
-    }
-}
-
-/// An endpoint pattern: exact (`/api/users`) or, when it ends in `*`, a prefix (`/api/*`
-/// matches every endpoint starting with `/api/`). Among matching patterns, an exact match wins,
-/// then the longest prefix.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EndpointPattern {/* bytes */}
-
-impl EndpointPattern {
-    pub fn new(text: &[u8]) -> Result<EndpointPattern, LimitError> {
-        let _ = text;
-        todo!()
-    }
-    pub fn as_bytes(&self) -> &[u8] {
-        todo!()
-    }
-    pub fn matches(&self, endpoint: &[u8]) -> bool {
-        let _ = endpoint;
-        todo!()
-    }
-}
-
-/// Where a limit is configured. Precedence, most specific first: client+endpoint > client >
-/// tier+endpoint > tier > endpoint > default.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Scope {
-    Default,
-    Client {
-        id: Vec<u8>,
-        endpoint: Option<EndpointPattern>,
-    },
-    Tier {
-        name: Vec<u8>,
-        endpoint: Option<EndpointPattern>,
-    },
-    Endpoint(EndpointPattern),
-}
-
-/// The canonical text of a scope, as RL.LIMIT LIST prints it and RL.LIMIT SET would take it:
-/// `DEFAULT`, `CLIENT alice`, `CLIENT alice ENDPOINT /api/*`, `TIER gold`,
-/// `TIER gold ENDPOINT /x`, `ENDPOINT /x` (ids shown lossily as UTF-8).
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let _ = f;
-        todo!()
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Results
@@ -224,38 +79,6 @@ pub struct Explanation {
     pub windows: Vec<WindowState>,
 }
 
-/// The CL.THROTTLE reply: `[limited, limit, remaining, retry_after_s, reset_after_s]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThrottleResult {
-    pub limited: bool,
-    pub limit: i64,
-    pub remaining: i64,
-    pub retry_after_s: i64,
-    pub reset_after_s: i64,
-}
-
-/// CL.THROTTLE arguments after redis-cell's own parsing rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThrottleArgs {
-    pub max_burst: i64,
-    pub count: i64,
-    pub period_s: i64,
-    pub quantity: i64,
-}
-
-/// A CL.THROTTLE error; Display is the complete error text redis-cell sends
-/// (e.g. `Cell error: ...`), without the leading `-`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct CellError(pub String);
-
-/// Parse CL.THROTTLE's arguments (everything after the command name: key, max_burst, count,
-/// period, [quantity]) exactly as redis-cell does, with its error texts.
-pub fn parse_throttle_args(args: &[&[u8]]) -> Result<(Vec<u8>, ThrottleArgs), CellError> {
-    let _ = args;
-    todo!()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Engine
 
@@ -275,18 +98,69 @@ impl Default for EngineConfig {
 /// The store, the limits table and the clock. All methods take `&self` and are safe to call
 /// from many threads; a shard lock is held only for one key's update.
 pub struct Engine<C: Clock = SystemClock> {
-    _clock: C,
+    clock: C,
+    store: Store,
+    /// The current configuration snapshot. Never null. Readers pin and load it without a
+    /// lock; writers replace it whole and retire the old one through the epoch collector.
+    table: Atomic<Table>,
+    /// Serialises writers so that two concurrent edits cannot both clone the same snapshot
+    /// and lose one of the changes.
+    writer: Mutex<()>,
+}
+
+/// The reply when no limit applies: allowed, and every number -1 ("unlimited").
+const UNLIMITED: CheckResult = CheckResult {
+    allowed: true,
+    limit: -1,
+    remaining: -1,
+    retry_after_ms: -1,
+    reset_after_ms: -1,
+};
+
+fn to_i64(x: u64) -> i64 {
+    i64::try_from(x).unwrap_or(i64::MAX)
 }
 
 impl<C: Clock> Engine<C> {
     pub fn new(clock: C, config: EngineConfig) -> Engine<C> {
-        let _ = (clock, config);
-        todo!()
+        Engine {
+            clock,
+            store: Store::new(config.shards),
+            table: Atomic::new(Table::default()),
+            writer: Mutex::new(()),
+        }
     }
 
     /// The engine's clock reading (for TIME and tests).
     pub fn now(&self) -> Nanos {
-        todo!()
+        self.clock.now()
+    }
+
+    /// Number of shards actually used (the configured count rounded up to a power of two).
+    pub fn shard_count(&self) -> usize {
+        self.store.shard_count()
+    }
+
+    /// The current table snapshot, valid for as long as `guard` is pinned.
+    fn table<'g>(&self, guard: &'g Guard) -> &'g Table {
+        let shared = self.table.load(Ordering::Acquire, guard);
+        // SAFETY: `table` is initialised non-null in `new` and only ever swapped for another
+        // non-null `Owned`; a replaced snapshot is destroyed through `defer_destroy`, i.e. only
+        // after every guard pinned before the swap (including `guard`) is gone.
+        unsafe { shared.deref() }
+    }
+
+    /// Apply `edit` to a copy of the table and publish the copy.
+    fn edit_table<R>(&self, edit: impl FnOnce(&mut Table) -> R) -> R {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = epoch::pin();
+        let mut next = self.table(&guard).clone();
+        let out = edit(&mut next);
+        let old = self.table.swap(Owned::new(next), Ordering::AcqRel, &guard);
+        // SAFETY: `old` was the published snapshot and is now unreachable from `self.table`;
+        // readers that still hold it are pinned, and deferred destruction waits for them.
+        unsafe { guard.defer_destroy(old) };
+        out
     }
 
     /// Check-and-consume `cost` for (client, endpoint) under the limit that applies.
@@ -295,85 +169,288 @@ impl<C: Clock> Engine<C> {
     /// is the wait after which every window fits, or -1 if some window can never fit `cost`.
     /// `reset_after_ms` is the longest over all windows. Cost 0 behaves as a peek.
     pub fn check(&self, client: &[u8], endpoint: &[u8], cost: u64) -> CheckResult {
-        let _ = (client, endpoint, cost);
-        todo!()
+        self.evaluate(client, endpoint, cost, true)
     }
 
-    /// Same reply as a cost-1 check, consuming nothing. A key decayed to full reads as fresh.
+    /// What a cost-1 check would decide, consuming nothing. `allowed` and `retry_after_ms` are
+    /// the cost-1 decision; when it would be allowed, `remaining` and `reset_after_ms` describe
+    /// the state as it is now (nothing charged), so a fresh key peeks as `remaining == limit`.
+    /// A key decayed to full reads as fresh.
     pub fn peek(&self, client: &[u8], endpoint: &[u8]) -> CheckResult {
-        let _ = (client, endpoint);
-        todo!()
+        let one = self.evaluate(client, endpoint, 1, false);
+        if one.allowed {
+            self.evaluate(client, endpoint, 0, false)
+        } else {
+            one
+        }
+    }
+
+    /// The shared body of check and peek: decide every window under one shard lock, then
+    /// commit all new TATs (only if `charge`, the cost is non-zero and every window allows).
+    fn evaluate(&self, client: &[u8], endpoint: &[u8], cost: u64, charge: bool) -> CheckResult {
+        let guard = epoch::pin();
+        let Some(resolved) = self.table(&guard).resolve(client, endpoint) else {
+            return UNLIMITED;
+        };
+        let windows = resolved.limit.windows();
+        let mut params = [Params {
+            t: 1,
+            tau: 0,
+            capacity: 0,
+        }; MAX_WINDOWS];
+        for (p, w) in params.iter_mut().zip(windows) {
+            *p = Params::of(w);
+        }
+        let params = &params[..windows.len()];
+        // The snapshot is no longer needed: the limit's numbers were copied into `params`.
+        drop(guard);
+
+        let fp = fingerprint(TAG_RL, &[client, endpoint]);
+        let now = self.clock.now();
+        let mut decisions = [None; MAX_WINDOWS];
+        {
+            let mut shard = self.store.lock(fp);
+            for (i, p) in params.iter().enumerate() {
+                let key = window_key(fp, i);
+                let tat = match shard.get(&key) {
+                    Some(&t) if t > now => Some(t),
+                    Some(_) => {
+                        // Decayed to full: same as absent, so drop it now.
+                        shard.remove(&key);
+                        None
+                    }
+                    None => None,
+                };
+                decisions[i] = Some(gcra::decide(p, tat, now, cost));
+            }
+            let all_allowed = decisions.iter().flatten().all(|d| d.allowed);
+            if charge && cost > 0 && all_allowed {
+                for (i, d) in decisions.iter().flatten().enumerate() {
+                    shard.insert(window_key(fp, i), gcra::store_tat(d.new_tat));
+                }
+            }
+        }
+        summarize(params, &decisions[..params.len()])
     }
 
     /// Restore the full allowance of (client, endpoint). True if any state was removed.
+    ///
+    /// All [`MAX_WINDOWS`] window keys are cleared, not just those of the current limit: the
+    /// limit may have shrunk since the state was written. Only live state counts as removed.
     pub fn reset(&self, client: &[u8], endpoint: &[u8]) -> bool {
-        let _ = (client, endpoint);
-        todo!()
+        let fp = fingerprint(TAG_RL, &[client, endpoint]);
+        let now = self.clock.now();
+        let mut shard = self.store.lock(fp);
+        let mut removed_live = false;
+        for i in 0..MAX_WINDOWS {
+            if let Some(tat) = shard.remove(&window_key(fp, i)) {
+                removed_live |= tat > now;
+            }
+        }
+        removed_live
     }
 
     pub fn explain(&self, client: &[u8], endpoint: &[u8]) -> Explanation {
-        let _ = (client, endpoint);
-        todo!()
+        let guard = epoch::pin();
+        let table = self.table(&guard);
+        let tier = table.tier_of(client).map(<[u8]>::to_vec);
+        let Some(resolved) = table.resolve(client, endpoint) else {
+            return Explanation {
+                scope: None,
+                tier,
+                limit: None,
+                windows: Vec::new(),
+            };
+        };
+        let scope = resolved.scope(client);
+        let limit = resolved.limit.clone();
+        drop(guard);
+
+        let fp = fingerprint(TAG_RL, &[client, endpoint]);
+        let now = self.clock.now();
+        let tats: Vec<Option<Nanos>> = {
+            let shard = self.store.lock(fp);
+            (0..limit.windows().len())
+                .map(|i| shard.get(&window_key(fp, i)).copied().filter(|&t| t > now))
+                .collect()
+        };
+        let windows = limit
+            .windows()
+            .iter()
+            .zip(tats)
+            .map(|(w, tat)| {
+                let d = gcra::decide(&Params::of(w), tat, now, 0);
+                WindowState {
+                    window: *w,
+                    remaining: to_i64(d.remaining),
+                    reset_after_ms: ceil_ms(d.reset_uncharged_ns),
+                }
+            })
+            .collect();
+        Explanation {
+            scope: Some(scope),
+            tier,
+            limit: Some(limit),
+            windows,
+        }
     }
 
     /// Set (replace) the limit of a scope; applies to the next check.
     pub fn set_limit(&self, scope: Scope, limit: Limit) {
-        let _ = (scope, limit);
-        todo!()
+        self.edit_table(|t| t.set_limit(scope, limit));
     }
+
     pub fn get_limit(&self, scope: &Scope) -> Option<Limit> {
-        let _ = scope;
-        todo!()
+        let guard = epoch::pin();
+        self.table(&guard).get_limit(scope).cloned()
     }
+
     /// True if the scope had a limit.
     pub fn del_limit(&self, scope: &Scope) -> bool {
-        let _ = scope;
-        todo!()
+        self.edit_table(|t| t.del_limit(scope))
     }
+
     /// All limits, sorted by scope (Default, then clients, tiers, endpoints, each by name).
     pub fn list_limits(&self) -> Vec<(Scope, Limit)> {
-        todo!()
+        let guard = epoch::pin();
+        self.table(&guard).list()
     }
 
     pub fn set_tier(&self, client: &[u8], tier: &[u8]) {
-        let _ = (client, tier);
-        todo!()
+        self.edit_table(|t| t.set_tier(client, tier));
     }
+
     pub fn get_tier(&self, client: &[u8]) -> Option<Vec<u8>> {
-        let _ = client;
-        todo!()
+        let guard = epoch::pin();
+        self.table(&guard).tier_of(client).map(<[u8]>::to_vec)
     }
+
     /// True if the client had a tier.
     pub fn del_tier(&self, client: &[u8]) -> bool {
-        let _ = client;
-        todo!()
+        self.edit_table(|t| t.del_tier(client))
     }
 
     /// CL.THROTTLE with redis-cell's semantics (quantity 0 peeks).
     pub fn throttle(&self, key: &[u8], args: ThrottleArgs) -> Result<ThrottleResult, CellError> {
-        let _ = (key, args);
-        todo!()
+        let params = cell::CellParams::new(&args)?;
+        let fp = fingerprint(TAG_CL, &[key]);
+        let now = self.clock.now();
+        let mut shard = self.store.lock(fp);
+        let tat = shard.get(&fp).copied().filter(|&t| t > now);
+        let (result, write) = cell::decide(&params, tat, now);
+        match write {
+            cell::Write::Store(t) => {
+                shard.insert(fp, t);
+            }
+            cell::Write::Remove => {
+                shard.remove(&fp);
+            }
+            cell::Write::None => {}
+        }
+        Ok(result)
     }
 
     /// Live keys (state not yet decayed to full). May purge decayed entries as it counts.
+    ///
+    /// A multi-window RL key counts once per window (each window is one map entry), which is
+    /// also what it costs in memory.
     pub fn key_count(&self) -> u64 {
-        todo!()
+        self.store.count_live(self.clock.now())
     }
 
     /// Approximate bytes used by the store's tables (capacity x entry size).
     pub fn memory_bytes(&self) -> u64 {
-        todo!()
+        self.store.memory_bytes()
     }
 
     /// Drop all rate state (limits and tiers are kept, as they are configuration).
     pub fn flush_state(&self) {
-        todo!()
+        self.store.clear();
     }
 
     /// Remove up to `budget` decayed entries, scanning shards round-robin; returns how many were
     /// removed. The daemon calls this periodically so idle keys do not pile up.
     pub fn purge_decayed(&self, budget: usize) -> usize {
-        let _ = budget;
-        todo!()
+        self.store.purge_decayed(self.clock.now(), budget)
     }
 }
+
+impl<C: Clock> Drop for Engine<C> {
+    /// Free the last published snapshot (earlier ones were handed to the epoch collector).
+    fn drop(&mut self) {
+        let table = std::mem::replace(&mut self.table, Atomic::null());
+        // SAFETY: `&mut self` means no reader or writer of this engine is left, so nothing can
+        // still reference the snapshot; it was allocated by `Atomic::new`/`Owned::new`.
+        unsafe {
+            let shared = table.load(Ordering::Relaxed, epoch::unprotected());
+            if !shared.is_null() {
+                drop(shared.into_owned());
+            }
+        }
+    }
+}
+
+/// Combine per-window decisions into one reply (see [`Engine::check`]).
+fn summarize(params: &[Params], decisions: &[Option<Decision>]) -> CheckResult {
+    let mut all_allowed = true;
+    let mut reset_allowed: u128 = 0; // max reset if charged
+    let mut reset_denied: u128 = 0; // max reset uncharged
+                                    // Allowed: (remaining, window index) with the fewest remaining.
+    let mut tightest: Option<(u64, usize)> = None;
+    // Denied: the window with the longest wait; `None` wait = never fits (longest of all).
+    let mut worst: Option<(Option<u128>, usize)> = None;
+    for (i, d) in decisions.iter().enumerate() {
+        let Some(d) = d else { continue };
+        reset_allowed = reset_allowed.max(d.reset_if_charged_ns);
+        reset_denied = reset_denied.max(d.reset_uncharged_ns);
+        if d.allowed {
+            let fewer = match tightest {
+                None => true,
+                Some((r, _)) => d.remaining < r,
+            };
+            if fewer {
+                tightest = Some((d.remaining, i));
+            }
+        } else {
+            all_allowed = false;
+            let longer = match worst {
+                None => true,
+                Some((None, _)) => false,
+                Some((Some(w), _)) => match d.retry_after_ns {
+                    None => true,
+                    Some(r) => r > w,
+                },
+            };
+            if longer {
+                worst = Some((d.retry_after_ns, i));
+            }
+        }
+    }
+    if all_allowed {
+        let Some((remaining, i)) = tightest else {
+            return UNLIMITED; // No windows: cannot happen for a valid Limit.
+        };
+        CheckResult {
+            allowed: true,
+            limit: to_i64(params[i].capacity),
+            remaining: to_i64(remaining),
+            retry_after_ms: -1,
+            reset_after_ms: ceil_ms(reset_allowed),
+        }
+    } else {
+        let Some((wait, i)) = worst else {
+            return UNLIMITED; // Unreachable: some window denied.
+        };
+        let remaining = decisions[i].map_or(0, |d| d.remaining);
+        CheckResult {
+            allowed: false,
+            limit: to_i64(params[i].capacity),
+            remaining: to_i64(remaining),
+            retry_after_ms: wait.map_or(-1, ceil_ms),
+            reset_after_ms: ceil_ms(reset_denied),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

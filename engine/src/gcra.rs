@@ -1,0 +1,168 @@
+//! The pure GCRA (generic cell rate algorithm) decision for one window of RL.CHECK.
+//!
+//! GCRA keeps a single number per key — the theoretical arrival time (TAT) — instead of a
+//! counter and a timestamp, which is what lets a tracked key cost one 16-byte map entry.
+//! Everything here is a pure function of (window, stored TAT, now, cost) so it can be tested
+//! exhaustively without a store, and all arithmetic is done in u128 so that no cost (up to
+//! `u64::MAX`) and no window (up to 2^32-1 per 30 days with 2^32-1 burst) can overflow.
+
+use crate::limit::Window;
+use crate::Nanos;
+
+const NANOS_PER_MS: u128 = 1_000_000;
+
+/// The GCRA constants of one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Params {
+    /// Emission interval T: the time one unit of cost takes to drip back, in ns.
+    pub t: u128,
+    /// Delay variation tolerance tau = T * capacity: how far the TAT may run ahead of now.
+    pub tau: u128,
+    /// count + burst, the reply's `limit`.
+    pub capacity: u64,
+}
+
+impl Params {
+    /// T = period_ns / count, truncated. Truncation errs on the permissive side by less than
+    /// 1 ns per unit. When period_ns < count (e.g. 4e9 per millisecond) the exact T would be
+    /// 0, which would make every cost free; T is then clamped to 1 ns, i.e. the rate is capped
+    /// at one unit per nanosecond — far above anything a daemon can serve.
+    pub fn of(w: &Window) -> Params {
+        let period_ns = u128::from(w.period_ms()) * NANOS_PER_MS;
+        let t = (period_ns / u128::from(w.count())).max(1);
+        let capacity = w.capacity();
+        Params {
+            t,
+            tau: t * u128::from(capacity),
+            capacity,
+        }
+    }
+}
+
+/// The outcome of one window for one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Decision {
+    pub allowed: bool,
+    /// The TAT to store if the whole check is allowed (all windows agree).
+    pub new_tat: u128,
+    /// Units of cost 1 still admissible: after charging when allowed, as things stand when
+    /// denied.
+    pub remaining: u64,
+    /// Denied only: ns after which the same check fits this window; `None` when it never can
+    /// (cost * T > tau). Always `None` when allowed.
+    pub retry_after_ns: Option<u128>,
+    /// ns until the window is back to full if this check is charged (allowed case).
+    pub reset_if_charged_ns: u128,
+    /// ns until the window is back to full with nothing charged.
+    pub reset_uncharged_ns: u128,
+}
+
+/// Decide one window. `tat` is the stored TAT, or `None` for a fresh (or decayed) key.
+pub(crate) fn decide(p: &Params, tat: Option<Nanos>, now: Nanos, cost: u64) -> Decision {
+    let now = u128::from(now);
+    // A TAT in the past means the bucket is full: GCRA treats it exactly as a fresh key.
+    let base = tat.map_or(now, |t| u128::from(t).max(now));
+    let increment = u128::from(cost) * p.t;
+    let new_tat = base + increment;
+    let ahead = new_tat - now;
+    let ahead_uncharged = base - now;
+    if ahead <= p.tau {
+        Decision {
+            allowed: true,
+            new_tat,
+            remaining: to_u64((p.tau - ahead) / p.t),
+            retry_after_ns: None,
+            reset_if_charged_ns: ahead,
+            reset_uncharged_ns: ahead_uncharged,
+        }
+    } else {
+        // `tau.saturating_sub` only matters for state written under a stricter old limit
+        // whose TAT now runs further ahead than this window's tau.
+        let remaining = to_u64(p.tau.saturating_sub(ahead_uncharged) / p.t);
+        let retry_after_ns = (increment <= p.tau).then(|| ahead - p.tau);
+        Decision {
+            allowed: false,
+            new_tat,
+            remaining,
+            retry_after_ns,
+            reset_if_charged_ns: ahead_uncharged,
+            reset_uncharged_ns: ahead_uncharged,
+        }
+    }
+}
+
+/// Nanoseconds to whole milliseconds, rounded up (a client told "retry after 200 ms" must not
+/// be early), clamped to i64 for the reply.
+pub(crate) fn ceil_ms(ns: u128) -> i64 {
+    i64::try_from(ns.div_ceil(NANOS_PER_MS)).unwrap_or(i64::MAX)
+}
+
+fn to_u64(x: u128) -> u64 {
+    u64::try_from(x).unwrap_or(u64::MAX)
+}
+
+/// A TAT as stored in the map. A TAT beyond u64 nanoseconds (year 2554) can only come from
+/// a degenerate window whose tau exceeds centuries; clamping it errs on the permissive side.
+pub(crate) fn store_tat(t: u128) -> Nanos {
+    to_u64(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(count: u64, period_ms: u64, burst: u64) -> Params {
+        Params::of(&Window::new(count, period_ms, burst).expect("valid window"))
+    }
+
+    #[test]
+    fn emission_interval_and_tau() {
+        let p = params(5, 1000, 2);
+        assert_eq!((p.t, p.tau, p.capacity), (200_000_000, 1_400_000_000, 7));
+        // period_ns < count: T clamps to 1 ns.
+        let p = params(u64::from(u32::MAX), 1, 0);
+        assert_eq!(p.t, 1);
+        // Largest window cannot overflow.
+        let p = params(1, 30 * 24 * 3600 * 1000, u64::from(u32::MAX));
+        assert_eq!(p.tau, p.t * (1 + u128::from(u32::MAX)));
+    }
+
+    #[test]
+    fn five_per_second_at_one_instant() {
+        let p = params(5, 1000, 0);
+        let now = 1_000_000_000_000;
+        let mut tat = None;
+        for want_remaining in [4, 3, 2, 1, 0] {
+            let d = decide(&p, tat, now, 1);
+            assert!(d.allowed);
+            assert_eq!(d.remaining, want_remaining);
+            tat = Some(store_tat(d.new_tat));
+        }
+        let d = decide(&p, tat, now, 1);
+        assert!(!d.allowed);
+        assert_eq!(d.remaining, 0);
+        assert_eq!(d.retry_after_ns.map(ceil_ms), Some(200));
+        assert_eq!(ceil_ms(d.reset_uncharged_ns), 1000);
+    }
+
+    #[test]
+    fn huge_cost_never_fits_and_does_not_overflow() {
+        let p = params(
+            u64::from(u32::MAX),
+            30 * 24 * 3600 * 1000,
+            u64::from(u32::MAX),
+        );
+        let d = decide(&p, Some(u64::MAX), u64::MAX, u64::MAX);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_ns, None);
+    }
+
+    #[test]
+    fn ceil_ms_rounds_up() {
+        assert_eq!(ceil_ms(0), 0);
+        assert_eq!(ceil_ms(1), 1);
+        assert_eq!(ceil_ms(1_000_000), 1);
+        assert_eq!(ceil_ms(1_000_001), 2);
+        assert_eq!(ceil_ms(u128::MAX), i64::MAX);
+    }
+}

@@ -1,0 +1,652 @@
+//! Engine-level tests: RL.CHECK semantics through the public API, CL.THROTTLE against
+//! redis-cell's vectors, decay and purging, and randomized GCRA invariants.
+//!
+//! Every test drives a [`FakeClock`]; none sleeps.
+
+use std::time::Duration;
+
+use super::*;
+
+const T0: Nanos = 1_700_000_000_000_000_000;
+
+fn engine() -> (Engine<FakeClock>, FakeClock) {
+    let clock = FakeClock::new(T0);
+    (Engine::new(clock.clone(), EngineConfig::default()), clock)
+}
+
+fn window(count: u64, period_ms: u64, burst: u64) -> Window {
+    Window::new(count, period_ms, burst).expect("valid window")
+}
+
+fn limit(windows: &[Window]) -> Limit {
+    Limit::new(windows.to_vec()).expect("valid limit")
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn pattern(s: &str) -> EndpointPattern {
+    EndpointPattern::new(s.as_bytes()).expect("valid pattern")
+}
+
+#[test]
+fn five_per_second_six_at_once() {
+    let (e, _clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(5, 1000, 0)]));
+    for (want_remaining, want_reset) in [(4, 200), (3, 400), (2, 600), (1, 800), (0, 1000)] {
+        let r = e.check(b"c", b"/e", 1);
+        assert_eq!(
+            r,
+            CheckResult {
+                allowed: true,
+                limit: 5,
+                remaining: want_remaining,
+                retry_after_ms: -1,
+                reset_after_ms: want_reset,
+            }
+        );
+    }
+    let r = e.check(b"c", b"/e", 1);
+    assert_eq!(
+        r,
+        CheckResult {
+            allowed: false,
+            limit: 5,
+            remaining: 0,
+            retry_after_ms: 200,
+            reset_after_ms: 1000,
+        }
+    );
+}
+
+#[test]
+fn burst_adds_instant_capacity() {
+    let (e, _clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(5, 1000, 2)]));
+    for want in (0..7).rev() {
+        let r = e.check(b"c", b"/e", 1);
+        assert!(r.allowed);
+        assert_eq!((r.limit, r.remaining), (7, want));
+    }
+    let r = e.check(b"c", b"/e", 1);
+    assert!(!r.allowed);
+    assert_eq!(
+        (r.limit, r.retry_after_ms, r.reset_after_ms),
+        (7, 200, 1400)
+    );
+}
+
+#[test]
+fn cost_beyond_capacity_never_fits() {
+    let (e, _clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(5, 1000, 2)]));
+    for cost in [8, 1000, u64::MAX] {
+        let r = e.check(b"c", b"/e", cost);
+        assert!(!r.allowed, "cost {cost}");
+        assert_eq!(
+            (r.limit, r.remaining, r.retry_after_ms, r.reset_after_ms),
+            (7, 7, -1, 0)
+        );
+    }
+    assert_eq!(e.key_count(), 0, "a denied check stores nothing");
+    // Exactly the capacity fits.
+    let r = e.check(b"c", b"/e", 7);
+    assert!(r.allowed);
+    assert_eq!((r.remaining, r.reset_after_ms), (0, 1400));
+}
+
+#[test]
+fn refill_after_time() {
+    let (e, clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(5, 1000, 0)]));
+    for _ in 0..5 {
+        assert!(e.check(b"c", b"/e", 1).allowed);
+    }
+    assert!(!e.check(b"c", b"/e", 1).allowed);
+    clock.advance(ms(199));
+    let r = e.check(b"c", b"/e", 1);
+    assert_eq!(
+        (r.allowed, r.retry_after_ms, r.reset_after_ms),
+        (false, 1, 801)
+    );
+    clock.advance(ms(1));
+    let r = e.check(b"c", b"/e", 1);
+    assert_eq!((r.allowed, r.remaining, r.reset_after_ms), (true, 0, 1000));
+    clock.advance(ms(600));
+    let r = e.check(b"c", b"/e", 2);
+    assert_eq!((r.allowed, r.remaining, r.reset_after_ms), (true, 1, 800));
+    clock.advance(ms(5000));
+    let r = e.peek(b"c", b"/e");
+    assert_eq!((r.allowed, r.remaining, r.reset_after_ms), (true, 5, 0));
+}
+
+#[test]
+fn cost_zero_and_peek_charge_nothing() {
+    let (e, _clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(5, 1000, 0)]));
+    assert!(e.check(b"c", b"/e", 1).allowed);
+    let r = e.check(b"c", b"/e", 0);
+    assert_eq!((r.allowed, r.remaining, r.reset_after_ms), (true, 4, 200));
+    // Peek says whether a cost-1 check would pass, and shows the state as it is now.
+    let r = e.peek(b"c", b"/e");
+    assert_eq!((r.allowed, r.remaining, r.reset_after_ms), (true, 4, 200));
+    let r = e.peek(b"c", b"/e");
+    assert_eq!(r.remaining, 4, "peek consumed nothing");
+    assert_eq!(e.check(b"c", b"/e", 1).remaining, 3);
+    for _ in 0..3 {
+        assert!(e.check(b"c", b"/e", 1).allowed);
+    }
+    // Empty: peek reports the cost-1 denial and its wait.
+    let r = e.peek(b"c", b"/e");
+    assert_eq!((r.allowed, r.remaining, r.retry_after_ms), (false, 0, 200));
+}
+
+#[test]
+fn unlimited_when_no_limit_applies() {
+    let (e, _clock) = engine();
+    let unlimited = CheckResult {
+        allowed: true,
+        limit: -1,
+        remaining: -1,
+        retry_after_ms: -1,
+        reset_after_ms: -1,
+    };
+    assert_eq!(e.check(b"c", b"/e", 1), unlimited);
+    assert_eq!(e.check(b"c", b"/e", u64::MAX), unlimited);
+    assert_eq!(e.peek(b"c", b"/e"), unlimited);
+    assert_eq!(e.key_count(), 0);
+    let x = e.explain(b"c", b"/e");
+    assert_eq!(
+        x,
+        Explanation {
+            scope: None,
+            tier: None,
+            limit: None,
+            windows: vec![]
+        }
+    );
+}
+
+#[test]
+fn multi_window_is_all_or_nothing() {
+    let (e, clock) = engine();
+    let per_second = window(10, 1000, 0);
+    let per_minute = window(20, 60_000, 0);
+    e.set_limit(Scope::Default, limit(&[per_second, per_minute]));
+
+    // Allowed replies describe the window with the fewest remaining.
+    let r = e.check(b"c", b"/e", 1);
+    assert_eq!((r.limit, r.remaining), (10, 9));
+    for _ in 0..9 {
+        assert!(e.check(b"c", b"/e", 1).allowed);
+    }
+    let r = e.check(b"c", b"/e", 1);
+    assert_eq!((r.allowed, r.limit, r.retry_after_ms), (false, 10, 100));
+    clock.advance(ms(1000));
+    for i in 0..10 {
+        let r = e.check(b"c", b"/e", 1);
+        assert!(r.allowed, "check {i}");
+        // Both windows have 9 - i left; on a tie the first window is reported.
+        assert_eq!((r.limit, r.remaining), (10, 9 - i));
+    }
+    // The minute window is exhausted; the second window refills.
+    clock.advance(ms(1000));
+    let r = e.check(b"c", b"/e", 1);
+    assert_eq!(
+        r,
+        CheckResult {
+            allowed: false,
+            limit: 20,
+            remaining: 0,
+            retry_after_ms: 1000,
+            reset_after_ms: 58_000,
+        }
+    );
+    // The denied check charged nothing: the per-second window is still full.
+    let x = e.explain(b"c", b"/e");
+    assert_eq!(x.windows[0].remaining, 10);
+    assert_eq!(x.windows[0].reset_after_ms, 0);
+    assert_eq!(x.windows[1].remaining, 0);
+    assert_eq!(x.windows[1].reset_after_ms, 58_000);
+    let p = e.peek(b"c", b"/e");
+    assert_eq!((p.allowed, p.limit, p.retry_after_ms), (false, 20, 1000));
+    // After the retry delay the check fits both windows.
+    clock.advance(ms(1000));
+    let r = e.check(b"c", b"/e", 1);
+    assert!(r.allowed);
+    assert_eq!((r.limit, r.remaining), (20, 0));
+    assert_eq!(e.explain(b"c", b"/e").windows[0].remaining, 9);
+}
+
+#[test]
+fn multi_window_never_fits_wins_retry() {
+    let (e, _clock) = engine();
+    e.set_limit(
+        Scope::Default,
+        limit(&[window(2, 1000, 0), window(100, 60_000, 0)]),
+    );
+    // Cost 3 never fits the first window (capacity 2) though it fits the second.
+    let r = e.check(b"c", b"/e", 3);
+    assert_eq!((r.allowed, r.limit, r.retry_after_ms), (false, 2, -1));
+}
+
+#[test]
+fn precedence_through_the_engine_and_limit_changes_apply_next_check() {
+    let (e, clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(1, 1000, 0)]));
+    e.set_limit(
+        Scope::Endpoint(pattern("/api/*")),
+        limit(&[window(2, 1000, 0)]),
+    );
+    e.set_limit(
+        Scope::Tier {
+            name: b"gold".to_vec(),
+            endpoint: None,
+        },
+        limit(&[window(3, 1000, 0)]),
+    );
+    e.set_limit(
+        Scope::Client {
+            id: b"alice".to_vec(),
+            endpoint: Some(pattern("/api/x")),
+        },
+        limit(&[window(4, 1000, 0)]),
+    );
+    let lim_of = |c: &[u8], ep: &[u8]| e.peek(c, ep).limit;
+    assert_eq!(lim_of(b"bob", b"/web"), 1);
+    assert_eq!(lim_of(b"bob", b"/api/y"), 2);
+    e.set_tier(b"bob", b"gold");
+    assert_eq!(e.get_tier(b"bob"), Some(b"gold".to_vec()));
+    assert_eq!(lim_of(b"bob", b"/api/y"), 3, "tier beats endpoint");
+    assert_eq!(lim_of(b"alice", b"/api/x"), 4);
+    assert_eq!(lim_of(b"alice", b"/api/y"), 2);
+    assert!(e.del_tier(b"bob"));
+    assert!(!e.del_tier(b"bob"));
+    assert_eq!(lim_of(b"bob", b"/api/y"), 2);
+
+    // A limit change applies to the very next check. The bucket stays per client+endpoint
+    // and its state is a time (the TAT), so the 1 s of debt carries over: under 10/s that is
+    // a full bucket, which frees one unit every 100 ms.
+    assert!(e.check(b"bob", b"/web", 1).allowed);
+    assert!(!e.check(b"bob", b"/web", 1).allowed);
+    e.set_limit(Scope::Default, limit(&[window(10, 1000, 0)]));
+    let r = e.check(b"bob", b"/web", 1);
+    assert_eq!(
+        (r.allowed, r.limit, r.remaining, r.retry_after_ms),
+        (false, 10, 0, 100)
+    );
+    clock.advance(ms(300));
+    let r = e.check(b"bob", b"/web", 1);
+    assert_eq!((r.allowed, r.limit, r.remaining), (true, 10, 2));
+    assert!(e.del_limit(&Scope::Default));
+    assert_eq!(e.check(b"bob", b"/web", 1).limit, -1);
+
+    let x = e.explain(b"alice", b"/api/x");
+    assert_eq!(
+        x.scope.map(|s| s.to_string()),
+        Some("CLIENT alice ENDPOINT /api/x".to_string())
+    );
+    assert_eq!(x.limit, Some(limit(&[window(4, 1000, 0)])));
+    assert_eq!(
+        e.get_limit(&Scope::Endpoint(pattern("/api/*"))),
+        Some(limit(&[window(2, 1000, 0)]))
+    );
+    let listed: Vec<String> = e.list_limits().iter().map(|(s, _)| s.to_string()).collect();
+    assert_eq!(
+        listed,
+        [
+            "CLIENT alice ENDPOINT /api/x",
+            "TIER gold",
+            "ENDPOINT /api/*"
+        ]
+    );
+}
+
+#[test]
+fn buckets_are_per_client_and_endpoint() {
+    let (e, _clock) = engine();
+    e.set_limit(
+        Scope::Endpoint(pattern("/api/*")),
+        limit(&[window(1, 1000, 0)]),
+    );
+    assert!(e.check(b"c", b"/api/a", 1).allowed);
+    assert!(!e.check(b"c", b"/api/a", 1).allowed);
+    assert!(
+        e.check(b"c", b"/api/b", 1).allowed,
+        "same scope, other endpoint"
+    );
+    assert!(e.check(b"d", b"/api/a", 1).allowed, "other client");
+    // Length prefixing: ("ab", "c") is not ("a", "bc").
+    e.set_limit(Scope::Default, limit(&[window(1, 1000, 0)]));
+    assert!(e.check(b"ab", b"c", 1).allowed);
+    assert!(e.check(b"a", b"bc", 1).allowed);
+}
+
+#[test]
+fn decayed_keys_read_fresh_and_are_purged() {
+    let (e, clock) = engine();
+    e.set_limit(
+        Scope::Default,
+        limit(&[window(5, 1000, 0), window(50, 60_000, 0)]),
+    );
+    for c in [&b"a"[..], b"b", b"c"] {
+        assert!(e.check(c, b"/e", 1).allowed);
+    }
+    assert_eq!(e.key_count(), 6, "one entry per window");
+    assert!(e.memory_bytes() > 0);
+    clock.advance(ms(200));
+    assert_eq!(e.key_count(), 3, "the 1s windows decayed");
+    clock.advance(ms(1200));
+    assert_eq!(
+        e.peek(b"a", b"/e").remaining,
+        5,
+        "decayed key reads as fresh"
+    );
+    assert_eq!(
+        e.purge_decayed(usize::MAX),
+        2,
+        "peek already dropped a's entry"
+    );
+    assert_eq!(e.purge_decayed(usize::MAX), 0);
+    assert_eq!(e.key_count(), 0);
+    // The same through key_count alone.
+    assert!(e.check(b"z", b"/e", 1).allowed);
+    clock.advance(ms(60_000));
+    assert_eq!(e.key_count(), 0);
+}
+
+#[test]
+fn purge_budget_is_respected() {
+    let (e, clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(5, 1000, 0)]));
+    for i in 0..50u32 {
+        assert!(e.check(&i.to_le_bytes(), b"/e", 1).allowed);
+    }
+    clock.advance(ms(1000));
+    let mut total = 0;
+    for _ in 0..100 {
+        let n = e.purge_decayed(7);
+        assert!(n <= 7);
+        total += n;
+        if n == 0 {
+            break;
+        }
+    }
+    assert_eq!(total, 50);
+}
+
+#[test]
+fn reset_restores_full_allowance() {
+    let (e, clock) = engine();
+    e.set_limit(
+        Scope::Default,
+        limit(&[window(2, 1000, 0), window(3, 10_000, 0)]),
+    );
+    assert!(!e.reset(b"c", b"/e"));
+    assert!(e.check(b"c", b"/e", 2).allowed);
+    assert!(!e.check(b"c", b"/e", 1).allowed);
+    assert!(e.reset(b"c", b"/e"));
+    assert!(!e.reset(b"c", b"/e"));
+    let r = e.check(b"c", b"/e", 1);
+    assert_eq!((r.allowed, r.remaining), (true, 1));
+    clock.advance(ms(20_000));
+    assert!(
+        !e.reset(b"c", b"/e"),
+        "decayed state is not 'removed state'"
+    );
+    assert!(e.check(b"c", b"/e", 1).allowed);
+    e.flush_state();
+    assert_eq!(e.key_count(), 0);
+    assert_eq!(e.list_limits().len(), 1, "flush keeps configuration");
+}
+
+#[test]
+fn explain_reports_tier_and_window_states() {
+    let (e, _clock) = engine();
+    e.set_tier(b"c", b"gold");
+    e.set_limit(
+        Scope::Tier {
+            name: b"gold".to_vec(),
+            endpoint: Some(pattern("/e*")),
+        },
+        limit(&[window(5, 1000, 0), window(100, 60_000, 5)]),
+    );
+    assert!(e.check(b"c", b"/e", 2).allowed);
+    let x = e.explain(b"c", b"/e");
+    assert_eq!(x.tier, Some(b"gold".to_vec()));
+    assert_eq!(
+        x.scope.map(|s| s.to_string()),
+        Some("TIER gold ENDPOINT /e*".to_string())
+    );
+    let states: Vec<(i64, i64)> = x
+        .windows
+        .iter()
+        .map(|w| (w.remaining, w.reset_after_ms))
+        .collect();
+    assert_eq!(states, [(3, 400), (103, 1200)]);
+}
+
+/// One CL.THROTTLE vector: (seconds after start, quantity, expected reply).
+type Vector = (f64, i64, [i64; 5]);
+
+#[test]
+fn cl_throttle_matches_redis_cell_vectors() {
+    let (e, clock) = engine();
+    let vectors: [Vector; 15] = [
+        (0.0, 6, [1, 5, 5, -1, 0]),
+        (0.0, 1, [0, 5, 4, -1, 1]),
+        (0.0, 1, [0, 5, 3, -1, 2]),
+        (0.0, 1, [0, 5, 2, -1, 3]),
+        (0.0, 1, [0, 5, 1, -1, 4]),
+        (0.0, 1, [0, 5, 0, -1, 5]),
+        (0.0, 1, [1, 5, 0, 1, 5]),
+        (3.0, 1, [0, 5, 2, -1, 3]),
+        (3.1, 1, [0, 5, 1, -1, 4]),
+        (4.0, 1, [0, 5, 1, -1, 4]),
+        (8.0, 1, [0, 5, 4, -1, 1]),
+        (9.5, 1, [0, 5, 4, -1, 1]),
+        (9.5, 0, [0, 5, 4, -1, 1]),
+        (9.5, 2, [0, 5, 2, -1, 3]),
+        (9.5, 5, [1, 5, 2, 3, 3]),
+    ];
+    for (i, (t, q, want)) in vectors.iter().enumerate() {
+        clock.set(T0 + (t * 1000.0).round() as u64 * 1_000_000);
+        let words = [
+            "foo".to_string(),
+            "4".into(),
+            "1".into(),
+            "1".into(),
+            q.to_string(),
+        ];
+        let words: Vec<&[u8]> = words.iter().map(|s| s.as_bytes()).collect();
+        let (key, args) = parse_throttle_args(&words).expect("valid args");
+        let r = e.throttle(&key, args).expect("valid rate");
+        let got = [
+            i64::from(r.limited),
+            r.limit,
+            r.remaining,
+            r.retry_after_s,
+            r.reset_after_s,
+        ];
+        assert_eq!(&got, want, "vector {i} at {t}s, quantity {q}");
+    }
+}
+
+#[test]
+fn cl_throttle_key_expires_at_its_tat_and_is_separate_from_rl() {
+    let (e, clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(1, 1000, 0)]));
+    let args = ThrottleArgs {
+        max_burst: 0,
+        count: 1,
+        period_s: 2,
+        quantity: 1,
+    };
+    // redis-cell's own end-to-end scenario: 0 burst, 1 per 2 s.
+    let r = e.throttle(b"user123", args).expect("ok");
+    assert_eq!(
+        (
+            r.limited,
+            r.limit,
+            r.remaining,
+            r.retry_after_s,
+            r.reset_after_s
+        ),
+        (false, 1, 0, -1, 2)
+    );
+    let r = e.throttle(b"user123", args).expect("ok");
+    assert_eq!(
+        (r.limited, r.remaining, r.retry_after_s, r.reset_after_s),
+        (true, 0, 2, 2)
+    );
+    assert_eq!(e.key_count(), 1);
+    // An RL bucket named like the CL key is a different bucket.
+    assert!(e.check(b"user123", b"", 1).allowed);
+    assert_eq!(e.key_count(), 2);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(e.key_count(), 0, "CL state lives exactly until its TAT");
+    let r = e.throttle(b"user123", args).expect("ok");
+    assert_eq!(
+        (r.limited, r.retry_after_s, r.reset_after_s),
+        (false, -1, 2)
+    );
+    // Quantity 0 on a fresh key stores nothing.
+    let peek = ThrottleArgs {
+        quantity: 0,
+        ..args
+    };
+    let r = e.throttle(b"other", peek).expect("ok");
+    assert_eq!((r.limited, r.remaining, r.reset_after_s), (false, 1, 0));
+    assert_eq!(e.key_count(), 1);
+    // Zero rate: refused before touching state.
+    let zero = ThrottleArgs { count: 0, ..args };
+    assert_eq!(
+        e.throttle(b"x", zero),
+        Err(CellError(
+            "Cell error: Zero rates are not supported".to_string()
+        ))
+    );
+}
+
+#[test]
+fn cl_throttle_odd_inputs_do_not_panic() {
+    let (e, _clock) = engine();
+    let extremes = [i64::MIN, -1, 0, 1, 2, i64::MAX];
+    for &max_burst in &extremes {
+        for &count in &extremes {
+            for &period_s in &extremes {
+                for &quantity in &extremes {
+                    let args = ThrottleArgs {
+                        max_burst,
+                        count,
+                        period_s,
+                        quantity,
+                    };
+                    let _ = e.throttle(b"k", args);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn engine_handles_concurrent_checks_and_edits() {
+    let (e, _clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(1000, 1000, 0)]));
+    let allowed = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..500 {
+                    if e.check(b"c", b"/e", 1).allowed {
+                        allowed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        s.spawn(|| {
+            for i in 0..200u32 {
+                e.set_tier(&i.to_le_bytes(), b"t");
+            }
+        });
+    });
+    assert_eq!(
+        allowed.load(Ordering::Relaxed),
+        1000,
+        "frozen clock: exactly the capacity"
+    );
+}
+
+/// xorshift64*: a tiny deterministic generator, so the property tests need no dependency
+/// and every failure reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// GCRA never admits more than capacity + elapsed/T over any interval, and a denied check's
+/// retry_after is honest: retrying the same cost that much later succeeds.
+#[test]
+fn gcra_properties_randomized() {
+    for seed in 1..=40u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let (e, clock) = engine();
+        let w = window(1 + rng.below(20), 1 + rng.below(5000), rng.below(10));
+        e.set_limit(Scope::Default, limit(&[w]));
+        let t = (u128::from(w.period_ms()) * 1_000_000 / u128::from(w.count())).max(1);
+        let capacity = u128::from(w.capacity());
+        // (time, cost) of every admitted check.
+        let mut admitted: Vec<(u128, u128)> = Vec::new();
+        for _ in 0..300 {
+            clock.advance(Duration::from_nanos(rng.below(3 * t as u64 + 1)));
+            let cost = rng.below(capacity as u64 + 2);
+            let r = e.check(b"c", b"/e", cost);
+            let now = u128::from(clock.now());
+            if r.allowed {
+                admitted.push((now, u128::from(cost)));
+            } else if r.retry_after_ms >= 0 {
+                assert!(u128::from(cost) <= capacity);
+                if rng.below(2) == 0 {
+                    clock.advance(ms(r.retry_after_ms as u64));
+                    let again = e.check(b"c", b"/e", cost);
+                    assert!(again.allowed, "seed {seed}: retry_after was not honest");
+                    admitted.push((u128::from(clock.now()), u128::from(cost)));
+                }
+            } else {
+                assert!(
+                    u128::from(cost) > capacity,
+                    "seed {seed}: -1 only for never-fits"
+                );
+            }
+        }
+        for i in 0..admitted.len() {
+            let mut sum = 0;
+            for j in i..admitted.len() {
+                sum += admitted[j].1;
+                let elapsed = admitted[j].0 - admitted[i].0;
+                assert!(
+                    sum * t <= capacity * t + elapsed,
+                    "seed {seed}: admitted {sum} in {elapsed} ns (T {t}, capacity {capacity})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn engine_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Engine<SystemClock>>();
+    assert_send_sync::<Engine<FakeClock>>();
+}
