@@ -1,0 +1,38 @@
+//! CL.THROTTLE, a drop-in for the redis-cell module: same arguments, same reply
+//! `[limited, max_burst+1, remaining, retry_after_s, reset_after_s]`, same arithmetic and the
+//! same `Cell error: ...` texts. The engine holds the arithmetic; this file only adapts.
+
+use crate::server::Shared;
+use crate::stats::LocalStats;
+use bytes::Bytes;
+use ratelimitd_engine::parse_throttle_args;
+use ratelimitd_protocol::{ParseError, Reply};
+
+pub fn execute(
+    shared: &Shared,
+    args: &[Bytes],
+    local: &mut LocalStats,
+) -> Result<Reply, ParseError> {
+    let rest: Vec<&[u8]> = args[1..].iter().map(|a| a.as_ref()).collect();
+    let (key, throttle) = match parse_throttle_args(&rest) {
+        Ok(parsed) => parsed,
+        Err(e) => return Ok(Reply::error(e.to_string())),
+    };
+    match shared.engine.throttle(&key, throttle) {
+        Ok(r) => {
+            if r.limited {
+                local.denied += 1;
+            } else {
+                local.allowed += 1;
+            }
+            Ok(Reply::Array(vec![
+                Reply::Integer(r.limited as i64),
+                Reply::Integer(r.limit),
+                Reply::Integer(r.remaining),
+                Reply::Integer(r.retry_after_s),
+                Reply::Integer(r.reset_after_s),
+            ]))
+        }
+        Err(e) => Ok(Reply::error(e.to_string())),
+    }
+}

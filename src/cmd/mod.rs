@@ -1,0 +1,147 @@
+//! Command dispatch: look the name up in the command table, check arity and authentication the
+//! way Redis does (so every command gets the same error texts), then run the command's family.
+//!
+//! One file per family:
+//! - [`connection`]: PING, ECHO, HELLO, AUTH, QUIT, SELECT, CLIENT.
+//! - [`server`]: COMMAND, INFO, DBSIZE, FLUSHALL/FLUSHDB, TIME, CONFIG.
+//! - [`rl`]: the RL.* rate-limit API.
+//! - [`cell`]: CL.THROTTLE, redis-cell compatible.
+//!
+//! [`table`] lists every command with its arity and flags; COMMAND reports from it.
+
+pub mod cell;
+pub mod connection;
+pub mod rl;
+pub mod server;
+pub mod table;
+
+use crate::server::Shared;
+use crate::stats::{ClientHandle, LocalStats};
+use bytes::Bytes;
+use ratelimitd_protocol::{ParseError, ProtoVersion, Reply};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use table::CmdId;
+
+/// Per-connection state that commands read and change.
+pub struct Session {
+    pub handle: Arc<ClientHandle>,
+    pub proto: ProtoVersion,
+    pub authenticated: bool,
+    /// Set by QUIT: the connection writes the reply and closes.
+    pub quit: bool,
+    last_cmd: Option<CmdId>,
+}
+
+impl Session {
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Session {
+        Session {
+            handle,
+            proto: ProtoVersion::Resp2,
+            authenticated,
+            quit: false,
+            last_cmd: None,
+        }
+    }
+
+    /// Record activity for CLIENT LIST (idle= and cmd=); called once per batch, not per command.
+    pub fn touch(&mut self) {
+        let ms = self.handle.created.elapsed().as_millis() as u64;
+        self.handle.last_active_ms.store(ms, Ordering::Relaxed);
+        if let Some(id) = self.last_cmd.take() {
+            if let Ok(mut c) = self.handle.last_cmd.lock() {
+                c.clear();
+                c.push_str(table::spec_of(id).name);
+            }
+        }
+    }
+}
+
+/// Execute one request. `args[0]` is the command name.
+pub fn execute(
+    shared: &Shared,
+    session: &mut Session,
+    args: &[Bytes],
+    local: &mut LocalStats,
+) -> Reply {
+    local.commands += 1;
+    let Some(name) = args.first() else {
+        return Reply::error("ERR empty command");
+    };
+    let Some(spec) = table::lookup(name) else {
+        local.unknown += 1;
+        return unknown_command(name, &args[1..]);
+    };
+    let argc = args.len() as i64;
+    let arity = spec.arity as i64;
+    if (arity > 0 && argc != arity) || (arity < 0 && argc < -arity) {
+        return Reply::error(ParseError::WrongArity(spec.name.to_string()).to_string());
+    }
+    if !session.authenticated && !spec.no_auth {
+        return Reply::error("NOAUTH Authentication required.");
+    }
+    session.last_cmd = Some(spec.id);
+    let result = match spec.id {
+        CmdId::Ping
+        | CmdId::Echo
+        | CmdId::Hello
+        | CmdId::Auth
+        | CmdId::Quit
+        | CmdId::Select
+        | CmdId::Client => connection::execute(spec.id, shared, session, args),
+        CmdId::Command
+        | CmdId::Info
+        | CmdId::Dbsize
+        | CmdId::Flushall
+        | CmdId::Flushdb
+        | CmdId::Time
+        | CmdId::Config => server::execute(spec.id, shared, session, args),
+        CmdId::RlLimit
+        | CmdId::RlTier
+        | CmdId::RlCheck
+        | CmdId::RlPeek
+        | CmdId::RlReset
+        | CmdId::RlExplain => rl::execute(spec.id, shared, session, args, local),
+        CmdId::ClThrottle => cell::execute(shared, args, local),
+    };
+    result.unwrap_or_else(|e| Reply::error(e.to_string()))
+}
+
+/// Redis's text: `ERR unknown command 'foo', with args beginning with: 'a' 'b' `.
+fn unknown_command(name: &Bytes, rest: &[Bytes]) -> Reply {
+    let mut msg = format!(
+        "ERR unknown command '{}', with args beginning with: ",
+        shorten(name, 128)
+    );
+    for arg in rest {
+        msg.push_str(&format!("'{}' ", shorten(arg, 128)));
+        if msg.len() > 512 {
+            break;
+        }
+    }
+    Reply::error(msg)
+}
+
+/// Client-sent bytes made safe for an error line: lossy UTF-8, at most `max` characters.
+pub fn shorten(b: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(b)
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// `ERR unknown subcommand 'x'. Try CMD HELP.`, as Redis words it.
+pub fn unknown_subcommand(sub: &[u8], cmd: &str) -> ParseError {
+    ParseError::Invalid(format!(
+        "unknown subcommand '{}'. Try {} HELP.",
+        shorten(sub, 128),
+        cmd
+    ))
+}
+
+/// A text reply that RESP3 clients receive as a verbatim string and RESP2 clients as a bulk
+/// string (what Redis does for INFO and CLIENT LIST).
+pub fn text_reply(text: String) -> Reply {
+    Reply::Verbatim("txt", Bytes::from(text))
+}

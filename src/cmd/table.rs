@@ -1,0 +1,314 @@
+//! The command table: every command the daemon knows, with Redis-style arity, flags and key
+//! positions. Dispatch uses it to check arity and authentication uniformly; COMMAND reports it,
+//! so redis-cli and client libraries see accurate metadata.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// Identifies a command for dispatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CmdId {
+    Ping,
+    Echo,
+    Hello,
+    Auth,
+    Quit,
+    Select,
+    Client,
+    Command,
+    Info,
+    Dbsize,
+    Flushall,
+    Flushdb,
+    Time,
+    Config,
+    RlLimit,
+    RlTier,
+    RlCheck,
+    RlPeek,
+    RlReset,
+    RlExplain,
+    ClThrottle,
+}
+
+/// One command's metadata, as Redis's COMMAND INFO describes it.
+#[derive(Debug)]
+pub struct CommandSpec {
+    pub id: CmdId,
+    /// Lowercase name.
+    pub name: &'static str,
+    /// Redis arity: N means exactly N arguments including the name; -N means at least N.
+    pub arity: i32,
+    pub flags: &'static [&'static str],
+    pub first_key: i64,
+    pub last_key: i64,
+    pub step: i64,
+    /// Allowed before AUTH when a password is set.
+    pub no_auth: bool,
+    /// One-line summary for COMMAND DOCS.
+    pub summary: &'static str,
+}
+
+const fn row(
+    id: CmdId,
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    keys: (i64, i64, i64),
+    no_auth: bool,
+    summary: &'static str,
+) -> CommandSpec {
+    CommandSpec {
+        id,
+        name,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+        no_auth,
+        summary,
+    }
+}
+
+const NOKEYS: (i64, i64, i64) = (0, 0, 0);
+
+/// Every command. Keep sorted by family, as in docs/API.md.
+pub static COMMANDS: &[CommandSpec] = &[
+    row(
+        CmdId::Ping,
+        "ping",
+        -1,
+        &["fast", "stale"],
+        NOKEYS,
+        false,
+        "Returns the server's liveliness response.",
+    ),
+    row(
+        CmdId::Echo,
+        "echo",
+        2,
+        &["fast", "stale"],
+        NOKEYS,
+        false,
+        "Returns the given string.",
+    ),
+    row(
+        CmdId::Hello,
+        "hello",
+        -1,
+        &["noscript", "loading", "stale", "fast", "no_auth"],
+        NOKEYS,
+        true,
+        "Handshakes with the server: protocol version, authentication, client name.",
+    ),
+    row(
+        CmdId::Auth,
+        "auth",
+        -2,
+        &["noscript", "loading", "stale", "fast", "no_auth"],
+        NOKEYS,
+        true,
+        "Authenticates the connection.",
+    ),
+    row(
+        CmdId::Quit,
+        "quit",
+        -1,
+        &["noscript", "loading", "stale", "fast", "no_auth"],
+        NOKEYS,
+        true,
+        "Closes the connection.",
+    ),
+    row(
+        CmdId::Select,
+        "select",
+        2,
+        &["loading", "stale", "fast"],
+        NOKEYS,
+        false,
+        "Selects the database; only 0 exists.",
+    ),
+    row(
+        CmdId::Client,
+        "client",
+        -2,
+        &["noscript", "loading", "stale"],
+        NOKEYS,
+        false,
+        "Connection management: SETNAME, GETNAME, ID, LIST, INFO, SETINFO.",
+    ),
+    row(
+        CmdId::Command,
+        "command",
+        -1,
+        &["loading", "stale"],
+        NOKEYS,
+        false,
+        "Describes the server's commands: COUNT, DOCS, INFO, LIST.",
+    ),
+    row(
+        CmdId::Info,
+        "info",
+        -1,
+        &["loading", "stale"],
+        NOKEYS,
+        false,
+        "Server information and statistics.",
+    ),
+    row(
+        CmdId::Dbsize,
+        "dbsize",
+        1,
+        &["readonly", "fast"],
+        NOKEYS,
+        false,
+        "Number of live rate-limit keys.",
+    ),
+    row(
+        CmdId::Flushall,
+        "flushall",
+        -1,
+        &["write"],
+        NOKEYS,
+        false,
+        "Drops all rate state (limits and tiers are kept).",
+    ),
+    row(
+        CmdId::Flushdb,
+        "flushdb",
+        -1,
+        &["write"],
+        NOKEYS,
+        false,
+        "Same as FLUSHALL: there is one database.",
+    ),
+    row(
+        CmdId::Time,
+        "time",
+        1,
+        &["loading", "stale", "fast"],
+        NOKEYS,
+        false,
+        "The server's time as [seconds, microseconds].",
+    ),
+    row(
+        CmdId::Config,
+        "config",
+        -2,
+        &["admin", "noscript", "loading", "stale"],
+        NOKEYS,
+        false,
+        "CONFIG GET, RESETSTAT.",
+    ),
+    row(
+        CmdId::RlLimit,
+        "rl.limit",
+        -2,
+        &["write"],
+        NOKEYS,
+        false,
+        "Sets, reads, deletes and lists limits: RL.LIMIT SET|GET|DEL|LIST.",
+    ),
+    row(
+        CmdId::RlTier,
+        "rl.tier",
+        -3,
+        &["write"],
+        NOKEYS,
+        false,
+        "Assigns a client to a tier: RL.TIER SET|GET|DEL.",
+    ),
+    row(
+        CmdId::RlCheck,
+        "rl.check",
+        -3,
+        &["write", "fast"],
+        (1, 1, 1),
+        false,
+        "Checks and consumes: may this client call this endpoint now?",
+    ),
+    row(
+        CmdId::RlPeek,
+        "rl.peek",
+        3,
+        &["readonly", "fast"],
+        (1, 1, 1),
+        false,
+        "Like RL.CHECK, consuming nothing.",
+    ),
+    row(
+        CmdId::RlReset,
+        "rl.reset",
+        3,
+        &["write", "fast"],
+        (1, 1, 1),
+        false,
+        "Restores the full allowance of a client and endpoint.",
+    ),
+    row(
+        CmdId::RlExplain,
+        "rl.explain",
+        3,
+        &["readonly"],
+        (1, 1, 1),
+        false,
+        "Which limit applies to a client and endpoint, and its windows' state.",
+    ),
+    row(
+        CmdId::ClThrottle,
+        "cl.throttle",
+        -1,
+        &["write", "fast"],
+        (1, 1, 1),
+        false,
+        "redis-cell compatible GCRA throttle.",
+    ),
+];
+
+fn index() -> &'static HashMap<&'static [u8], &'static CommandSpec> {
+    static INDEX: OnceLock<HashMap<&'static [u8], &'static CommandSpec>> = OnceLock::new();
+    INDEX.get_or_init(|| COMMANDS.iter().map(|c| (c.name.as_bytes(), c)).collect())
+}
+
+/// Find a command by name, ASCII case-insensitively, without allocating.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    let mut buf = [0u8; 32];
+    let lower = buf.get_mut(..name.len())?;
+    for (dst, src) in lower.iter_mut().zip(name) {
+        *dst = src.to_ascii_lowercase();
+    }
+    index().get(&*lower).copied()
+}
+
+/// The spec of a known id.
+pub fn spec_of(id: CmdId) -> &'static CommandSpec {
+    // Every CmdId has exactly one row in COMMANDS (checked by a test), so the fallback is never
+    // taken; it exists so that this cannot panic.
+    COMMANDS.iter().find(|c| c.id == id).unwrap_or(&COMMANDS[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_is_case_insensitive_and_rejects_unknown_and_long_names() {
+        assert_eq!(lookup(b"PING").map(|c| c.id), Some(CmdId::Ping));
+        assert_eq!(lookup(b"Rl.Check").map(|c| c.id), Some(CmdId::RlCheck));
+        assert!(lookup(b"nope").is_none());
+        assert!(lookup(&[b'a'; 100]).is_none());
+        assert!(lookup(b"").is_none());
+    }
+
+    #[test]
+    fn every_id_has_one_row() {
+        let mut names: Vec<_> = COMMANDS.iter().map(|c| c.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), COMMANDS.len());
+        for c in COMMANDS {
+            assert_eq!(spec_of(c.id).name, c.name);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! One client connection: read, decode every complete request, execute, write all replies once.
+//!
+//! Pipelining is real: a read that brings 16 requests produces 16 replies and one `write`. A
+//! request refused for its size gets its error in its place in the pipeline and the connection
+//! carries on; bytes that are not RESP at all get `-ERR Protocol error` and a close (the stream
+//! cannot be resynchronised), exactly as Redis does.
+
+use crate::cmd::{self, Session};
+use crate::server::Shared;
+use crate::stats::LocalStats;
+use bytes::BytesMut;
+use ratelimitd_protocol::{compose, Decoder, Limits, Reply, Request};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Initial read buffer; it grows only for requests that need more.
+const READ_BUF: usize = 16 * 1024;
+
+pub struct Connection {
+    socket: TcpStream,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    session: Session,
+}
+
+impl Connection {
+    pub fn new(
+        socket: TcpStream,
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Connection {
+        let handle = shared.clients.register(peer, socket.local_addr().ok());
+        let session = Session::new(handle, shared.config.requirepass.is_none());
+        Connection {
+            socket,
+            shared,
+            shutdown,
+            session,
+        }
+    }
+
+    /// Serve the connection until the client leaves, sends QUIT, breaks the protocol, or the
+    /// daemon shuts down. Errors are the client's business (a vanished peer is normal), so they
+    /// end the connection quietly.
+    pub async fn run(mut self) {
+        let _ = self.serve().await;
+        self.shared.clients.unregister(self.session.handle.id);
+    }
+
+    async fn serve(&mut self) -> std::io::Result<()> {
+        let limits = Limits {
+            max_bulk_len: self.shared.config.max_bulk_len,
+            max_array_len: self.shared.config.max_args,
+            ..Limits::default()
+        };
+        let mut decoder = Decoder::new(limits);
+        let mut input = BytesMut::with_capacity(READ_BUF);
+        let mut output = BytesMut::with_capacity(READ_BUF);
+        let mut local = LocalStats::default();
+        loop {
+            if input.capacity() - input.len() < 1024 {
+                input.reserve(READ_BUF);
+            }
+            let n = tokio::select! {
+                read = self.socket.read_buf(&mut input) => read?,
+                _ = self.shutdown.changed() => return Ok(()),
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            let mut close = false;
+            loop {
+                match decoder.decode(&mut input) {
+                    Ok(Some(Request::Command(args))) => {
+                        let reply =
+                            cmd::execute(&self.shared, &mut self.session, &args, &mut local);
+                        compose(&reply, self.session.proto, &mut output);
+                        if self.session.quit {
+                            close = true;
+                            break;
+                        }
+                    }
+                    Ok(Some(Request::Rejected(reason))) => {
+                        self.shared
+                            .stats
+                            .protocol_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        compose(
+                            &Reply::error(reason.to_string()),
+                            self.session.proto,
+                            &mut output,
+                        );
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.shared
+                            .stats
+                            .protocol_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        compose(
+                            &Reply::error(e.to_string()),
+                            self.session.proto,
+                            &mut output,
+                        );
+                        close = true;
+                        break;
+                    }
+                }
+            }
+            local.flush(&self.shared.stats);
+            self.session.touch();
+            if !output.is_empty() {
+                self.socket.write_all(&output).await?;
+                output.clear();
+            }
+            if close {
+                let _ = self.socket.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+}

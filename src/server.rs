@@ -1,0 +1,189 @@
+//! The listener: accepts connections, enforces `--maxclients`, and runs the clean shutdown.
+//!
+//! ```text
+//!             SIGINT/SIGTERM ──► shutdown (watch channel)
+//!                                   │
+//!  TCP accept ──► Connection task ──┴─► read ─► Decoder ─► cmd::execute ─► Engine
+//!  (one tokio    (one per client,        ▲                      │
+//!   task)         on the worker pool)    └──── one write of all replies of that read
+//! ```
+//!
+//! Shutdown: the accept loop stops at once; each connection finishes the requests it has already
+//! read, writes their replies, and closes; `run` returns when all have, or after a grace period.
+
+use crate::connection::Connection;
+use crate::stats::{ClientRegistry, Stats};
+use crate::Config;
+use ratelimitd_engine::{Engine, EngineConfig, SystemClock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How long shutdown waits for connections to finish their in-flight replies.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How often decayed keys are swept, and how many entries one sweep may remove. Small steps keep
+/// any one sweep from delaying requests on the same worker.
+const PURGE_INTERVAL: Duration = Duration::from_millis(100);
+const PURGE_BUDGET: usize = 20_000;
+
+/// State every connection shares.
+pub struct Shared {
+    pub config: Config,
+    pub engine: Engine<SystemClock>,
+    pub stats: Stats,
+    pub clients: ClientRegistry,
+    /// 40 hex characters, new for every process start (INFO's run_id).
+    pub run_id: String,
+    pub started: Instant,
+    /// The port actually bound (differs from config.port when that was 0).
+    pub port: u16,
+}
+
+impl Shared {
+    pub fn new(config: Config, port: u16) -> Shared {
+        let engine = Engine::new(
+            SystemClock::new(),
+            EngineConfig {
+                shards: config.shards,
+            },
+        );
+        Shared {
+            config,
+            engine,
+            stats: Stats::default(),
+            clients: ClientRegistry::default(),
+            run_id: new_run_id(),
+            started: Instant::now(),
+            port,
+        }
+    }
+}
+
+/// A run id that differs between process starts: hashed from the time, the pid and the
+/// address of a stack value, which is plenty for telling restarts apart (it is not a secret).
+fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::with_capacity(40);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let state = ahash::RandomState::new();
+    let marker = 0u8;
+    for i in 0..3u64 {
+        let mut h = state.build_hasher();
+        h.write_u128(nanos);
+        h.write_u32(std::process::id());
+        h.write_usize(&marker as *const u8 as usize);
+        h.write_u64(i);
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out.truncate(40);
+    out
+}
+
+/// Serve until SIGINT or SIGTERM, then shut down cleanly.
+pub async fn run(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let purge_shared = shared.clone();
+    let mut purge_shutdown = shutdown_rx.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => { purge_shared.engine.purge_decayed(PURGE_BUDGET); }
+                _ = purge_shutdown.changed() => break,
+            }
+        }
+    });
+
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (mut socket, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Usually EMFILE: back off briefly instead of spinning.
+                        log(&format!("accept failed: {e}"));
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                shared.stats.connections_received.fetch_add(1, Ordering::Relaxed);
+                if shared.clients.len() >= shared.config.maxclients {
+                    shared.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(async move {
+                        let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+                    });
+                    continue;
+                }
+                let _ = socket.set_nodelay(true);
+                let conn = Connection::new(socket, peer, shared.clone(), shutdown_rx.clone());
+                tokio::spawn(conn.run());
+            }
+            _ = &mut signal => break,
+        }
+    }
+
+    log("shutting down: no new connections; finishing in-flight replies");
+    drop(listener);
+    let _ = shutdown_tx.send(true);
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while shared.clients.len() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let left = shared.clients.len();
+    if left > 0 {
+        log(&format!(
+            "{left} connection(s) still open after the grace period; closing"
+        ));
+    }
+    log("bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// One log line on stderr, with a UTC timestamp. (Structured logging with levels comes with the
+/// operations work; until then these lines are few: start, stop, and accept errors.)
+pub fn log(msg: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    eprintln!(
+        "{}.{:03} ratelimitd[{}]: {msg}",
+        now.as_secs(),
+        now.subsec_millis(),
+        std::process::id()
+    );
+}

@@ -1,0 +1,170 @@
+//! Process-wide counters for INFO, and the registry of connected clients for CLIENT LIST.
+//!
+//! Connections count locally and add to these atomics once per batch of requests, so the hot
+//! path does not bounce a shared cache line on every command.
+
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections_received: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub commands_processed: AtomicU64,
+    pub checks_allowed: AtomicU64,
+    pub checks_denied: AtomicU64,
+    pub unknown_commands: AtomicU64,
+    pub protocol_errors: AtomicU64,
+}
+
+impl Stats {
+    /// CONFIG RESETSTAT.
+    pub fn reset(&self) {
+        for c in [
+            &self.connections_received,
+            &self.rejected_connections,
+            &self.commands_processed,
+            &self.checks_allowed,
+            &self.checks_denied,
+            &self.unknown_commands,
+            &self.protocol_errors,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counters a connection accumulates during one batch, flushed into [`Stats`] afterwards.
+#[derive(Debug, Default)]
+pub struct LocalStats {
+    pub commands: u64,
+    pub allowed: u64,
+    pub denied: u64,
+    pub unknown: u64,
+}
+
+impl LocalStats {
+    pub fn flush(&mut self, stats: &Stats) {
+        if self.commands > 0 {
+            stats
+                .commands_processed
+                .fetch_add(self.commands, Ordering::Relaxed);
+        }
+        if self.allowed > 0 {
+            stats
+                .checks_allowed
+                .fetch_add(self.allowed, Ordering::Relaxed);
+        }
+        if self.denied > 0 {
+            stats
+                .checks_denied
+                .fetch_add(self.denied, Ordering::Relaxed);
+        }
+        if self.unknown > 0 {
+            stats
+                .unknown_commands
+                .fetch_add(self.unknown, Ordering::Relaxed);
+        }
+        *self = LocalStats::default();
+    }
+}
+
+/// What CLIENT LIST shows of one connection. Shared between the connection (which updates it)
+/// and the registry (which reads it).
+#[derive(Debug)]
+pub struct ClientHandle {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub laddr: Option<SocketAddr>,
+    pub created: Instant,
+    pub name: Mutex<Option<Bytes>>,
+    /// Last command name, lowercased (CLIENT LIST's cmd=).
+    pub last_cmd: Mutex<String>,
+    /// Milliseconds since `created` at the last request (for idle=).
+    pub last_active_ms: AtomicU64,
+    /// 2 or 3.
+    pub resp: AtomicU8,
+}
+
+impl ClientHandle {
+    /// One CLIENT LIST line (without the trailing newline), in Redis's field order.
+    pub fn describe(&self) -> String {
+        let age = self.created.elapsed();
+        let idle_ms =
+            (age.as_millis() as u64).saturating_sub(self.last_active_ms.load(Ordering::Relaxed));
+        let name = self
+            .name
+            .lock()
+            .map(|n| {
+                n.as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        let cmd = self.last_cmd.lock().map(|c| c.clone()).unwrap_or_default();
+        let laddr = self.laddr.map(|a| a.to_string()).unwrap_or_default();
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 cmd={} user=default redir=-1 resp={}",
+            self.id,
+            self.addr,
+            laddr,
+            name,
+            age.as_secs(),
+            idle_ms / 1000,
+            if cmd.is_empty() { "NULL".to_string() } else { cmd },
+            self.resp.load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// All connected clients, by id. Locked only on connect, disconnect and CLIENT LIST.
+#[derive(Debug, Default)]
+pub struct ClientRegistry {
+    next_id: AtomicU64,
+    clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+    count: AtomicU64,
+}
+
+impl ClientRegistry {
+    pub fn register(&self, addr: SocketAddr, laddr: Option<SocketAddr>) -> Arc<ClientHandle> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let handle = Arc::new(ClientHandle {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            name: Mutex::new(None),
+            last_cmd: Mutex::new(String::new()),
+            last_active_ms: AtomicU64::new(0),
+            resp: AtomicU8::new(2),
+        });
+        if let Ok(mut map) = self.clients.lock() {
+            map.insert(id, handle.clone());
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        handle
+    }
+
+    pub fn unregister(&self, id: u64) {
+        if let Ok(mut map) = self.clients.lock() {
+            if map.remove(&id).is_some() {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed) as usize
+    }
+
+    pub fn snapshot(&self) -> Vec<Arc<ClientHandle>> {
+        self.clients
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,180 @@
+//! Test harness: start the real `ratelimitd` binary on a free port and talk to it.
+//!
+//! The daemon is started with `--port 0`; it picks a free port and prints it in its
+//! "ready to accept connections" line, which we read from its stderr. Dropping a [`Daemon`]
+//! kills the process, so a failing test never leaves one behind.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    /// Lines the daemon logged after it became ready.
+    pub log: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Daemon::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ratelimitd"))
+            .args(["--port", "0", "--bind", "127.0.0.1"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ratelimitd");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .expect("ratelimitd did not report that it is ready");
+            if let Some(pos) = line.find("ready to accept connections on ") {
+                let addr = &line[pos + "ready to accept connections on ".len()..];
+                let port = addr.rsplit(':').next().and_then(|p| p.trim().parse().ok());
+                break port.expect("port in the ready line");
+            }
+        };
+        Daemon {
+            child,
+            port,
+            log: rx,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .expect("client")
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .expect("connect")
+    }
+
+    /// A raw socket for byte-exact tests.
+    pub fn raw(&self) -> Raw {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.set_nodelay(true).expect("nodelay");
+        Raw { s }
+    }
+
+    /// Send a signal with the system's `kill` (no libc dependency in tests).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Wait for the process to exit, at most `secs` seconds.
+    pub fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "daemon did not exit in {secs}s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain TCP connection for sending exact bytes and reading exact replies.
+pub struct Raw {
+    pub s: TcpStream,
+}
+
+impl Raw {
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).expect("write");
+    }
+
+    /// Read until `expected.len()` bytes arrived and compare them exactly.
+    pub fn expect(&mut self, expected: &[u8]) {
+        let mut got = vec![0u8; expected.len()];
+        self.s
+            .read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("reading {:?}: {e}", String::from_utf8_lossy(expected)));
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected),
+            "exact reply bytes"
+        );
+    }
+
+    /// Read one CRLF-terminated line (without the CRLF).
+    pub fn line(&mut self) -> String {
+        let mut out = Vec::new();
+        let mut b = [0u8; 1];
+        loop {
+            self.s.read_exact(&mut b).expect("read line");
+            out.push(b[0]);
+            if out.ends_with(b"\r\n") {
+                out.truncate(out.len() - 2);
+                return String::from_utf8_lossy(&out).into_owned();
+            }
+        }
+    }
+
+    /// True when the server closed the connection (read returns 0 bytes).
+    pub fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.s.read(&mut b), Ok(0))
+    }
+}
+
+/// Encode a command as a RESP array of bulk strings.
+pub fn resp(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Run a command through the redis crate, returning its value or the error text.
+pub fn run<T: redis::FromRedisValue>(
+    con: &mut redis::Connection,
+    args: &[&str],
+) -> Result<T, String> {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query::<T>(con).map_err(|e| e.to_string())
+}
