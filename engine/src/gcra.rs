@@ -70,7 +70,7 @@ pub(crate) fn decide(p: &Params, tat: Option<Nanos>, now: Nanos, cost: u64) -> D
         Decision {
             allowed: true,
             new_tat,
-            remaining: to_u64((p.tau - ahead) / p.t),
+            remaining: div(p.tau - ahead, p.t),
             retry_after_ns: None,
             reset_if_charged_ns: ahead,
             reset_uncharged_ns: ahead_uncharged,
@@ -78,7 +78,7 @@ pub(crate) fn decide(p: &Params, tat: Option<Nanos>, now: Nanos, cost: u64) -> D
     } else {
         // `tau.saturating_sub` only matters for state written under a stricter old limit
         // whose TAT now runs further ahead than this window's tau.
-        let remaining = to_u64(p.tau.saturating_sub(ahead_uncharged) / p.t);
+        let remaining = div(p.tau.saturating_sub(ahead_uncharged), p.t);
         let retry_after_ns = (increment <= p.tau).then(|| ahead - p.tau);
         Decision {
             allowed: false,
@@ -94,15 +94,29 @@ pub(crate) fn decide(p: &Params, tat: Option<Nanos>, now: Nanos, cost: u64) -> D
 /// Nanoseconds to whole milliseconds, rounded up (a client told "retry after 200 ms" must not
 /// be early), clamped to i64 for the reply.
 pub(crate) fn ceil_ms(ns: u128) -> i64 {
-    i64::try_from(ns.div_ceil(NANOS_PER_MS)).unwrap_or(i64::MAX)
+    // The u64 path is the common one; a u128 division is a slow library call.
+    match u64::try_from(ns) {
+        Ok(ns) => (ns.div_ceil(1_000_000) as i64).max(0),
+        Err(_) => i64::try_from(ns.div_ceil(NANOS_PER_MS)).unwrap_or(i64::MAX),
+    }
+}
+
+/// `a / b` as u64 (saturating), dividing in u64 when both fit: the hot path of every check.
+#[inline]
+fn div(a: u128, b: u128) -> u64 {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) if b > 0 => a / b,
+        _ => to_u64(a / b.max(1)),
+    }
 }
 
 fn to_u64(x: u128) -> u64 {
     u64::try_from(x).unwrap_or(u64::MAX)
 }
 
-/// A TAT as stored in the map. A TAT beyond u64 nanoseconds (year 2554) can only come from
+/// A TAT as a u64 (tests store TATs this way). A TAT beyond u64 nanoseconds (year 2554) can only come from
 /// a degenerate window whose tau exceeds centuries; clamping it errs on the permissive side.
+#[cfg(test)]
 pub(crate) fn store_tat(t: u128) -> Nanos {
     to_u64(t)
 }

@@ -18,10 +18,16 @@
 
 mod cell;
 mod clock;
+mod counting;
+mod fptable;
 mod gcra;
+mod kv;
 mod limit;
+mod shape;
+mod snapshot;
 mod store;
 mod table;
+mod wheel;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
@@ -30,10 +36,14 @@ use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 
 pub use cell::{parse_throttle_args, CellError, ThrottleArgs, ThrottleResult, THROTTLE_USAGE};
 pub use clock::{Clock, FakeClock, SystemClock};
-pub use limit::{EndpointPattern, Limit, LimitError, Scope, Window, MAX_WINDOWS};
+pub use kv::{Item, KvError, KvTxn, KvWrite};
+pub use limit::{Algorithm, EndpointPattern, Limit, LimitError, Scope, Window, MAX_WINDOWS};
+pub use snapshot::SnapshotError;
+pub use store::EvictionPolicy;
 
 use gcra::{ceil_ms, Decision, Params};
-use store::{fingerprint, window_key, Store, TAG_CL, TAG_RL};
+use shape::Shapes;
+use store::{fingerprint, pack, unpack, window_key, Put, Shard, Store, TAG_CL, TAG_RL};
 use table::Table;
 
 /// Nanoseconds since the Unix epoch, as read from a [`Clock`].
@@ -59,6 +69,36 @@ pub struct CheckResult {
     /// Milliseconds (rounded up) until the key is back to its full allowance in every window;
     /// 0 for a fresh or fully decayed key; -1 when unlimited.
     pub reset_after_ms: i64,
+    /// Which kind of scope supplied the limit (for metrics, whose labels must not carry ids).
+    pub scope: ScopeKind,
+}
+
+/// The precedence level a check's limit came from, without the ids (bounded cardinality).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScopeKind {
+    ClientEndpoint = 0,
+    Client = 1,
+    TierEndpoint = 2,
+    Tier = 3,
+    Endpoint = 4,
+    Default = 5,
+    /// No limit applied.
+    None = 6,
+}
+
+impl ScopeKind {
+    /// Label text, e.g. for Prometheus.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScopeKind::ClientEndpoint => "client_endpoint",
+            ScopeKind::Client => "client",
+            ScopeKind::TierEndpoint => "tier_endpoint",
+            ScopeKind::Tier => "tier",
+            ScopeKind::Endpoint => "endpoint",
+            ScopeKind::Default => "default",
+            ScopeKind::None => "none",
+        }
+    }
 }
 
 /// One window's state, for RL.EXPLAIN.
@@ -82,17 +122,62 @@ pub struct Explanation {
 // ---------------------------------------------------------------------------------------------
 // Engine
 
-/// Sizing of an [`Engine`].
+/// Sizing and bounds of an [`Engine`].
 #[derive(Debug, Clone, Copy)]
 pub struct EngineConfig {
     /// Number of shards; rounded up to a power of two (default 256).
     pub shards: usize,
+    /// Most keys held (None: unbounded). Each shard gets an equal share.
+    pub max_keys: Option<u64>,
+    /// Most bytes of tables and wheels (None: unbounded). Each shard gets an equal share.
+    pub max_memory: Option<u64>,
+    /// What to do with a new key when a shard is at its bound.
+    pub policy: EvictionPolicy,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { shards: 256 }
+        EngineConfig {
+            shards: 256,
+            max_keys: None,
+            max_memory: None,
+            policy: EvictionPolicy::EvictNearest,
+        }
     }
+}
+
+/// One replicated change: the *current* state of something a write touched, read when the
+/// changes are drained (so repeated writes of a hot key yield one record). A replica applies it
+/// as it is; it never re-runs a decision with its own clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Rate state of one entry. `words` empty: the entry is gone (reset or evicted).
+    /// `shape` names the window the state was written under (see `Engine::apply_change`).
+    State {
+        table: u8,
+        key: u64,
+        words: Vec<u64>,
+        shape: Option<(u64, u64)>,
+    },
+    /// A key-value item (None: deleted).
+    Item { key: Vec<u8>, item: Option<Item> },
+    /// Everything was dropped (FLUSHALL); earlier changes are void.
+    Flush,
+}
+
+/// Counters for INFO and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineStats {
+    /// Entries held (one per window of an RL key, one per CL.THROTTLE key).
+    pub keys: u64,
+    /// Entries dropped by the timing wheels because they decayed back to full.
+    pub expired: u64,
+    /// Entries dropped to stay within the bounds.
+    pub evicted: u64,
+    /// New keys refused by a refuse-* policy.
+    pub refused: u64,
+    /// Bytes of tables and wheels.
+    pub memory_bytes: u64,
 }
 
 /// The store, the limits table and the clock. All methods take `&self` and are safe to call
@@ -100,6 +185,11 @@ impl Default for EngineConfig {
 pub struct Engine<C: Clock = SystemClock> {
     clock: C,
     store: Store,
+    shapes: Shapes,
+    /// Source of CAS values for key-value items (memcached's `gets`/`cas`, RESP's WATCH).
+    cas: std::sync::atomic::AtomicU64,
+    /// Set by FLUSHALL, taken by the next drain of changes (it must precede them).
+    flushed: std::sync::atomic::AtomicBool,
     /// The current configuration snapshot. Never null. Readers pin and load it without a
     /// lock; writers replace it whole and retire the old one through the epoch collector.
     table: Atomic<Table>,
@@ -115,20 +205,58 @@ const UNLIMITED: CheckResult = CheckResult {
     remaining: -1,
     retry_after_ms: -1,
     reset_after_ms: -1,
+    scope: ScopeKind::None,
 };
 
 fn to_i64(x: u64) -> i64 {
     i64::try_from(x).unwrap_or(i64::MAX)
 }
 
+const NANOS_PER_MS: u64 = 1_000_000;
+
+/// The numbers of one window of the limit being applied, copied out of the table snapshot.
+#[derive(Clone, Copy)]
+struct Win {
+    window: Window,
+    shape: u16,
+}
+
+/// New state for one window, written only if every window admits the check.
+#[derive(Clone, Copy)]
+enum NewState {
+    Gcra(u64),
+    Counting([u64; 3]),
+}
+
 impl<C: Clock> Engine<C> {
     pub fn new(clock: C, config: EngineConfig) -> Engine<C> {
+        let store = Store::new(config.shards, clock.now());
+        store.set_bounds(config.max_keys, config.max_memory, config.policy);
         Engine {
             clock,
-            store: Store::new(config.shards),
+            store,
+            shapes: Shapes::default(),
+            cas: std::sync::atomic::AtomicU64::new(0),
+            flushed: std::sync::atomic::AtomicBool::new(false),
             table: Atomic::new(Table::default()),
             writer: Mutex::new(()),
         }
+    }
+
+    /// Change the bounds at runtime (CONFIG SET). Keys above a lowered bound are evicted as new
+    /// keys arrive, not all at once.
+    pub fn set_bounds(
+        &self,
+        max_keys: Option<u64>,
+        max_memory: Option<u64>,
+        policy: EvictionPolicy,
+    ) {
+        self.store.set_bounds(max_keys, max_memory, policy);
+    }
+
+    /// (max keys, max memory bytes, policy) as last set.
+    pub fn bounds(&self) -> (Option<u64>, Option<u64>, EvictionPolicy) {
+        self.store.bounds()
     }
 
     /// The engine's clock reading (for TIME and tests).
@@ -163,6 +291,26 @@ impl<C: Clock> Engine<C> {
         out
     }
 
+    /// The limit that applies to (client, endpoint), copied out of the snapshot.
+    fn applicable(
+        &self,
+        client: &[u8],
+        endpoint: &[u8],
+    ) -> Option<(Algorithm, [Option<Win>; MAX_WINDOWS], ScopeKind)> {
+        let guard = epoch::pin();
+        let resolved = self.table(&guard).resolve(client, endpoint)?;
+        let kind = resolved.kind();
+        let limit = resolved.limit;
+        let mut wins = [None; MAX_WINDOWS];
+        for (i, (slot, w)) in wins.iter_mut().zip(limit.windows()).enumerate() {
+            *slot = Some(Win {
+                window: *w,
+                shape: limit.shape(i),
+            });
+        }
+        Some((limit.algorithm(), wins, kind))
+    }
+
     /// Check-and-consume `cost` for (client, endpoint) under the limit that applies.
     /// All windows are charged or none. Allowed: the reported window is the one with the fewest
     /// `remaining` after charging. Denied: the one needing the longest wait; `retry_after_ms`
@@ -185,118 +333,278 @@ impl<C: Clock> Engine<C> {
         }
     }
 
-    /// The shared body of check and peek: decide every window under one shard lock, then
-    /// commit all new TATs (only if `charge`, the cost is non-zero and every window allows).
-    fn evaluate(&self, client: &[u8], endpoint: &[u8], cost: u64, charge: bool) -> CheckResult {
-        let guard = epoch::pin();
-        let Some(resolved) = self.table(&guard).resolve(client, endpoint) else {
-            return UNLIMITED;
-        };
-        let windows = resolved.limit.windows();
-        let mut params = [Params {
-            t: 1,
-            tau: 0,
-            capacity: 0,
-        }; MAX_WINDOWS];
-        for (p, w) in params.iter_mut().zip(windows) {
-            *p = Params::of(w);
-        }
-        let params = &params[..windows.len()];
-        // The snapshot is no longer needed: the limit's numbers were copied into `params`.
-        drop(guard);
-
-        let fp = fingerprint(TAG_RL, &[client, endpoint]);
-        let now = self.clock.now();
+    /// Decide every window of the limit for one (client, endpoint) under its shard lock.
+    fn decide_all(
+        &self,
+        shard: &Shard,
+        fp: u64,
+        algo: Algorithm,
+        wins: &[Option<Win>; MAX_WINDOWS],
+        now: Nanos,
+        cost: u64,
+    ) -> (
+        [Option<Decision>; MAX_WINDOWS],
+        [Option<NewState>; MAX_WINDOWS],
+    ) {
         let mut decisions = [None; MAX_WINDOWS];
-        {
-            let mut shard = self.store.lock(fp);
-            for (i, p) in params.iter().enumerate() {
-                let key = window_key(fp, i);
-                let tat = match shard.get(&key) {
-                    Some(&t) if t > now => Some(t),
-                    Some(_) => {
-                        // Decayed to full: same as absent, so drop it now.
-                        shard.remove(&key);
-                        None
-                    }
-                    None => None,
-                };
-                decisions[i] = Some(gcra::decide(p, tat, now, cost));
-            }
-            let all_allowed = decisions.iter().flatten().all(|d| d.allowed);
-            if charge && cost > 0 && all_allowed {
-                for (i, d) in decisions.iter().flatten().enumerate() {
-                    shard.insert(window_key(fp, i), gcra::store_tat(d.new_tat));
+        let mut states = [None; MAX_WINDOWS];
+        for (i, win) in wins.iter().enumerate() {
+            let Some(win) = win else { break };
+            let key = window_key(fp, i);
+            match algo {
+                Algorithm::Gcra => {
+                    let p = Params::of(&win.window);
+                    let tat = shard
+                        .gcra_get(key)
+                        .and_then(|w| self.read_gcra(w, win, &p, now));
+                    let d = gcra::decide(&p, tat, now, cost);
+                    states[i] = Some(NewState::Gcra(pack(d.new_tat, win.shape)));
+                    decisions[i] = Some(d);
+                }
+                Algorithm::Sliding | Algorithm::Fixed => {
+                    let period_ns = win.window.period_ms() * NANOS_PER_MS;
+                    let counts = shard
+                        .win_get(key)
+                        .and_then(|w| self.read_counts(w, algo, win, now));
+                    let decide = if algo == Algorithm::Fixed {
+                        counting::decide_fixed
+                    } else {
+                        counting::decide_sliding
+                    };
+                    let (d, c) = decide(win.window.capacity(), period_ns, counts, now, cost);
+                    states[i] = Some(NewState::Counting([
+                        pack(d.new_tat, win.shape),
+                        c.cur,
+                        c.prev,
+                    ]));
+                    decisions[i] = Some(d);
                 }
             }
         }
-        summarize(params, &decisions[..params.len()])
+        (decisions, states)
+    }
+
+    /// The TAT a stored GCRA word stands for under the current window, or None if it is full.
+    /// State written under another window is rescaled so the fraction of the allowance already
+    /// used is kept: a raised limit never turns an allowed client into a denied one.
+    fn read_gcra(&self, word: u64, win: &Win, p: &Params, now: Nanos) -> Option<Nanos> {
+        let (tat, shape) = unpack(word);
+        if tat <= now {
+            return None;
+        }
+        if shape == win.shape || shape == 0 || win.shape == 0 {
+            return Some(tat);
+        }
+        let Some((Algorithm::Gcra, old)) = self.shapes.get(shape) else {
+            return Some(tat);
+        };
+        let old_tau = Params::of(&old).tau;
+        let debt = u128::from(tat - now) * p.tau / old_tau.max(1);
+        (debt > 0).then(|| now.saturating_add(u64::try_from(debt).unwrap_or(u64::MAX)))
+    }
+
+    /// The counts a stored fixed/sliding state stands for under the current window, rescaled
+    /// (like [`Engine::read_gcra`]) when it was written under another window.
+    fn read_counts(
+        &self,
+        words: [u64; 3],
+        algo: Algorithm,
+        win: &Win,
+        now: Nanos,
+    ) -> Option<counting::Counts> {
+        let (deadline, shape) = unpack(words[0]);
+        if deadline <= now {
+            return None;
+        }
+        let (old_algo, old) = if shape == win.shape || shape == 0 || win.shape == 0 {
+            (algo, win.window)
+        } else {
+            match self.shapes.get(shape) {
+                Some((a, w)) if a != Algorithm::Gcra => (a, w),
+                _ => (algo, win.window),
+            }
+        };
+        let old_p = old.period_ms() * NANOS_PER_MS;
+        let lag = if old_algo == Algorithm::Sliding { 2 } else { 1 };
+        let counts = counting::Counts {
+            idx: (deadline / old_p).saturating_sub(lag),
+            cur: words[1],
+            prev: words[2],
+        };
+        if old_algo == algo && old == win.window {
+            return Some(counts);
+        }
+        let scale = |n: u64| {
+            u64::try_from(
+                u128::from(n) * u128::from(win.window.capacity())
+                    / u128::from(old.capacity().max(1)),
+            )
+            .unwrap_or(u64::MAX)
+        };
+        let p = win.window.period_ms() * NANOS_PER_MS;
+        if old_algo == algo && old_p == p {
+            return Some(counting::Counts {
+                idx: counts.idx,
+                cur: scale(counts.cur),
+                prev: scale(counts.prev),
+            });
+        }
+        let used = counting::usage_at(old_algo == Algorithm::Sliding, old_p, counts, now);
+        Some(counting::Counts {
+            idx: now / p,
+            cur: scale(used),
+            prev: 0,
+        })
+    }
+
+    /// The shared body of check and peek: decide every window under one shard lock, then
+    /// commit all new states (only if `charge`, the cost is non-zero and every window allows).
+    fn evaluate(&self, client: &[u8], endpoint: &[u8], cost: u64, charge: bool) -> CheckResult {
+        let Some((algo, wins, kind)) = self.applicable(client, endpoint) else {
+            return UNLIMITED;
+        };
+        let n = wins.iter().take_while(|w| w.is_some()).count();
+        let fp = fingerprint(TAG_RL, &[client, endpoint]);
+        let now = self.clock.now();
+        let mut locked = self.store.lock(fp);
+        if let (1, Algorithm::Gcra, Some(win)) = (n, algo, wins[0]) {
+            // The common case, without the per-window arrays: one GCRA window.
+            let p = Params::of(&win.window);
+            let tat = locked
+                .shard
+                .gcra_get(fp)
+                .and_then(|w| self.read_gcra(w, &win, &p, now));
+            let d = gcra::decide(&p, tat, now, cost);
+            let mut result = summarize(&wins[..1], &[Some(d)]);
+            result.scope = kind;
+            if charge && cost > 0 && d.allowed {
+                if let Put::Refused(policy) = locked.gcra_put(fp, pack(d.new_tat, win.shape)) {
+                    result = refused(result, policy);
+                }
+            }
+            return result;
+        }
+        let (decisions, states) = self.decide_all(&locked.shard, fp, algo, &wins, now, cost);
+        let mut result = summarize(&wins[..n], &decisions[..n]);
+        result.scope = kind;
+        if charge && cost > 0 && result.allowed {
+            if let Err(policy) = self.commit(&mut locked, fp, &states[..n]) {
+                result = refused(result, policy);
+            }
+        }
+        result
+    }
+
+    /// Write every window's new state; if the bound refuses a new key part-way, put the earlier
+    /// windows back as they were, so the check charges all windows or none.
+    fn commit(
+        &self,
+        locked: &mut store::Locked<'_>,
+        fp: u64,
+        states: &[Option<NewState>],
+    ) -> Result<(), EvictionPolicy> {
+        let mut before: [Option<Option<NewState>>; MAX_WINDOWS] = [None; MAX_WINDOWS];
+        for (i, state) in states.iter().enumerate() {
+            let key = window_key(fp, i);
+            let put = match state {
+                Some(NewState::Gcra(w)) => {
+                    before[i] = Some(locked.shard.gcra_get(key).map(NewState::Gcra));
+                    locked.gcra_put(key, *w)
+                }
+                Some(NewState::Counting(s)) => {
+                    before[i] = Some(locked.shard.win_get(key).map(NewState::Counting));
+                    locked.win_put(key, *s)
+                }
+                None => Put::Stored,
+            };
+            if let Put::Refused(policy) = put {
+                let now = self.clock.now();
+                for (j, old) in before.iter().enumerate().take(i) {
+                    let key = window_key(fp, j);
+                    match old {
+                        Some(Some(NewState::Gcra(w))) => {
+                            locked.gcra_put(key, *w);
+                        }
+                        Some(Some(NewState::Counting(s))) => {
+                            locked.win_put(key, *s);
+                        }
+                        Some(None) => {
+                            locked.shard.gcra_remove(key, now);
+                            locked.shard.win_remove(key, now);
+                        }
+                        None => {}
+                    }
+                }
+                return Err(policy);
+            }
+        }
+        Ok(())
     }
 
     /// Restore the full allowance of (client, endpoint). True if any state was removed.
     ///
-    /// All [`MAX_WINDOWS`] window keys are cleared, not just those of the current limit: the
-    /// limit may have shrunk since the state was written. Only live state counts as removed.
+    /// All [`MAX_WINDOWS`] window keys of both state tables are cleared, not just those of the
+    /// current limit: the limit may have changed since the state was written. Only live state
+    /// counts as removed.
     pub fn reset(&self, client: &[u8], endpoint: &[u8]) -> bool {
         let fp = fingerprint(TAG_RL, &[client, endpoint]);
         let now = self.clock.now();
-        let mut shard = self.store.lock(fp);
+        let mut locked = self.store.lock(fp);
         let mut removed_live = false;
         for i in 0..MAX_WINDOWS {
-            if let Some(tat) = shard.remove(&window_key(fp, i)) {
-                removed_live |= tat > now;
-            }
+            let key = window_key(fp, i);
+            removed_live |= locked.shard.gcra_remove(key, now);
+            removed_live |= locked.shard.win_remove(key, now);
         }
         removed_live
     }
 
     pub fn explain(&self, client: &[u8], endpoint: &[u8]) -> Explanation {
-        let guard = epoch::pin();
-        let table = self.table(&guard);
-        let tier = table.tier_of(client).map(<[u8]>::to_vec);
-        let Some(resolved) = table.resolve(client, endpoint) else {
-            return Explanation {
-                scope: None,
-                tier,
-                limit: None,
-                windows: Vec::new(),
-            };
+        let (scope, tier, limit) = {
+            let guard = epoch::pin();
+            let table = self.table(&guard);
+            let tier = table.tier_of(client).map(<[u8]>::to_vec);
+            match table.resolve(client, endpoint) {
+                Some(r) => (Some(r.scope(client)), tier, Some(r.limit.clone())),
+                None => (None, tier, None),
+            }
         };
-        let scope = resolved.scope(client);
-        let limit = resolved.limit.clone();
-        drop(guard);
-
-        let fp = fingerprint(TAG_RL, &[client, endpoint]);
-        let now = self.clock.now();
-        let tats: Vec<Option<Nanos>> = {
-            let shard = self.store.lock(fp);
-            (0..limit.windows().len())
-                .map(|i| shard.get(&window_key(fp, i)).copied().filter(|&t| t > now))
-                .collect()
-        };
-        let windows = limit
-            .windows()
-            .iter()
-            .zip(tats)
-            .map(|(w, tat)| {
-                let d = gcra::decide(&Params::of(w), tat, now, 0);
-                WindowState {
-                    window: *w,
-                    remaining: to_i64(d.remaining),
-                    reset_after_ms: ceil_ms(d.reset_uncharged_ns),
+        let mut windows = Vec::new();
+        if let Some((algo, wins, _)) = limit
+            .as_ref()
+            .and_then(|_| self.applicable(client, endpoint))
+        {
+            let fp = fingerprint(TAG_RL, &[client, endpoint]);
+            let now = self.clock.now();
+            let locked = self.store.lock(fp);
+            let (decisions, _) = self.decide_all(&locked.shard, fp, algo, &wins, now, 0);
+            drop(locked);
+            for (w, d) in wins.iter().zip(decisions) {
+                if let (Some(w), Some(d)) = (w, d) {
+                    windows.push(WindowState {
+                        window: w.window,
+                        remaining: to_i64(d.remaining),
+                        reset_after_ms: ceil_ms(d.reset_uncharged_ns),
+                    });
                 }
-            })
-            .collect();
+            }
+        }
         Explanation {
-            scope: Some(scope),
+            scope,
             tier,
-            limit: Some(limit),
+            limit,
             windows,
         }
     }
 
     /// Set (replace) the limit of a scope; applies to the next check.
-    pub fn set_limit(&self, scope: Scope, limit: Limit) {
+    pub fn set_limit(&self, scope: Scope, mut limit: Limit) {
+        let algo = limit.algorithm();
+        limit.shapes = limit
+            .windows()
+            .iter()
+            .map(|w| self.shapes.intern(algo, w))
+            .collect();
         self.edit_table(|t| t.set_limit(scope, limit));
     }
 
@@ -330,48 +638,195 @@ impl<C: Clock> Engine<C> {
         self.edit_table(|t| t.del_tier(client))
     }
 
+    /// All (client, tier) assignments, sorted by client (for persistence and replication).
+    pub fn list_tiers(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let guard = epoch::pin();
+        self.table(&guard).tiers()
+    }
+
     /// CL.THROTTLE with redis-cell's semantics (quantity 0 peeks).
     pub fn throttle(&self, key: &[u8], args: ThrottleArgs) -> Result<ThrottleResult, CellError> {
         let params = cell::CellParams::new(&args)?;
         let fp = fingerprint(TAG_CL, &[key]);
         let now = self.clock.now();
-        let mut shard = self.store.lock(fp);
-        let tat = shard.get(&fp).copied().filter(|&t| t > now);
-        let (result, write) = cell::decide(&params, tat, now);
+        let mut locked = self.store.lock(fp);
+        let tat = locked.shard.cl_get(fp).filter(|&t| t > now);
+        let (mut result, write) = cell::decide(&params, tat, now);
         match write {
             cell::Write::Store(t) => {
-                shard.insert(fp, t);
+                if let Put::Refused(policy) = locked.cl_put(fp, t) {
+                    if policy == EvictionPolicy::RefuseDeny {
+                        result.limited = true;
+                        result.retry_after_s = -1;
+                    }
+                }
             }
-            cell::Write::Remove => {
-                shard.remove(&fp);
-            }
+            cell::Write::Remove => locked.shard.cl_remove(fp),
             cell::Write::None => {}
         }
         Ok(result)
     }
 
-    /// Live keys (state not yet decayed to full). May purge decayed entries as it counts.
-    ///
-    /// A multi-window RL key counts once per window (each window is one map entry), which is
-    /// also what it costs in memory.
-    pub fn key_count(&self) -> u64 {
-        self.store.count_live(self.clock.now())
+    /// Run `f` with every key of `keys` locked: reads and writes in `f` are atomic together
+    /// (one key: INCR, SET NX, memcached's cas; several: EXEC). Keys outside `keys` read as
+    /// absent inside `f`. Shards are locked in index order, so transactions cannot deadlock.
+    pub fn kv_txn<R>(&self, keys: &[&[u8]], f: impl FnOnce(&mut KvTxn<'_>) -> R) -> R {
+        let mut idx: Vec<usize> = keys
+            .iter()
+            .map(|k| self.store.index_of(store::kv_fingerprint(k)))
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let mut txn = KvTxn {
+            guards: self.store.lock_many(&idx),
+            store: &self.store,
+            now: self.clock.now(),
+            cas: &self.cas,
+        };
+        f(&mut txn)
     }
 
-    /// Approximate bytes used by the store's tables (capacity x entry size).
+    /// Drop every key-value item and keep rate state (memcached's `flush_all`).
+    pub fn kv_flush(&self) {
+        self.store.clear_kv();
+    }
+
+    /// Key-value items held (memcached's `curr_items`).
+    pub fn kv_count(&self) -> u64 {
+        self.store.kv_len()
+    }
+
+    /// The live item of one key (a copy).
+    pub fn kv_get(&self, key: &[u8]) -> Option<Item> {
+        self.kv_txn(&[key], |t| t.get(key).cloned())
+    }
+
+    /// Entries held: one per window of each RL key, one per CL.THROTTLE key. An entry is
+    /// dropped by the timing wheel within a few milliseconds of decaying back to full (later
+    /// under an expiry backlog, which the bounded steps work through).
+    pub fn key_count(&self) -> u64 {
+        self.store.len()
+    }
+
+    /// Bytes of the store's tables and wheels.
     pub fn memory_bytes(&self) -> u64 {
-        self.store.memory_bytes()
+        self.store.bytes()
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let s = self.store.stats();
+        EngineStats {
+            keys: self.store.len(),
+            expired: s.expired,
+            evicted: s.evicted,
+            refused: s.refused,
+            memory_bytes: self.store.bytes(),
+        }
     }
 
     /// Drop all rate state (limits and tiers are kept, as they are configuration).
     pub fn flush_state(&self) {
-        self.store.clear();
+        self.store.clear(self.clock.now());
+        self.flushed
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
-    /// Remove up to `budget` decayed entries, scanning shards round-robin; returns how many were
-    /// removed. The daemon calls this periodically so idle keys do not pile up.
+    /// Start or stop recording writes for replication ([`Engine::drain_changes`]). Off by
+    /// default, and then a write costs nothing extra.
+    pub fn set_change_tracking(&self, on: bool) {
+        self.store.set_tracking(on);
+    }
+
+    /// Append the changes recorded since the last call to `out`: a `Flush` first if FLUSHALL
+    /// ran, then the current state of every key written (one record per key).
+    pub fn drain_changes(&self, out: &mut Vec<Change>) {
+        if self
+            .flushed
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            out.push(Change::Flush);
+        }
+        let mut items = Vec::new();
+        self.store.drain(
+            |table, key, state| {
+                let (words, shape) = match state {
+                    Some((w, n)) => {
+                        let shape = if u32::from(table) == 2 {
+                            None
+                        } else {
+                            self.shapes
+                                .get(unpack(w[0]).1)
+                                .map(|(a, win)| shape::encode(a, &win))
+                        };
+                        (w[..n].to_vec(), shape)
+                    }
+                    None => (Vec::new(), None),
+                };
+                out.push(Change::State {
+                    table,
+                    key,
+                    words,
+                    shape,
+                });
+            },
+            |key, item| {
+                items.push(Change::Item {
+                    key: key.to_vec(),
+                    item: item.cloned(),
+                })
+            },
+        );
+        out.append(&mut items);
+    }
+
+    /// Apply a change drained on a primary. Shape ids are local to a process, so a state's
+    /// window travels with it and is re-interned here.
+    pub fn apply_change(&self, change: &Change) {
+        match change {
+            Change::Flush => self.store.clear(self.clock.now()),
+            Change::State {
+                table,
+                key,
+                words,
+                shape,
+            } => {
+                if words.is_empty() {
+                    self.store.apply(*table, *key, None);
+                    return;
+                }
+                let mut w = words.clone();
+                if u32::from(*table) != 2 {
+                    let id = shape
+                        .and_then(|(a, b)| shape::decode(a, b))
+                        .map_or(0, |(algo, win)| self.shapes.intern(algo, &win));
+                    let (t, _) = unpack(w[0]);
+                    w[0] = pack(u128::from(t), id);
+                }
+                self.store.apply(*table, *key, Some(&w));
+            }
+            Change::Item { key, item } => self.store.apply_kv(key, item.clone(), self.clock.now()),
+        }
+    }
+
+    /// One step of expiry over every shard: each shard looks at no more than `budget` entries
+    /// whose wheel slot came due. Returns how many entries were dropped. The daemon calls this
+    /// every few milliseconds; the bound keeps each shard lock short, so no request waits
+    /// behind a mass expiry.
     pub fn purge_decayed(&self, budget: usize) -> usize {
-        self.store.purge_decayed(self.clock.now(), budget)
+        self.store.expire(self.clock.now(), budget)
+    }
+
+    /// Serialise every live entry (see `snapshot.rs` for the format). Shards are visited one at
+    /// a time, so checks go on meanwhile; the snapshot is consistent per key, not across keys.
+    pub fn snapshot_state(&self) -> Vec<u8> {
+        snapshot::write(&self.store, &self.shapes, self.clock.now())
+    }
+
+    /// Load a snapshot made by [`Engine::snapshot_state`] into the store (entries that decayed
+    /// since are skipped). Returns the number of entries restored. A corrupt or truncated
+    /// snapshot is refused whole, before anything is loaded.
+    pub fn restore_state(&self, bytes: &[u8]) -> Result<usize, SnapshotError> {
+        snapshot::read(bytes, &self.store, &self.shapes, self.clock.now())
     }
 }
 
@@ -390,8 +845,19 @@ impl<C: Clock> Drop for Engine<C> {
     }
 }
 
+/// A check the bound refused to store: fail-open keeps it allowed (nothing recorded),
+/// fail-closed denies it with no retry time to offer.
+fn refused(mut r: CheckResult, policy: EvictionPolicy) -> CheckResult {
+    if policy == EvictionPolicy::RefuseDeny {
+        r.allowed = false;
+        r.retry_after_ms = -1;
+    }
+    r
+}
+
 /// Combine per-window decisions into one reply (see [`Engine::check`]).
-fn summarize(params: &[Params], decisions: &[Option<Decision>]) -> CheckResult {
+fn summarize(wins: &[Option<Win>], decisions: &[Option<Decision>]) -> CheckResult {
+    let capacity = |i: usize| wins[i].map_or(0, |w| w.window.capacity());
     let mut all_allowed = true;
     let mut reset_allowed: u128 = 0; // max reset if charged
     let mut reset_denied: u128 = 0; // max reset uncharged
@@ -432,10 +898,11 @@ fn summarize(params: &[Params], decisions: &[Option<Decision>]) -> CheckResult {
         };
         CheckResult {
             allowed: true,
-            limit: to_i64(params[i].capacity),
+            limit: to_i64(capacity(i)),
             remaining: to_i64(remaining),
             retry_after_ms: -1,
             reset_after_ms: ceil_ms(reset_allowed),
+            scope: ScopeKind::None,
         }
     } else {
         let Some((wait, i)) = worst else {
@@ -444,10 +911,11 @@ fn summarize(params: &[Params], decisions: &[Option<Decision>]) -> CheckResult {
         let remaining = decisions[i].map_or(0, |d| d.remaining);
         CheckResult {
             allowed: false,
-            limit: to_i64(params[i].capacity),
+            limit: to_i64(capacity(i)),
             remaining: to_i64(remaining),
             retry_after_ms: wait.map_or(-1, ceil_ms),
             reset_after_ms: ceil_ms(reset_denied),
+            scope: ScopeKind::None,
         }
     }
 }

@@ -76,25 +76,108 @@ impl Window {
 /// Maximum number of windows in one limit.
 pub const MAX_WINDOWS: usize = 8;
 
-/// A validated limit: 1..=[`MAX_WINDOWS`] windows, all charged together or not at all.
+/// How a limit's windows count. All three answer with the same reply shape and all keep the
+/// all-or-nothing rule across windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub enum Algorithm {
+    /// GCRA, the generic cell rate algorithm: a token bucket of `count + burst` tokens refilled
+    /// at `count` per period, computed from one stored time. Equivalent to a token bucket and
+    /// to a leaky bucket used as a meter (see docs/API.md).
+    #[default]
+    Gcra = 0,
+    /// Two-window weighted counter: the previous window's count, scaled by how much of it
+    /// still overlaps the sliding window, plus the current window's count.
+    Sliding = 1,
+    /// Fixed windows aligned to the Unix epoch (as envoy's ratelimit service counts).
+    Fixed = 2,
+}
+
+impl Algorithm {
+    /// The lowercase name used by `ALGO`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Gcra => "gcra",
+            Algorithm::Sliding => "sliding",
+            Algorithm::Fixed => "fixed",
+        }
+    }
+
+    /// Parse `gcra`, `sliding` or `fixed`, ASCII case-insensitively.
+    pub fn from_name(name: &[u8]) -> Option<Algorithm> {
+        [Algorithm::Gcra, Algorithm::Sliding, Algorithm::Fixed]
+            .into_iter()
+            .find(|a| a.name().as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    pub(crate) fn from_index(i: u64) -> Option<Algorithm> {
+        match i {
+            0 => Some(Algorithm::Gcra),
+            1 => Some(Algorithm::Sliding),
+            2 => Some(Algorithm::Fixed),
+            _ => None,
+        }
+    }
+}
+
+/// A validated limit: 1..=[`MAX_WINDOWS`] windows, all charged together or not at all, and the
+/// algorithm that counts them.
 ///
 /// The window count is bounded because every window of a check is one map entry updated under
 /// the same shard lock; a small bound keeps that critical section short.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct Limit {
     windows: Vec<Window>,
+    algorithm: Algorithm,
+    /// Shape id of each window (see `shape.rs`), filled in by the engine when the limit is
+    /// stored; empty until then. Not part of the limit's value (ignored by ==).
+    pub(crate) shapes: Vec<u16>,
+}
+
+impl PartialEq for Limit {
+    fn eq(&self, other: &Limit) -> bool {
+        self.windows == other.windows && self.algorithm == other.algorithm
+    }
+}
+
+impl Eq for Limit {}
+
+impl std::hash::Hash for Limit {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.windows.hash(state);
+        self.algorithm.hash(state);
+    }
 }
 
 impl Limit {
+    /// A GCRA limit (see [`Limit::with_algorithm`]).
     pub fn new(windows: Vec<Window>) -> Result<Limit, LimitError> {
         if windows.is_empty() || windows.len() > MAX_WINDOWS {
             return Err(LimitError::WindowCount(MAX_WINDOWS));
         }
-        Ok(Limit { windows })
+        Ok(Limit {
+            windows,
+            algorithm: Algorithm::Gcra,
+            shapes: Vec::new(),
+        })
+    }
+
+    pub fn with_algorithm(mut self, algorithm: Algorithm) -> Limit {
+        self.algorithm = algorithm;
+        self.shapes.clear();
+        self
     }
 
     pub fn windows(&self) -> &[Window] {
         &self.windows
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Shape id of window `i`, 0 if not assigned.
+    pub(crate) fn shape(&self, i: usize) -> u16 {
+        self.shapes.get(i).copied().unwrap_or(0)
     }
 }
 

@@ -1,22 +1,30 @@
-//! The sharded map from a 64-bit key fingerprint to its GCRA state (one TAT, u64 ns).
+//! The sharded store: per shard, fingerprint-keyed tables of rate state, a timing wheel that
+//! drops state once it has decayed back to "full", and the memory bound.
 //!
-//! Why this shape: the project's memory target is <= 32 bytes per tracked key at 1M keys, so
-//! an entry is just `(u64 fingerprint, u64 TAT)` — 16 bytes plus hashbrown's 1 control byte —
-//! with no key bytes, no per-entry allocation and no TTL field (a TAT at or before now *is*
-//! the expiry: such an entry is indistinguishable from an absent one). Sharding bounds lock
-//! contention; a lock is held only for one check's read-modify-write of one shard.
+//! Why this shape: the memory target is <= 32 bytes per tracked GCRA key at 1M keys, so a GCRA
+//! entry is a 16-byte slot (fingerprint, packed TAT) in an [`FpTable`] plus a 4-byte wheel
+//! reference, with no key bytes and no per-entry allocation. Sharding bounds lock contention;
+//! a lock is held only for one check's read-modify-write, or for one bounded step of expiry.
 //!
-//! Fingerprints are xxh3 over a length-prefixed, namespace-tagged encoding so that distinct
-//! inputs cannot collide by concatenation (("ab","c") vs ("a","bc")) and RL state can never
-//! alias CL.THROTTLE state.
+//! Three tables per shard, because their states differ in size and in how the "full again"
+//! deadline is read from them:
+//! - `gcra`: RL state of GCRA limits, `TAT in microseconds << 12 | shape id` (see `shape.rs`);
+//! - `win`: RL state of fixed and sliding limits, `[deadline_us << 12 | shape id, cur, prev]`;
+//! - `cl`: CL.THROTTLE state, the TAT in nanoseconds exactly as redis-cell keeps it.
+//!
+//! Fingerprints are chained, seeded xxh3 hashes of a namespace tag and the key's parts (see
+//! [`fingerprint`]), so distinct inputs cannot collide by concatenation (("ab","c") vs
+//! ("a","bc")) and RL state can never alias CL.THROTTLE state.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use xxhash_rust::xxh3::{xxh3_64, Xxh3Default};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
+use crate::fptable::FpTable;
+use crate::kv::{Item, KvError, KvTable};
+use crate::shape::SHAPE_BITS;
+use crate::wheel::{ref_index, ref_table, wheel_ref, Wheel, WheelRef};
 use crate::Nanos;
 
 /// Namespace tag of RL.* state, hashed over (client, endpoint).
@@ -24,43 +32,25 @@ pub(crate) const TAG_RL: &[u8] = b"rl";
 /// Namespace tag of CL.THROTTLE state, hashed over the key.
 pub(crate) const TAG_CL: &[u8] = b"cl";
 
-/// Fingerprint of `parts` under `tag`: xxh3_64 of `tag || (len_u64_le || bytes)*`.
-///
-/// Short inputs (the common case) are encoded on the stack and hashed one-shot; longer ones
-/// go through the streaming hasher, which yields the same value for the same bytes.
+/// Fingerprint of `parts` under `tag`: each part is hashed with xxh3, seeded by the hash of
+/// the tag and the parts before it. Seeding (rather than concatenating) keeps ("ab", "c") and
+/// ("a", "bc") apart without building a buffer, and costs one short xxh3 per part.
 pub(crate) fn fingerprint(tag: &[u8], parts: &[&[u8]]) -> u64 {
-    const STACK: usize = 256;
-    let total = tag.len() + parts.iter().map(|p| 8 + p.len()).sum::<usize>();
-    if total <= STACK {
-        let mut buf = [0u8; STACK];
-        let mut at = 0;
-        let mut put = |bytes: &[u8]| {
-            buf[at..at + bytes.len()].copy_from_slice(bytes);
-            at += bytes.len();
-        };
-        put(tag);
-        for p in parts {
-            put(&(p.len() as u64).to_le_bytes());
-            put(p);
-        }
-        xxh3_64(&buf[..total])
-    } else {
-        let mut h = Xxh3Default::new();
-        h.update(tag);
-        for p in parts {
-            h.update(&(p.len() as u64).to_le_bytes());
-            h.update(p);
-        }
-        h.digest()
+    // Parts are hashed last-first, so the client (the part that varies most) goes last; any
+    // fixed order would do as long as it never changes.
+    let mut h = xxh3_64(tag);
+    for p in parts.iter().rev() {
+        h = xxh3_64_with_seed(p, h);
     }
+    h
 }
 
 /// Key of window `i` of a multi-window state whose base fingerprint is `fp`.
 ///
-/// Window 0 is `fp` itself; others go through a bijective mix (xor a per-index odd constant,
-/// then the splitmix64 finalizer) so distinct windows of one check get unrelated keys. The
-/// shard is always chosen from the base `fp` (see [`Store::shard_of`]), so all windows of one
-/// check share one shard and one lock.
+/// Window 0 is `fp` itself; others flip the low 48 bits by a mix of (fp, i). The top 16 bits
+/// — the ones that choose the shard — are kept, so every window of one check lives in the same
+/// shard (one lock covers them all) and any key can be put back in its shard from the key
+/// alone, as a snapshot restore does.
 pub(crate) fn window_key(fp: u64, i: usize) -> u64 {
     if i == 0 {
         return fp;
@@ -68,147 +58,881 @@ pub(crate) fn window_key(fp: u64, i: usize) -> u64 {
     let mut z = fp ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    z ^= z >> 31;
+    fp ^ (z & LOW_48).max(1)
 }
 
-/// A near-identity hasher for keys that already are good 64-bit hashes.
-///
-/// Why not a plain identity: hashbrown indexes buckets with the low bits and tags each slot
-/// with the top 7 bits, while the shard is chosen from the top bits of the fingerprint — so
-/// under a true identity every key in a shard would carry the same tag and every probe would
-/// fall back to comparing keys. One multiply by an odd constant (a bijection) spreads all 64
-/// bits into the top bits and leaves the (already random) low bits random.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct FingerprintHasher(u64);
+const LOW_48: u64 = (1 << 48) - 1;
 
-impl Hasher for FingerprintHasher {
-    fn finish(&self) -> u64 {
-        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
+// ---------------------------------------------------------------------------------------------
+// State words
 
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are ever hashed; fold anything else in so the hasher stays total.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+const SHAPE_MASK: u64 = (1 << SHAPE_BITS) - 1;
+/// Largest microsecond time a packed word holds (2^52 us: the year 2112).
+const MAX_US: u128 = (1 << (64 - SHAPE_BITS)) - 1;
+
+/// Pack a time (ns) and a shape id. The time is rounded *up* to the microsecond: state errs
+/// on the strict side by under 1 us, never on the permissive side.
+pub(crate) fn pack(ns: u128, shape: u16) -> u64 {
+    let us = ns.div_ceil(1000).min(MAX_US) as u64;
+    (us << SHAPE_BITS) | (u64::from(shape) & SHAPE_MASK)
+}
+
+/// Unpack a word made by [`pack`]: (time in ns, shape id).
+pub(crate) fn unpack(w: u64) -> (Nanos, u16) {
+    (
+        (w >> SHAPE_BITS).saturating_mul(1000),
+        (w & SHAPE_MASK) as u16,
+    )
+}
+
+/// Which table a wheel reference points into.
+const T_GCRA: u32 = 0;
+const T_WIN: u32 = 1;
+const T_CL: u32 = 2;
+const T_KV: u32 = 3;
+
+// ---------------------------------------------------------------------------------------------
+// Bounds
+
+/// What happens when a shard is at its bound and a new key arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EvictionPolicy {
+    /// Drop the keys nearest to decaying back to full: losing them changes the fewest answers.
+    #[default]
+    EvictNearest = 0,
+    /// Keep every key; answer checks that would need a new key as allowed, without storing
+    /// (fail-open).
+    RefuseAllow = 1,
+    /// Keep every key; deny checks that would need a new key (fail-closed).
+    RefuseDeny = 2,
+}
+
+impl EvictionPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            EvictionPolicy::EvictNearest => "evict-nearest",
+            EvictionPolicy::RefuseAllow => "refuse-allow",
+            EvictionPolicy::RefuseDeny => "refuse-deny",
         }
     }
 
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+    pub fn from_name(name: &str) -> Option<EvictionPolicy> {
+        [
+            EvictionPolicy::EvictNearest,
+            EvictionPolicy::RefuseAllow,
+            EvictionPolicy::RefuseDeny,
+        ]
+        .into_iter()
+        .find(|p| p.name().eq_ignore_ascii_case(name))
+    }
+
+    fn from_u8(v: u8) -> EvictionPolicy {
+        match v {
+            1 => EvictionPolicy::RefuseAllow,
+            2 => EvictionPolicy::RefuseDeny,
+            _ => EvictionPolicy::EvictNearest,
+        }
     }
 }
 
-/// Fingerprint -> TAT (ns). 16 bytes + 1 control byte per entry.
-pub(crate) type ShardMap = HashMap<u64, Nanos, BuildHasherDefault<FingerprintHasher>>;
+/// The outcome of storing state for a key that may be new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Put {
+    Stored,
+    /// The shard is at its bound and the policy refuses new keys.
+    Refused(EvictionPolicy),
+}
+
+/// Per-shard bounds, derived from the engine-wide ones; atomics so CONFIG SET can change them
+/// while checks run.
+#[derive(Debug)]
+pub(crate) struct Bounds {
+    keys_per_shard: AtomicU64,
+    bytes_per_shard: AtomicU64,
+    policy: AtomicU8,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shard
+
+/// How [`Shard::rebuild`] sizes the tables.
+#[derive(Debug, Clone, Copy)]
+enum Rebuild {
+    Keep,
+    Fit,
+    Grow(u32, usize),
+}
+
+/// Counters a shard keeps under its own lock (summed on read, never contended).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ShardStats {
+    pub expired: u64,
+    pub evicted: u64,
+    pub refused: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shard {
+    gcra: FpTable<u64>,
+    win: FpTable<[u64; 3]>,
+    cl: FpTable<u64>,
+    pub(crate) kv: KvTable,
+    wheel: Wheel,
+    pub stats: ShardStats,
+    /// Whether writes are recorded for replication (off: no cost at all).
+    track: bool,
+    /// Rate-state entries written since the last drain: (table id, fingerprint).
+    dirty: Vec<(u8, u64)>,
+    /// Key-value keys written since the last drain.
+    dirty_kv: Vec<Box<[u8]>>,
+}
+
+impl Shard {
+    fn new(now: Nanos) -> Shard {
+        Shard {
+            gcra: FpTable::default(),
+            win: FpTable::default(),
+            cl: FpTable::default(),
+            kv: KvTable::default(),
+            wheel: Wheel::new(now),
+            stats: ShardStats::default(),
+            track: false,
+            dirty: Vec::new(),
+            dirty_kv: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn mark(&mut self, table: u32, key: u64) {
+        if self.track {
+            self.dirty.push((table as u8, key));
+        }
+    }
+
+    #[inline]
+    fn mark_kv(&mut self, key: &[u8]) {
+        if self.track {
+            self.dirty_kv.push(key.into());
+        }
+    }
+
+    /// The fingerprint of the entry behind a wheel reference (for recording evictions).
+    fn key_of(&self, r: WheelRef) -> Option<(u32, u64)> {
+        let i = ref_index(r);
+        match ref_table(r) {
+            T_GCRA => self.gcra.at(i).map(|(k, _)| (T_GCRA, k)),
+            T_WIN => self.win.at(i).map(|(k, _)| (T_WIN, k)),
+            T_CL => self.cl.at(i).map(|(k, _)| (T_CL, k)),
+            _ => None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.gcra.len() + self.win.len() + self.cl.len() + self.kv.len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.gcra.bytes()
+            + self.win.bytes()
+            + self.cl.bytes()
+            + self.kv.bytes()
+            + self.wheel.bytes()
+    }
+
+    /// The moment the entry behind `r` is full again, if it is live.
+    fn deadline_of(&self, r: WheelRef) -> Option<Nanos> {
+        let i = ref_index(r);
+        match ref_table(r) {
+            T_GCRA => self.gcra.at(i).map(|(_, w)| unpack(w).0),
+            T_WIN => self.win.at(i).map(|(_, w)| unpack(w[0]).0),
+            T_CL => self.cl.at(i).map(|(_, t)| t),
+            T_KV => self.kv.at(i as u32).and_then(|(_, item)| item.expires_at),
+            _ => None,
+        }
+    }
+
+    fn remove_ref(&mut self, r: WheelRef) {
+        let i = ref_index(r);
+        match ref_table(r) {
+            T_GCRA => self.gcra.remove_at(i),
+            T_WIN => self.win.remove_at(i),
+            T_CL => self.cl.remove_at(i),
+            T_KV => self.kv.remove_at(i as u32),
+            _ => {}
+        }
+    }
+
+    /// Re-pack every table and re-schedule every entry, since slot indices change. `Keep`
+    /// keeps each table's capacity (after evictions), `Fit` sizes each for its live entries
+    /// (to give memory back after a mass expiry), `Grow` gives one table the capacity asked.
+    fn rebuild(&mut self, how: Rebuild) {
+        let cap = |t: u32, current: usize, live: usize| match how {
+            Rebuild::Grow(g, c) if g == t => c,
+            Rebuild::Fit => FpTable::<u64>::capacity_for(live),
+            _ => current,
+        };
+        self.gcra
+            .rebuild(cap(T_GCRA, self.gcra.capacity(), self.gcra.len()));
+        self.win
+            .rebuild(cap(T_WIN, self.win.capacity(), self.win.len()));
+        self.cl
+            .rebuild(cap(T_CL, self.cl.capacity(), self.cl.len()));
+        self.wheel.clear();
+        for (i, _, w) in self.gcra.iter() {
+            self.wheel.schedule(wheel_ref(T_GCRA, i), unpack(w).0);
+        }
+        for (i, _, w) in self.win.iter() {
+            self.wheel.schedule(wheel_ref(T_WIN, i), unpack(w[0]).0);
+        }
+        for (i, _, t) in self.cl.iter() {
+            self.wheel.schedule(wheel_ref(T_CL, i), t);
+        }
+        for (i, _, item) in self.kv.iter() {
+            if let Some(at) = item.expires_at {
+                self.wheel.schedule(wheel_ref(T_KV, i as usize), at);
+            }
+        }
+    }
+
+    fn table_full(&self, t: u32) -> bool {
+        match t {
+            T_GCRA => self.gcra.full(),
+            T_WIN => self.win.full(),
+            _ => self.cl.full(),
+        }
+    }
+
+    /// Capacity and bytes table `t` would have after growing for one more key, and the bytes
+    /// it has now.
+    fn growth(&self, t: u32) -> (usize, usize, usize) {
+        match t {
+            T_GCRA => (
+                self.gcra.grown_capacity(),
+                self.gcra.grown_capacity() * 16,
+                self.gcra.bytes(),
+            ),
+            T_WIN => (
+                self.win.grown_capacity(),
+                self.win.grown_capacity() * 32,
+                self.win.bytes(),
+            ),
+            _ => (
+                self.cl.grown_capacity(),
+                self.cl.grown_capacity() * 16,
+                self.cl.bytes(),
+            ),
+        }
+    }
+
+    /// Drop up to `n` entries nearest to decaying; returns how many were dropped.
+    fn evict(&mut self, n: usize) -> usize {
+        let mut evicted = 0;
+        while evicted < n {
+            let Some(r) = self.wheel.pop_nearest() else {
+                break;
+            };
+            if self.deadline_of(r).is_some() {
+                if self.track {
+                    if let Some((t, k)) = self.key_of(r) {
+                        self.mark(t, k);
+                    } else if let Some((k, _)) = self.kv.at(ref_index(r) as u32) {
+                        let k: Box<[u8]> = k.into();
+                        self.dirty_kv.push(k);
+                    }
+                }
+                self.remove_ref(r);
+                evicted += 1;
+            }
+        }
+        self.stats.evicted += evicted as u64;
+        evicted
+    }
+
+    /// One bounded step of expiry: look at up to `budget` entries whose wheel slot came due;
+    /// drop those that are full again, re-schedule the others by their real deadline.
+    pub fn expire(&mut self, now: Nanos, budget: usize) -> usize {
+        self.wheel.collect_due(now);
+        let mut removed = 0;
+        for _ in 0..budget {
+            let Some(r) = self.wheel.pop_pending() else {
+                break;
+            };
+            match self.deadline_of(r) {
+                None => {} // Deleted or moved since it was scheduled.
+                Some(d) if d <= now => {
+                    self.remove_ref(r);
+                    removed += 1;
+                }
+                Some(d) => self.wheel.schedule(r, d),
+            }
+        }
+        self.stats.expired += removed as u64;
+        if removed > 0
+            && !self.wheel.has_pending()
+            && (self.gcra.sparse() || self.win.sparse() || self.cl.sparse())
+        {
+            // Give memory back after a mass expiry.
+            self.rebuild(Rebuild::Fit);
+        }
+        removed
+    }
+
+    /// Make room for one new key in table `t` under the bounds; the policy if it refuses.
+    fn make_room(&mut self, t: u32, bounds: &Bounds) -> Result<(), EvictionPolicy> {
+        let max_keys =
+            usize::try_from(bounds.keys_per_shard.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        let max_bytes =
+            usize::try_from(bounds.bytes_per_shard.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        let full = self.table_full(t);
+        let (grown_cap, grown_bytes, table_bytes) = self.growth(t);
+        let over_keys = self.len() >= max_keys;
+        let over_bytes = full && self.bytes() - table_bytes + grown_bytes > max_bytes;
+        if !over_keys && !over_bytes {
+            if full {
+                self.rebuild(Rebuild::Grow(t, grown_cap));
+            }
+            return Ok(());
+        }
+        let policy = EvictionPolicy::from_u8(bounds.policy.load(Ordering::Relaxed));
+        if policy != EvictionPolicy::EvictNearest {
+            self.stats.refused += 1;
+            return Err(policy);
+        }
+        // Evict a batch (1/32 of the shard, at least one) so that a re-pack is paid once per
+        // batch, not once per new key; keep going while the table is still too full to take
+        // the key without growing.
+        let batch = (self.len() / 32).max(1);
+        if over_keys {
+            self.evict(batch.max(self.len() + 1 - max_keys.min(self.len())));
+        }
+        while self.table_full(t) && self.evict(batch) > 0 {
+            self.rebuild(Rebuild::Keep);
+        }
+        if self.table_full(t) {
+            // Nothing left to evict (a table at its minimum size): grow after all.
+            let (cap, _, _) = self.growth(t);
+            self.rebuild(Rebuild::Grow(t, cap));
+        }
+        Ok(())
+    }
+
+    // -- GCRA table --------------------------------------------------------------------------
+
+    /// The packed GCRA word of `key`, live or decayed.
+    pub fn gcra_get(&self, key: u64) -> Option<u64> {
+        self.gcra.get(key)
+    }
+
+    pub fn gcra_put(&mut self, key: u64, word: u64, bounds: &Bounds) -> Put {
+        self.mark(T_GCRA, key);
+        if let Some(i) = self.gcra.find(key) {
+            self.gcra.set_at(i, word);
+            return Put::Stored;
+        }
+        if let Err(p) = self.make_room(T_GCRA, bounds) {
+            return Put::Refused(p);
+        }
+        let i = self.gcra.insert_new(key, word);
+        self.wheel.schedule(wheel_ref(T_GCRA, i), unpack(word).0);
+        Put::Stored
+    }
+
+    /// Remove `key`; true if it held live state at `now`.
+    pub fn gcra_remove(&mut self, key: u64, now: Nanos) -> bool {
+        match self.gcra.find(key) {
+            Some(i) => {
+                self.mark(T_GCRA, key);
+                let live = self.gcra.at(i).is_some_and(|(_, w)| unpack(w).0 > now);
+                self.gcra.remove_at(i);
+                live
+            }
+            None => false,
+        }
+    }
+
+    // -- counting-algorithm table --------------------------------------------------------------
+
+    pub fn win_get(&self, key: u64) -> Option<[u64; 3]> {
+        self.win.get(key)
+    }
+
+    pub fn win_put(&mut self, key: u64, state: [u64; 3], bounds: &Bounds) -> Put {
+        self.mark(T_WIN, key);
+        if let Some(i) = self.win.find(key) {
+            self.win.set_at(i, state);
+            return Put::Stored;
+        }
+        if let Err(p) = self.make_room(T_WIN, bounds) {
+            return Put::Refused(p);
+        }
+        let i = self.win.insert_new(key, state);
+        self.wheel.schedule(wheel_ref(T_WIN, i), unpack(state[0]).0);
+        Put::Stored
+    }
+
+    pub fn win_remove(&mut self, key: u64, now: Nanos) -> bool {
+        match self.win.find(key) {
+            Some(i) => {
+                self.mark(T_WIN, key);
+                let live = self.win.at(i).is_some_and(|(_, w)| unpack(w[0]).0 > now);
+                self.win.remove_at(i);
+                live
+            }
+            None => false,
+        }
+    }
+
+    // -- CL.THROTTLE table ---------------------------------------------------------------------
+
+    pub fn cl_get(&self, key: u64) -> Option<Nanos> {
+        self.cl.get(key)
+    }
+
+    pub fn cl_put(&mut self, key: u64, tat: Nanos, bounds: &Bounds) -> Put {
+        self.mark(T_CL, key);
+        if let Some(i) = self.cl.find(key) {
+            self.cl.set_at(i, tat);
+            return Put::Stored;
+        }
+        if let Err(p) = self.make_room(T_CL, bounds) {
+            return Put::Refused(p);
+        }
+        let i = self.cl.insert_new(key, tat);
+        self.wheel.schedule(wheel_ref(T_CL, i), tat);
+        Put::Stored
+    }
+
+    pub fn cl_remove(&mut self, key: u64) {
+        if let Some(i) = self.cl.find(key) {
+            self.mark(T_CL, key);
+            self.cl.remove_at(i);
+        }
+    }
+
+    // -- key-value items -----------------------------------------------------------------------
+
+    /// The item of `key` if it is live at `now` (an expired one reads as absent).
+    pub fn kv_get(&self, key: &[u8], now: Nanos) -> Option<&Item> {
+        let idx = self.kv.slot(key)?;
+        let (_, item) = self.kv.at(idx)?;
+        match item.expires_at {
+            Some(at) if at <= now => None,
+            _ => Some(item),
+        }
+    }
+
+    /// Store (or replace) `key`'s item, scheduling its expiry. A new key must fit the bounds.
+    pub fn kv_put(
+        &mut self,
+        key: &[u8],
+        item: Item,
+        now: Nanos,
+        bounds: &Bounds,
+    ) -> Result<(), KvError> {
+        self.mark_kv(key);
+        let expires_at = item.expires_at;
+        match self.kv.slot(key) {
+            Some(idx) => {
+                let old_expiry = self.kv.at(idx).and_then(|(_, i)| i.expires_at);
+                self.kv.replace(idx, item);
+                // A later expiry is found when the old slot fires; an earlier or new one needs
+                // its own wheel entry.
+                if let Some(at) = expires_at {
+                    if old_expiry.is_none_or(|old| at < old || old <= now) {
+                        self.wheel.schedule(wheel_ref(T_KV, idx as usize), at);
+                    }
+                }
+            }
+            None => {
+                let max_keys = usize::try_from(bounds.keys_per_shard.load(Ordering::Relaxed))
+                    .unwrap_or(usize::MAX);
+                let max_bytes = usize::try_from(bounds.bytes_per_shard.load(Ordering::Relaxed))
+                    .unwrap_or(usize::MAX);
+                let need = item.cost(key.len());
+                if self.len() >= max_keys || self.bytes() + need > max_bytes {
+                    let policy = EvictionPolicy::from_u8(bounds.policy.load(Ordering::Relaxed));
+                    let room = |s: &Shard| s.len() < max_keys && s.bytes() + need <= max_bytes;
+                    if policy == EvictionPolicy::EvictNearest {
+                        while !room(self) && self.evict(1) > 0 {}
+                    }
+                    if !room(self) {
+                        self.stats.refused += 1;
+                        return Err(KvError::OutOfMemory);
+                    }
+                }
+                let idx = self.kv.insert(key, item);
+                if let Some(at) = expires_at {
+                    self.wheel.schedule(wheel_ref(T_KV, idx as usize), at);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn kv_delete(&mut self, key: &[u8]) -> bool {
+        match self.kv.slot(key) {
+            Some(idx) => {
+                self.mark_kv(key);
+                self.kv.remove_at(idx);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every live entry, for snapshots: (table id, fingerprint, words).
+    pub fn for_each(&self, mut f: impl FnMut(u8, u64, &[u64])) {
+        for (_, k, w) in self.gcra.iter() {
+            f(T_GCRA as u8, k, &[w]);
+        }
+        for (_, k, w) in self.win.iter() {
+            f(T_WIN as u8, k, &w);
+        }
+        for (_, k, t) in self.cl.iter() {
+            f(T_CL as u8, k, &[t]);
+        }
+    }
+
+    /// Insert an entry read from a snapshot (ignoring bounds: a snapshot was within them).
+    pub fn restore(&mut self, table: u8, key: u64, words: &[u64]) -> bool {
+        let unbounded = Bounds {
+            keys_per_shard: AtomicU64::new(u64::MAX),
+            bytes_per_shard: AtomicU64::new(u64::MAX),
+            policy: AtomicU8::new(0),
+        };
+        match (u32::from(table), words) {
+            (T_GCRA, &[w]) => self.gcra_put(key, w, &unbounded) == Put::Stored,
+            (T_WIN, &[a, b, c]) => self.win_put(key, [a, b, c], &unbounded) == Put::Stored,
+            (T_CL, &[t]) => self.cl_put(key, t, &unbounded) == Put::Stored,
+            _ => false,
+        }
+    }
+
+    fn clear(&mut self, now: Nanos) {
+        let (stats, track) = (self.stats, self.track);
+        *self = Shard::new(now);
+        self.stats = stats;
+        self.track = track;
+    }
+
+    /// The words of a rate-state entry as they are now (None: absent).
+    fn words_of(&self, table: u8, key: u64) -> Option<([u64; 3], usize)> {
+        match u32::from(table) {
+            T_GCRA => self.gcra.get(key).map(|w| ([w, 0, 0], 1)),
+            T_WIN => self.win.get(key).map(|w| (w, 3)),
+            T_CL => self.cl.get(key).map(|t| ([t, 0, 0], 1)),
+            _ => None,
+        }
+    }
+}
+
+/// The shard a key-value key lives in is chosen from this fingerprint of it.
+pub(crate) fn kv_fingerprint(key: &[u8]) -> u64 {
+    fingerprint(TAG_KV, &[key])
+}
+
+/// Namespace tag of key-value keys (only used to pick their shard).
+const TAG_KV: &[u8] = b"kv";
 
 /// One shard, padded to its own cache lines so neighbouring locks do not false-share.
 #[repr(align(128))]
-struct Shard(Mutex<ShardMap>);
+struct Padded(Mutex<Shard>);
 
 pub(crate) struct Store {
-    shards: Box<[Shard]>,
+    shards: Box<[Padded]>,
     /// 64 - log2(shard count): the shift that turns a fingerprint's top bits into an index.
     /// `None` with a single shard (a shift by 64 would be invalid).
     shift: Option<u32>,
-    /// Next shard `purge_decayed` scans, so successive calls sweep the whole store.
-    purge_cursor: AtomicUsize,
+    /// Next shard an expiry step starts from, so successive steps sweep the whole store.
+    cursor: AtomicUsize,
+    bounds: Bounds,
+    /// The engine-wide bounds as last set (for INFO and CONFIG GET).
+    requested: Mutex<(Option<u64>, Option<u64>, EvictionPolicy)>,
+}
+
+/// Shard guard with access to the bounds new keys must respect.
+pub(crate) struct Locked<'a> {
+    pub shard: MutexGuard<'a, Shard>,
+    bounds: &'a Bounds,
+}
+
+impl Locked<'_> {
+    pub fn gcra_put(&mut self, key: u64, word: u64) -> Put {
+        self.shard.gcra_put(key, word, self.bounds)
+    }
+    pub fn win_put(&mut self, key: u64, state: [u64; 3]) -> Put {
+        self.shard.win_put(key, state, self.bounds)
+    }
+    pub fn cl_put(&mut self, key: u64, tat: Nanos) -> Put {
+        self.shard.cl_put(key, tat, self.bounds)
+    }
 }
 
 impl Store {
     /// `shards` is rounded up to a power of two (at least 1).
-    pub fn new(shards: usize) -> Store {
+    pub fn new(shards: usize, now: Nanos) -> Store {
         let n = shards.max(1).checked_next_power_of_two().unwrap_or(1 << 16);
         let bits = n.trailing_zeros();
         Store {
             shards: (0..n)
-                .map(|_| Shard(Mutex::new(ShardMap::default())))
+                .map(|_| Padded(Mutex::new(Shard::new(now))))
                 .collect(),
             shift: (bits > 0).then(|| 64 - bits),
-            purge_cursor: AtomicUsize::new(0),
+            cursor: AtomicUsize::new(0),
+            bounds: Bounds {
+                keys_per_shard: AtomicU64::new(u64::MAX),
+                bytes_per_shard: AtomicU64::new(u64::MAX),
+                policy: AtomicU8::new(0),
+            },
+            requested: Mutex::new((None, None, EvictionPolicy::EvictNearest)),
         }
+    }
+
+    /// (max keys, max bytes, policy) as last set.
+    pub fn bounds(&self) -> (Option<u64>, Option<u64>, EvictionPolicy) {
+        *self
+            .requested
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn shard_count(&self) -> usize {
         self.shards.len()
     }
 
-    /// Shard index from the top bits of `fp` (the map itself uses the low bits).
+    /// Set the engine-wide bounds (None: unbounded); each shard gets an equal share.
+    pub fn set_bounds(
+        &self,
+        max_keys: Option<u64>,
+        max_bytes: Option<u64>,
+        policy: EvictionPolicy,
+    ) {
+        let n = self.shards.len() as u64;
+        let share = |v: Option<u64>| v.map_or(u64::MAX, |v| v.div_ceil(n).max(1));
+        self.bounds
+            .keys_per_shard
+            .store(share(max_keys), Ordering::Relaxed);
+        self.bounds
+            .bytes_per_shard
+            .store(share(max_bytes), Ordering::Relaxed);
+        self.bounds.policy.store(policy as u8, Ordering::Relaxed);
+        *self
+            .requested
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = (max_keys, max_bytes, policy);
+    }
+
+    /// Shard index from the top bits of `fp` (the tables use all the bits).
     fn shard_of(&self, fp: u64) -> usize {
         self.shift.map_or(0, |s| (fp >> s) as usize)
     }
 
     /// Lock the shard holding `fp` (and all its windows). A poisoned lock is taken over: every
-    /// update is a single insert/remove, so a panic elsewhere cannot leave a half-written map.
-    pub fn lock(&self, fp: u64) -> MutexGuard<'_, ShardMap> {
-        self.lock_index(self.shard_of(fp))
+    /// update is a single slot write, so a panic elsewhere cannot leave a half-written table.
+    pub fn lock(&self, fp: u64) -> Locked<'_> {
+        Locked {
+            shard: self.lock_index(self.shard_of(fp)),
+            bounds: &self.bounds,
+        }
     }
 
-    fn lock_index(&self, i: usize) -> MutexGuard<'_, ShardMap> {
+    /// The shard index of a fingerprint (for multi-shard transactions).
+    pub fn index_of(&self, fp: u64) -> usize {
+        self.shard_of(fp)
+    }
+
+    /// Lock shards by index (the caller passes them sorted and deduplicated, so that two
+    /// transactions always lock in the same order and cannot deadlock).
+    pub fn lock_many(&self, indices: &[usize]) -> Vec<(usize, MutexGuard<'_, Shard>)> {
+        indices.iter().map(|&i| (i, self.lock_index(i))).collect()
+    }
+
+    pub fn bounds_ref(&self) -> &Bounds {
+        &self.bounds
+    }
+
+    fn lock_index(&self, i: usize) -> MutexGuard<'_, Shard> {
         self.shards[i]
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Live entries; decayed ones are dropped as they are met (one shard locked at a time).
-    pub fn count_live(&self, now: Nanos) -> u64 {
+    /// Entries held (live until the wheel drops them, at most one tick after they decay).
+    pub fn len(&self) -> u64 {
         (0..self.shards.len())
-            .map(|i| {
-                let mut m = self.lock_index(i);
-                m.retain(|_, tat| *tat > now);
-                m.len() as u64
-            })
+            .map(|i| self.lock_index(i).len() as u64)
             .sum()
     }
 
-    /// Remove up to `budget` decayed entries, sweeping shards round-robin from the cursor.
-    pub fn purge_decayed(&self, now: Nanos, budget: usize) -> usize {
+    /// One expiry step over every shard, `budget` entries each at most; returns entries dropped.
+    pub fn expire(&self, now: Nanos, budget: usize) -> usize {
         let n = self.shards.len();
-        let mut removed = 0;
-        for _ in 0..n {
-            if removed >= budget {
-                break;
-            }
-            let i = self.purge_cursor.fetch_add(1, Ordering::Relaxed) % n;
-            let mut m = self.lock_index(i);
-            m.retain(|_, tat| {
-                if *tat <= now && removed < budget {
-                    removed += 1;
-                    false
-                } else {
-                    true
-                }
-            });
-        }
-        removed
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| self.lock_index((start + k) % n).expire(now, budget))
+            .sum()
     }
 
-    /// Approximate bytes of the shard tables: buckets x (16-byte entry + 1 control byte), plus
-    /// one control group per non-empty table.
-    pub fn memory_bytes(&self) -> u64 {
+    /// Bytes of the tables and wheels, plus the fixed shard array.
+    pub fn bytes(&self) -> u64 {
         (0..self.shards.len())
-            .map(|i| {
-                let cap = self.lock_index(i).capacity() as u64;
-                // hashbrown keeps at most 7/8 of buckets full (all but one below 8 buckets).
-                let buckets = match cap {
-                    0 => 0,
-                    1..=7 => cap + 1,
-                    _ => cap / 7 * 8,
-                };
-                if buckets == 0 {
-                    0
-                } else {
-                    buckets * 17 + 16
-                }
-            })
+            .map(|i| self.lock_index(i).bytes() as u64)
             .sum::<u64>()
-            + (self.shards.len() * std::mem::size_of::<Shard>()) as u64
+            + (self.shards.len() * std::mem::size_of::<Padded>()) as u64
+    }
+
+    pub fn stats(&self) -> ShardStats {
+        let mut total = ShardStats::default();
+        for i in 0..self.shards.len() {
+            let s = self.lock_index(i).stats;
+            total.expired += s.expired;
+            total.evicted += s.evicted;
+            total.refused += s.refused;
+        }
+        total
+    }
+
+    /// Visit every live entry, one shard locked at a time.
+    pub fn for_each(&self, mut f: impl FnMut(u8, u64, &[u64])) {
+        for i in 0..self.shards.len() {
+            self.lock_index(i).for_each(&mut f);
+        }
+    }
+
+    pub fn restore(&self, table: u8, key: u64, words: &[u64]) -> bool {
+        self.lock(key).shard.restore(table, key, words)
+    }
+
+    /// Start or stop recording writes for replication.
+    pub fn set_tracking(&self, on: bool) {
+        for i in 0..self.shards.len() {
+            let mut s = self.lock_index(i);
+            s.track = on;
+            if !on {
+                s.dirty = Vec::new();
+                s.dirty_kv = Vec::new();
+            }
+        }
+    }
+
+    /// Take every shard's recorded writes and read the entries' current state: one record per
+    /// key however often it was written since the last drain (a hot key coalesces).
+    pub fn drain(
+        &self,
+        mut rate: impl FnMut(u8, u64, Option<([u64; 3], usize)>),
+        mut kv: impl FnMut(&[u8], Option<&Item>),
+    ) {
+        for i in 0..self.shards.len() {
+            let mut s = self.lock_index(i);
+            if s.dirty.is_empty() && s.dirty_kv.is_empty() {
+                continue;
+            }
+            let mut dirty = std::mem::take(&mut s.dirty);
+            dirty.sort_unstable();
+            dirty.dedup();
+            for (t, k) in dirty {
+                rate(t, k, s.words_of(t, k));
+            }
+            let mut dirty_kv = std::mem::take(&mut s.dirty_kv);
+            dirty_kv.sort_unstable();
+            dirty_kv.dedup();
+            for k in dirty_kv {
+                let item = s.kv.slot(&k).and_then(|i| s.kv.at(i)).map(|(_, it)| it);
+                kv(&k, item);
+            }
+        }
+    }
+
+    /// Apply a replicated rate-state record (None: delete), ignoring bounds as a restore does.
+    pub fn apply(&self, table: u8, key: u64, words: Option<&[u64]>) {
+        let mut locked = self.lock(key);
+        let shard = &mut locked.shard;
+        match words {
+            Some(w) => {
+                shard.restore(table, key, w);
+            }
+            None => match u32::from(table) {
+                T_GCRA => {
+                    shard.gcra_remove(key, 0);
+                }
+                T_WIN => {
+                    shard.win_remove(key, 0);
+                }
+                T_CL => shard.cl_remove(key),
+                _ => {}
+            },
+        }
+    }
+
+    /// Apply a replicated key-value record (None: delete).
+    pub fn apply_kv(&self, key: &[u8], item: Option<Item>, now: Nanos) {
+        let idx = self.shard_of(kv_fingerprint(key));
+        let mut shard = self.lock_index(idx);
+        match item {
+            Some(item) => {
+                let unbounded = Bounds {
+                    keys_per_shard: AtomicU64::new(u64::MAX),
+                    bytes_per_shard: AtomicU64::new(u64::MAX),
+                    policy: AtomicU8::new(0),
+                };
+                let _ = shard.kv_put(key, item, now, &unbounded);
+            }
+            None => {
+                shard.kv_delete(key);
+            }
+        }
+    }
+
+    /// Drop every key-value item, leaving rate state alone (memcached's flush_all). Each delete
+    /// is recorded like any other, so replicas follow.
+    pub fn clear_kv(&self) {
+        for i in 0..self.shards.len() {
+            let mut shard = self.lock_index(i);
+            let keys: Vec<Box<[u8]>> = shard.kv.iter().map(|(_, k, _)| k.into()).collect();
+            for k in keys {
+                shard.kv_delete(&k);
+            }
+        }
+    }
+
+    /// Key-value items held.
+    pub fn kv_len(&self) -> u64 {
+        (0..self.shards.len())
+            .map(|i| self.lock_index(i).kv.len() as u64)
+            .sum()
+    }
+
+    /// Every live key-value item (one shard locked at a time).
+    pub fn for_each_kv(&self, now: Nanos, mut f: impl FnMut(&[u8], &Item)) {
+        for i in 0..self.shards.len() {
+            let shard = self.lock_index(i);
+            for (_, k, item) in shard.kv.iter() {
+                if item.expires_at.is_none_or(|at| at > now) {
+                    f(k, item);
+                }
+            }
+        }
+    }
+
+    /// Put back an item read from a snapshot (ignoring bounds: the snapshot was within them).
+    pub fn restore_kv(&self, key: &[u8], item: Item, now: Nanos) -> bool {
+        let unbounded = Bounds {
+            keys_per_shard: AtomicU64::new(u64::MAX),
+            bytes_per_shard: AtomicU64::new(u64::MAX),
+            policy: AtomicU8::new(0),
+        };
+        let idx = self.shard_of(kv_fingerprint(key));
+        self.lock_index(idx)
+            .kv_put(key, item, now, &unbounded)
+            .is_ok()
     }
 
     /// Drop everything and give the memory back.
-    pub fn clear(&self) {
+    pub fn clear(&self, now: Nanos) {
         for i in 0..self.shards.len() {
-            *self.lock_index(i) = ShardMap::default();
+            self.lock_index(i).clear(now);
         }
     }
 }
@@ -227,62 +951,148 @@ mod tests {
     }
 
     #[test]
-    fn long_inputs_hash_like_short_ones_would() {
-        // The streaming path must equal the one-shot path over the same encoding.
-        let long = vec![7u8; 1000];
-        let mut enc = TAG_CL.to_vec();
-        enc.extend_from_slice(&1000u64.to_le_bytes());
-        enc.extend_from_slice(&long);
-        assert_eq!(fingerprint(TAG_CL, &[&long]), xxh3_64(&enc));
-    }
-
-    #[test]
     fn window_keys_are_distinct_and_share_the_shard() {
-        let s = Store::new(256);
-        let fp = fingerprint(TAG_RL, &[b"c", b"/e"]);
-        let keys: Vec<u64> = (0..8).map(|i| window_key(fp, i)).collect();
-        for (i, a) in keys.iter().enumerate() {
-            for b in &keys[i + 1..] {
-                assert_ne!(a, b);
+        let s = Store::new(1 << 16, 0);
+        for n in 0..1000u64 {
+            let fp = fingerprint(TAG_RL, &[&n.to_le_bytes(), b"/e"]);
+            let keys: Vec<u64> = (0..8).map(|i| window_key(fp, i)).collect();
+            for (i, a) in keys.iter().enumerate() {
+                assert_eq!(s.shard_of(*a), s.shard_of(fp));
+                for b in &keys[i + 1..] {
+                    assert_ne!(a, b);
+                }
             }
+            assert_eq!(keys[0], fp);
         }
-        assert_eq!(keys[0], fp);
-        assert!(s.shard_of(fp) < 256);
     }
 
     #[test]
     fn shard_count_rounds_to_power_of_two() {
-        assert_eq!(Store::new(0).shard_count(), 1);
-        assert_eq!(Store::new(1).shard_count(), 1);
-        assert_eq!(Store::new(3).shard_count(), 4);
-        assert_eq!(Store::new(256).shard_count(), 256);
-        let one = Store::new(1);
+        assert_eq!(Store::new(0, 0).shard_count(), 1);
+        assert_eq!(Store::new(1, 0).shard_count(), 1);
+        assert_eq!(Store::new(3, 0).shard_count(), 4);
+        assert_eq!(Store::new(256, 0).shard_count(), 256);
+        let one = Store::new(1, 0);
         assert_eq!(one.shard_of(u64::MAX), 0);
-        let four = Store::new(4);
+        let four = Store::new(4, 0);
         assert_eq!(four.shard_of(u64::MAX), 3);
         assert_eq!(four.shard_of(1), 0);
     }
 
     #[test]
-    fn purge_respects_budget_and_sweeps_all_shards() {
-        let s = Store::new(4);
-        for k in 0..100u64 {
-            let fp = window_key(k + 1, 1);
-            s.lock(fp).insert(fp, if k < 60 { 5 } else { 50 });
+    fn pack_rounds_up_to_the_microsecond() {
+        assert_eq!(unpack(pack(1_500, 7)), (2_000, 7));
+        assert_eq!(unpack(pack(2_000, 4095)), (2_000, 4095));
+        assert_eq!(unpack(pack(u128::MAX, 1)).1, 1);
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn the_wheel_drops_decayed_entries_in_bounded_steps() {
+        let s = Store::new(4, 0);
+        for k in 0..10_000u64 {
+            let fp = fingerprint(TAG_RL, &[&k.to_le_bytes()]);
+            // Half decay at 1 s, half at 10 s.
+            let deadline = if k % 2 == 0 { 1_000 * MS } else { 10_000 * MS };
+            assert_eq!(
+                s.lock(fp).gcra_put(fp, pack(u128::from(deadline), 1)),
+                Put::Stored
+            );
         }
-        assert_eq!(s.purge_decayed(10, 7), 7);
-        let mut total = 7;
-        while total < 60 {
-            let r = s.purge_decayed(10, 7);
-            assert!(r > 0);
-            total += r;
+        assert_eq!(s.len(), 10_000);
+        // Nothing is due before its deadline.
+        assert_eq!(s.expire(900 * MS, usize::MAX), 0);
+        // At most `budget` per shard per step.
+        let first = s.expire(1_010 * MS, 100);
+        assert!(first > 0 && first <= 400, "{first}");
+        let mut total = first;
+        while total < 5_000 {
+            let n = s.expire(1_010 * MS, 100);
+            assert!(n > 0);
+            total += n;
         }
-        assert_eq!(total, 60);
-        assert_eq!(s.purge_decayed(10, 100), 0);
-        assert_eq!(s.count_live(10), 40);
-        assert_eq!(s.count_live(50), 0);
-        assert!(s.memory_bytes() > 0);
-        s.clear();
-        assert_eq!(s.count_live(0), 0);
+        assert_eq!(s.len(), 5_000);
+        assert_eq!(s.expire(1_010 * MS, usize::MAX), 0);
+        assert_eq!(s.stats().expired, 5_000);
+        let mut t = 1_010 * MS;
+        while s.len() > 0 {
+            t += 100 * MS;
+            s.expire(t, usize::MAX);
+            assert!(t < 20_000 * MS, "all gone by then");
+        }
+        assert!(t >= 10_000 * MS);
+        // The tables were re-packed small again.
+        assert!(s.bytes() < 100_000, "{}", s.bytes());
+    }
+
+    #[test]
+    fn a_moved_deadline_is_rescheduled_not_dropped() {
+        let s = Store::new(1, 0);
+        let fp = 42;
+        s.lock(fp).gcra_put(fp, pack(u128::from(100 * MS), 1));
+        // A hit pushes the deadline to 5 s; the wheel still holds the 100 ms slot.
+        s.lock(fp).gcra_put(fp, pack(u128::from(5_000 * MS), 1));
+        s.expire(200 * MS, usize::MAX);
+        assert_eq!(s.len(), 1);
+        s.expire(5_100 * MS, usize::MAX);
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn bounds_evict_nearest_or_refuse() {
+        let s = Store::new(1, 0);
+        s.set_bounds(Some(100), None, EvictionPolicy::EvictNearest);
+        for k in 0..1_000u64 {
+            // Later keys decay later.
+            let put = s
+                .lock(k + 10)
+                .gcra_put(k + 10, pack(u128::from((k + 1) * MS), 1));
+            assert_eq!(put, Put::Stored);
+            assert!(s.len() <= 100);
+        }
+        assert!(s.stats().evicted >= 900);
+        // The survivors are the keys that decay last.
+        let shard = s.lock(0);
+        assert!(shard.shard.gcra_get(1_009).is_some());
+        assert!(shard.shard.gcra_get(10).is_none());
+        drop(shard);
+
+        let s = Store::new(1, 0);
+        s.set_bounds(Some(10), None, EvictionPolicy::RefuseDeny);
+        for k in 0..10u64 {
+            assert_eq!(
+                s.lock(k + 10).gcra_put(k + 10, pack(1_000_000, 1)),
+                Put::Stored
+            );
+        }
+        assert_eq!(
+            s.lock(99).gcra_put(99, pack(1_000_000, 1)),
+            Put::Refused(EvictionPolicy::RefuseDeny)
+        );
+        // Updating an existing key is always possible.
+        assert_eq!(s.lock(10).gcra_put(10, pack(2_000_000, 1)), Put::Stored);
+        assert_eq!(s.stats().refused, 1);
+    }
+
+    #[test]
+    fn memory_bound_holds_under_a_flood() {
+        let s = Store::new(16, 0);
+        let max = 2 << 20;
+        s.set_bounds(None, Some(max), EvictionPolicy::EvictNearest);
+        for k in 0..200_000u64 {
+            let fp = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            s.lock(fp).gcra_put(fp, pack(u128::from(1_000 * MS + k), 1));
+        }
+        assert!(
+            s.bytes() <= max + max / 8,
+            "bytes {} > bound {max}",
+            s.bytes()
+        );
+        assert!(
+            s.len() > 50_000,
+            "the bound is used, not wasted: {}",
+            s.len()
+        );
     }
 }

@@ -143,6 +143,18 @@ pub(crate) struct Resolved<'a> {
 }
 
 impl Resolved<'_> {
+    /// The level, without ids.
+    pub fn kind(&self) -> crate::ScopeKind {
+        match self.level {
+            Level::ClientEndpoint(_) => crate::ScopeKind::ClientEndpoint,
+            Level::Client => crate::ScopeKind::Client,
+            Level::TierEndpoint(..) => crate::ScopeKind::TierEndpoint,
+            Level::Tier(_) => crate::ScopeKind::Tier,
+            Level::Endpoint(_) => crate::ScopeKind::Endpoint,
+            Level::Default => crate::ScopeKind::Default,
+        }
+    }
+
     /// The configured scope this limit came from (allocates; RL.EXPLAIN only).
     pub fn scope(&self, client: &[u8]) -> Scope {
         match self.level {
@@ -314,6 +326,17 @@ impl Table {
             out.push((Scope::Endpoint(p.clone()), l.clone()));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Every (client, tier) assignment, sorted by client.
+    pub fn tiers(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = self
+            .client_tiers
+            .iter()
+            .map(|(c, t)| (c.to_vec(), t.to_vec()))
+            .collect();
+        out.sort();
         out
     }
 

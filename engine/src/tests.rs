@@ -10,8 +10,16 @@ use super::*;
 const T0: Nanos = 1_700_000_000_000_000_000;
 
 fn engine() -> (Engine<FakeClock>, FakeClock) {
+    engine_with_shards(256)
+}
+
+fn engine_with_shards(shards: usize) -> (Engine<FakeClock>, FakeClock) {
     let clock = FakeClock::new(T0);
-    (Engine::new(clock.clone(), EngineConfig::default()), clock)
+    let config = EngineConfig {
+        shards,
+        ..EngineConfig::default()
+    };
+    (Engine::new(clock.clone(), config), clock)
 }
 
 fn window(count: u64, period_ms: u64, burst: u64) -> Window {
@@ -44,6 +52,7 @@ fn five_per_second_six_at_once() {
                 remaining: want_remaining,
                 retry_after_ms: -1,
                 reset_after_ms: want_reset,
+                scope: ScopeKind::Default,
             }
         );
     }
@@ -56,6 +65,7 @@ fn five_per_second_six_at_once() {
             remaining: 0,
             retry_after_ms: 200,
             reset_after_ms: 1000,
+            scope: ScopeKind::Default,
         }
     );
 }
@@ -151,6 +161,7 @@ fn unlimited_when_no_limit_applies() {
         remaining: -1,
         retry_after_ms: -1,
         reset_after_ms: -1,
+        scope: ScopeKind::None,
     };
     assert_eq!(e.check(b"c", b"/e", 1), unlimited);
     assert_eq!(e.check(b"c", b"/e", u64::MAX), unlimited);
@@ -201,6 +212,7 @@ fn multi_window_is_all_or_nothing() {
             remaining: 0,
             retry_after_ms: 1000,
             reset_after_ms: 58_000,
+            scope: ScopeKind::Default,
         }
     );
     // The denied check charged nothing: the per-second window is still full.
@@ -336,29 +348,24 @@ fn decayed_keys_read_fresh_and_are_purged() {
     assert_eq!(e.key_count(), 6, "one entry per window");
     assert!(e.memory_bytes() > 0);
     clock.advance(ms(200));
-    assert_eq!(e.key_count(), 3, "the 1s windows decayed");
+    assert_eq!(e.purge_decayed(usize::MAX), 3, "the 1s windows decayed");
+    assert_eq!(e.key_count(), 3);
     clock.advance(ms(1200));
     assert_eq!(
         e.peek(b"a", b"/e").remaining,
         5,
         "decayed key reads as fresh"
     );
-    assert_eq!(
-        e.purge_decayed(usize::MAX),
-        2,
-        "peek already dropped a's entry"
-    );
+    clock.advance(ms(60_000));
+    assert_eq!(e.purge_decayed(usize::MAX), 3);
     assert_eq!(e.purge_decayed(usize::MAX), 0);
     assert_eq!(e.key_count(), 0);
-    // The same through key_count alone.
-    assert!(e.check(b"z", b"/e", 1).allowed);
-    clock.advance(ms(60_000));
-    assert_eq!(e.key_count(), 0);
+    assert_eq!(e.stats().expired, 6);
 }
 
 #[test]
 fn purge_budget_is_respected() {
-    let (e, clock) = engine();
+    let (e, clock) = engine_with_shards(1);
     e.set_limit(Scope::Default, limit(&[window(5, 1000, 0)]));
     for i in 0..50u32 {
         assert!(e.check(&i.to_le_bytes(), b"/e", 1).allowed);
@@ -367,7 +374,7 @@ fn purge_budget_is_respected() {
     let mut total = 0;
     for _ in 0..100 {
         let n = e.purge_decayed(7);
-        assert!(n <= 7);
+        assert!(n <= 7, "one shard, at most 7 per step");
         total += n;
         if n == 0 {
             break;
@@ -505,6 +512,7 @@ fn cl_throttle_key_expires_at_its_tat_and_is_separate_from_rl() {
     assert!(e.check(b"user123", b"", 1).allowed);
     assert_eq!(e.key_count(), 2);
     clock.advance(Duration::from_secs(2));
+    e.purge_decayed(usize::MAX);
     assert_eq!(e.key_count(), 0, "CL state lives exactly until its TAT");
     let r = e.throttle(b"user123", args).expect("ok");
     assert_eq!(
@@ -649,4 +657,505 @@ fn engine_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Engine<SystemClock>>();
     assert_send_sync::<Engine<FakeClock>>();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Algorithms, rescaling, bounds and snapshots
+
+#[test]
+fn fixed_and_sliding_limits_through_the_engine() {
+    let (e, clock) = engine();
+    // T0 is a whole second, so fixed windows of 1 s start at T0.
+    e.set_limit(
+        Scope::Endpoint(pattern("/f")),
+        limit(&[window(3, 1000, 0)]).with_algorithm(Algorithm::Fixed),
+    );
+    e.set_limit(
+        Scope::Endpoint(pattern("/s")),
+        limit(&[window(4, 1000, 0)]).with_algorithm(Algorithm::Sliding),
+    );
+    for rem in [2, 1, 0] {
+        let r = e.check(b"c", b"/f", 1);
+        assert_eq!(
+            (r.allowed, r.limit, r.remaining, r.reset_after_ms),
+            (true, 3, rem, 1000)
+        );
+    }
+    let r = e.check(b"c", b"/f", 1);
+    assert_eq!((r.allowed, r.retry_after_ms), (false, 1000));
+    clock.advance(ms(1000));
+    assert_eq!(e.check(b"c", b"/f", 1).remaining, 2, "a new aligned window");
+
+    let t = e.check(b"c", b"/s", 4);
+    assert!(t.allowed && t.remaining == 0);
+    clock.advance(ms(1500));
+    // Half of the previous window still overlaps: 2 of 4 are left.
+    let r = e.peek(b"c", b"/s");
+    assert_eq!((r.allowed, r.remaining), (true, 2));
+    assert!(e.check(b"c", b"/s", 2).allowed);
+    let r = e.check(b"c", b"/s", 1);
+    assert!(!r.allowed);
+    clock.advance(Duration::from_nanos(
+        u64::try_from(r.retry_after_ms).expect("finite") * 1_000_000,
+    ));
+    assert!(e.check(b"c", b"/s", 1).allowed, "retry_after is honest");
+    let x = e.explain(b"c", b"/s");
+    assert_eq!(x.limit.map(|l| l.algorithm()), Some(Algorithm::Sliding));
+}
+
+#[test]
+fn raising_a_limit_never_causes_a_denial() {
+    // redis-cell issue #54: state kept as time and read under a faster rate turns a client
+    // that had allowance left into a denied one. Here 5 of 10 per minute are used (30 s of
+    // GCRA debt); the limit is raised to 10 per second. The fraction used (half) is kept, so
+    // the client has 5 left, not a 30-second wait.
+    for algo in [Algorithm::Gcra, Algorithm::Fixed, Algorithm::Sliding] {
+        let (e, _clock) = engine();
+        e.set_limit(
+            Scope::Default,
+            limit(&[window(10, 60_000, 0)]).with_algorithm(algo),
+        );
+        for _ in 0..5 {
+            assert!(e.check(b"c", b"/e", 1).allowed);
+        }
+        e.set_limit(
+            Scope::Default,
+            limit(&[window(10, 1000, 0)]).with_algorithm(algo),
+        );
+        let r = e.check(b"c", b"/e", 1);
+        assert!(r.allowed, "{algo:?}: {r:?}");
+        assert_eq!((r.limit, r.remaining), (10, 4), "{algo:?}");
+        // And raising the count alone: 5 of 10 used, now 100 -> 50 of 100 used.
+        let (e, _clock) = engine();
+        e.set_limit(
+            Scope::Default,
+            limit(&[window(10, 1000, 0)]).with_algorithm(algo),
+        );
+        for _ in 0..9 {
+            assert!(e.check(b"c", b"/e", 1).allowed);
+        }
+        e.set_limit(
+            Scope::Default,
+            limit(&[window(100, 1000, 0)]).with_algorithm(algo),
+        );
+        let r = e.check(b"c", b"/e", 1);
+        assert!(r.allowed, "{algo:?}: {r:?}");
+        assert_eq!(r.remaining, 9, "{algo:?}: 90 of 100 used before this one");
+    }
+}
+
+#[test]
+fn rescaling_keeps_the_fraction_used() {
+    let (e, _clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(10, 1000, 0)]));
+    for _ in 0..5 {
+        assert!(e.check(b"c", b"/e", 1).allowed);
+    }
+    assert_eq!(e.peek(b"c", b"/e").remaining, 5);
+    // Half used. Doubling the limit leaves half: 10 of 20.
+    e.set_limit(Scope::Default, limit(&[window(20, 1000, 0)]));
+    assert_eq!(e.peek(b"c", b"/e").remaining, 10);
+    // Halving it from the original leaves half of 5.
+    e.set_limit(Scope::Default, limit(&[window(5, 1000, 0)]));
+    let left = e.peek(b"c", b"/e").remaining;
+    assert!((2..=3).contains(&left), "{left}");
+
+    let (e, _clock) = engine();
+    e.set_limit(
+        Scope::Default,
+        limit(&[window(10, 1000, 0)]).with_algorithm(Algorithm::Fixed),
+    );
+    for _ in 0..5 {
+        assert!(e.check(b"c", b"/e", 1).allowed);
+    }
+    e.set_limit(
+        Scope::Default,
+        limit(&[window(100, 1000, 0)]).with_algorithm(Algorithm::Fixed),
+    );
+    assert_eq!(e.peek(b"c", b"/e").remaining, 50);
+    // A period change keeps the usage too (5 of 10 in a 1 s window -> 50 of 100 in 1 m).
+    e.set_limit(
+        Scope::Default,
+        limit(&[window(100, 60_000, 0)]).with_algorithm(Algorithm::Fixed),
+    );
+    assert_eq!(e.peek(b"c", b"/e").remaining, 95 - 45, "50 used of 100");
+}
+
+#[test]
+fn bounds_through_the_engine() {
+    let clock = FakeClock::new(T0);
+    let e = Engine::new(
+        clock.clone(),
+        EngineConfig {
+            shards: 1,
+            max_keys: Some(4),
+            max_memory: None,
+            policy: EvictionPolicy::RefuseDeny,
+        },
+    );
+    e.set_limit(Scope::Default, limit(&[window(5, 1000, 0)]));
+    for c in 0..4u8 {
+        assert!(e.check(&[c], b"/e", 1).allowed);
+    }
+    let r = e.check(b"new", b"/e", 1);
+    assert_eq!((r.allowed, r.retry_after_ms), (false, -1), "fail-closed");
+    assert!(e.check(&[0], b"/e", 1).allowed, "known keys go on");
+    e.set_bounds(Some(4), None, EvictionPolicy::RefuseAllow);
+    assert!(e.check(b"new", b"/e", 1).allowed, "fail-open");
+    assert_eq!(e.key_count(), 4, "...without storing");
+    e.set_bounds(Some(4), None, EvictionPolicy::EvictNearest);
+    assert!(e.check(b"new", b"/e", 1).allowed);
+    assert_eq!(e.key_count(), 4);
+    let s = e.stats();
+    assert_eq!((s.refused, s.evicted), (2, 1));
+    // Key 1 (one request, decaying soonest with key 2 and 3) was evicted, not key 0 (two).
+    assert_eq!(e.peek(&[0], b"/e").remaining, 3);
+}
+
+#[test]
+fn a_refused_window_rolls_back_the_others() {
+    let clock = FakeClock::new(T0);
+    let e = Engine::new(
+        clock.clone(),
+        EngineConfig {
+            shards: 1,
+            max_keys: Some(3),
+            max_memory: None,
+            policy: EvictionPolicy::RefuseDeny,
+        },
+    );
+    e.set_limit(
+        Scope::Default,
+        limit(&[window(5, 1000, 0), window(50, 60_000, 0)]),
+    );
+    assert!(e.check(b"a", b"/e", 1).allowed);
+    // One slot left: b's first window would fit, its second not. Nothing of b may remain.
+    assert!(!e.check(b"b", b"/e", 1).allowed);
+    assert_eq!(e.key_count(), 2);
+    assert_eq!(e.peek(b"b", b"/e").remaining, 5);
+}
+
+#[test]
+fn snapshot_round_trip_and_corruption() {
+    let (e, clock) = engine();
+    e.set_limit(
+        Scope::Default,
+        limit(&[window(5, 1000, 0), window(100, 3_600_000, 0)]),
+    );
+    e.set_limit(
+        Scope::Endpoint(pattern("/s")),
+        limit(&[window(10, 60_000, 0)]).with_algorithm(Algorithm::Sliding),
+    );
+    for c in 0..50u32 {
+        e.check(&c.to_le_bytes(), b"/e", 3);
+        e.check(&c.to_le_bytes(), b"/s", 4);
+    }
+    let args = ThrottleArgs {
+        max_burst: 4,
+        count: 1,
+        period_s: 60,
+        quantity: 2,
+    };
+    e.throttle(b"cl", args).expect("ok");
+    let snap = e.snapshot_state();
+
+    // A fresh engine, a little later, with the same limits.
+    clock.advance(ms(100));
+    let e2 = Engine::new(clock.clone(), EngineConfig::default());
+    e2.set_limit(
+        Scope::Default,
+        limit(&[window(5, 1000, 0), window(100, 3_600_000, 0)]),
+    );
+    e2.set_limit(
+        Scope::Endpoint(pattern("/s")),
+        limit(&[window(10, 60_000, 0)]).with_algorithm(Algorithm::Sliding),
+    );
+    assert_eq!(e2.restore_state(&snap), Ok(50 * 3 + 1));
+    for c in [0u32, 17, 49] {
+        assert_eq!(
+            e2.peek(&c.to_le_bytes(), b"/e"),
+            e.peek(&c.to_le_bytes(), b"/e")
+        );
+        assert_eq!(
+            e2.peek(&c.to_le_bytes(), b"/s"),
+            e.peek(&c.to_le_bytes(), b"/s")
+        );
+    }
+    let peek = ThrottleArgs {
+        quantity: 0,
+        ..args
+    };
+    assert_eq!(e2.throttle(b"cl", peek), e.throttle(b"cl", peek));
+
+    // Decayed entries are skipped on a late restore.
+    clock.advance(ms(2_000));
+    let e3 = Engine::new(clock.clone(), EngineConfig::default());
+    assert_eq!(e3.restore_state(&snap), Ok(50 + 50 + 1));
+
+    let mut bad = snap.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    assert_eq!(e3.restore_state(&bad), Err(SnapshotError::Checksum));
+    assert!(e3.restore_state(&snap[..snap.len() - 3]).is_err());
+    assert_eq!(
+        e3.restore_state(b"RLDSNAP"),
+        Err(SnapshotError::Truncated(7))
+    );
+    assert_eq!(e3.restore_state(&[0u8; 64]), Err(SnapshotError::BadMagic));
+}
+
+#[test]
+fn check_reports_the_scope_kind() {
+    let (e, _clock) = engine();
+    assert_eq!(e.check(b"c", b"/e", 1).scope, ScopeKind::None);
+    e.set_limit(Scope::Endpoint(pattern("/e")), limit(&[window(5, 1000, 0)]));
+    assert_eq!(e.check(b"c", b"/e", 1).scope, ScopeKind::Endpoint);
+    assert_eq!(ScopeKind::Endpoint.name(), "endpoint");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key-value items
+
+fn put(value: &[u8], expires_at: Option<Nanos>) -> KvWrite {
+    KvWrite::Put(Item {
+        value: value.to_vec(),
+        flags: 0,
+        cas: 0,
+        expires_at,
+    })
+}
+
+#[test]
+fn kv_items_are_read_written_and_expire_through_the_wheel() {
+    let (e, clock) = engine();
+    let cas1 = e.kv_txn(&[b"k"], |t| {
+        t.write(b"k", put(b"1", Some(T0 + 1_000_000_000)))
+    });
+    let item = e.kv_get(b"k").expect("stored");
+    assert_eq!((item.value.as_slice(), Ok(item.cas)), (&b"1"[..], cas1));
+    // Read-modify-write in one transaction (what INCR does).
+    e.kv_txn(&[b"k"], |t| {
+        let cur = t.get(b"k").cloned().expect("live");
+        let n: u64 = std::str::from_utf8(&cur.value).unwrap().parse().unwrap();
+        t.write(b"k", put((n + 1).to_string().as_bytes(), cur.expires_at))
+    })
+    .expect("ok");
+    assert_eq!(e.kv_get(b"k").unwrap().value, b"2");
+    assert_ne!(
+        e.kv_get(b"k").unwrap().cas,
+        cas1.unwrap(),
+        "every write changes the CAS"
+    );
+    // A key with no expiry, and one outside the transaction's keys.
+    e.kv_txn(&[b"p"], |t| {
+        assert_eq!(t.write(b"p", put(b"x", None)).map(|c| c > 0), Ok(true));
+        assert_eq!(t.write(b"not-named", put(b"x", None)), Ok(0));
+        assert!(t.get(b"not-named").is_none());
+    });
+    assert_eq!(e.key_count(), 2);
+    clock.advance(ms(1000));
+    assert!(e.kv_get(b"k").is_none(), "expired reads as absent at once");
+    e.purge_decayed(usize::MAX);
+    assert_eq!(e.key_count(), 1, "the wheel dropped it");
+    assert!(e.kv_get(b"p").is_some());
+    // Deleting, and FLUSHALL.
+    e.kv_txn(&[b"p"], |t| t.write(b"p", KvWrite::Delete))
+        .expect("ok");
+    assert_eq!(e.key_count(), 0);
+    e.kv_txn(&[b"q"], |t| t.write(b"q", put(b"x", None)))
+        .expect("ok");
+    e.flush_state();
+    assert!(e.kv_get(b"q").is_none());
+}
+
+#[test]
+fn kv_expiry_moved_earlier_or_later_is_honoured() {
+    let (e, clock) = engine();
+    e.kv_txn(&[b"k"], |t| {
+        t.write(b"k", put(b"v", Some(T0 + 10_000_000_000)))
+    })
+    .unwrap();
+    e.kv_txn(&[b"k"], |t| {
+        t.write(b"k", put(b"v", Some(T0 + 1_000_000_000)))
+    })
+    .unwrap();
+    clock.advance(ms(1_100));
+    e.purge_decayed(usize::MAX);
+    assert_eq!(e.key_count(), 0, "the earlier expiry was scheduled");
+    e.kv_txn(&[b"k"], |t| {
+        t.write(b"k", put(b"v", Some(e.now() + 1_000_000_000)))
+    })
+    .unwrap();
+    e.kv_txn(&[b"k"], |t| {
+        t.write(b"k", put(b"v", Some(e.now() + 5_000_000_000)))
+    })
+    .unwrap();
+    clock.advance(ms(1_100));
+    e.purge_decayed(usize::MAX);
+    assert_eq!(e.key_count(), 1, "a later expiry keeps the key");
+    clock.advance(ms(4_000));
+    e.purge_decayed(usize::MAX);
+    assert_eq!(e.key_count(), 0);
+}
+
+#[test]
+fn kv_respects_the_bounds_and_survives_a_snapshot() {
+    let clock = FakeClock::new(T0);
+    let e = Engine::new(
+        clock.clone(),
+        EngineConfig {
+            shards: 1,
+            max_keys: Some(2),
+            max_memory: None,
+            policy: EvictionPolicy::RefuseDeny,
+        },
+    );
+    e.kv_txn(&[b"a"], |t| t.write(b"a", put(b"1", None)))
+        .unwrap();
+    e.kv_txn(&[b"b"], |t| {
+        t.write(b"b", put(b"2", Some(T0 + 60_000_000_000)))
+    })
+    .unwrap();
+    assert_eq!(
+        e.kv_txn(&[b"c"], |t| t.write(b"c", put(b"3", None))),
+        Err(KvError::OutOfMemory)
+    );
+    assert!(
+        e.kv_txn(&[b"a"], |t| t.write(b"a", put(b"9", None)))
+            .is_ok(),
+        "updates still work"
+    );
+    let snap = e.snapshot_state();
+    let e2 = Engine::new(clock.clone(), EngineConfig::default());
+    assert_eq!(e2.restore_state(&snap), Ok(2));
+    assert_eq!(e2.kv_get(b"a").map(|i| i.value), Some(b"9".to_vec()));
+    assert_eq!(
+        e2.kv_get(b"b").and_then(|i| i.expires_at),
+        Some(T0 + 60_000_000_000)
+    );
+}
+
+#[test]
+fn kv_transactions_over_several_keys_are_atomic() {
+    let e = std::sync::Arc::new(Engine::new(SystemClock::new(), EngineConfig::default()));
+    let keys: Vec<Vec<u8>> = (0..8u8).map(|i| vec![b'k', i]).collect();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let e = e.clone();
+            let keys = keys.clone();
+            std::thread::spawn(move || {
+                let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+                for _ in 0..500 {
+                    // Move one unit from every key to the next, all at once: the sum stays 0.
+                    e.kv_txn(&refs, |t| {
+                        for k in &refs {
+                            let n: i64 = t
+                                .get(k)
+                                .map(|i| std::str::from_utf8(&i.value).unwrap().parse().unwrap())
+                                .unwrap_or(0);
+                            t.write(k, put((n + 1).to_string().as_bytes(), None))
+                                .unwrap();
+                        }
+                    });
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for k in &keys {
+        assert_eq!(e.kv_get(k).unwrap().value, b"2000", "no lost update");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Change feed (replication)
+
+#[test]
+fn changes_replicate_state_not_decisions() {
+    let (primary, clock) = engine();
+    let replica = Engine::new(clock.clone(), EngineConfig::default());
+    for e in [&primary, &replica] {
+        e.set_limit(
+            Scope::Default,
+            limit(&[window(5, 1000, 0), window(50, 60_000, 0)]),
+        );
+        e.set_limit(
+            Scope::Endpoint(pattern("/s")),
+            limit(&[window(4, 1000, 0)]).with_algorithm(Algorithm::Sliding),
+        );
+    }
+    let mut changes = Vec::new();
+    primary.drain_changes(&mut changes);
+    assert!(
+        changes.is_empty(),
+        "nothing is recorded while tracking is off"
+    );
+    primary.set_change_tracking(true);
+    // A hot key written 3 times coalesces into one record per window.
+    for _ in 0..3 {
+        primary.check(b"hot", b"/e", 1);
+    }
+    primary.check(b"c", b"/s", 2);
+    primary
+        .throttle(
+            b"cl",
+            ThrottleArgs {
+                max_burst: 4,
+                count: 1,
+                period_s: 60,
+                quantity: 1,
+            },
+        )
+        .unwrap();
+    primary
+        .kv_txn(&[b"k"], |t| t.write(b"k", put(b"7", None)))
+        .unwrap();
+    primary.drain_changes(&mut changes);
+    assert_eq!(changes.len(), 2 + 1 + 1 + 1, "{changes:?}");
+    // The replica's clock has moved on: it must not recompute, only store.
+    clock.advance(ms(10));
+    for c in &changes {
+        replica.apply_change(c);
+    }
+    for (client, ep) in [(&b"hot"[..], &b"/e"[..]), (b"c", b"/s")] {
+        assert_eq!(replica.peek(client, ep), primary.peek(client, ep));
+    }
+    assert_eq!(replica.kv_get(b"k").map(|i| i.value), Some(b"7".to_vec()));
+    // Reset and FLUSHALL travel too.
+    changes.clear();
+    primary.reset(b"hot", b"/e");
+    primary.drain_changes(&mut changes);
+    for c in &changes {
+        replica.apply_change(c);
+    }
+    assert_eq!(replica.peek(b"hot", b"/e").remaining, 5);
+    changes.clear();
+    primary.flush_state();
+    primary.check(b"after", b"/e", 1);
+    primary.drain_changes(&mut changes);
+    assert_eq!(changes.first(), Some(&Change::Flush));
+    for c in &changes {
+        replica.apply_change(c);
+    }
+    assert!(replica.kv_get(b"k").is_none());
+    assert_eq!(
+        replica.key_count(),
+        2,
+        "only the key written after the flush"
+    );
+}
+
+#[test]
+fn kv_flush_keeps_rate_state() {
+    let (e, _clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(5, 1000, 0)]));
+    e.check(b"c", b"/e", 1);
+    e.kv_txn(&[b"k"], |t| t.write(b"k", put(b"1", None)))
+        .unwrap();
+    assert_eq!((e.key_count(), e.kv_count()), (2, 1));
+    e.kv_flush();
+    assert_eq!((e.key_count(), e.kv_count()), (1, 0));
+    assert_eq!(e.peek(b"c", b"/e").remaining, 4);
 }

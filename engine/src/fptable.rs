@@ -1,0 +1,295 @@
+//! An open-addressing hash table keyed by 64-bit fingerprints, built for memory per key.
+//!
+//! Why not `std::collections::HashMap`: its capacity is a power of two, so at 1M keys it has
+//! 2M buckets (17 bytes each with the control byte): 35.6 bytes per key before any expiry
+//! bookkeeping, over the 32-byte target. Here the capacity is any number (the home slot is
+//! found by multiply-shift, not by masking), the table grows by 1.25x, and a slot is just the
+//! fingerprint and its value: 16 bytes for GCRA state, at 64-80 % load.
+//!
+//! Why linear probing with tombstones rather than Robin Hood or backward-shift deletion: slot
+//! positions never move between rebuilds, so the timing wheel can refer to an entry by its
+//! 4-byte slot index instead of its 8-byte fingerprint. Deletions leave a tombstone; a rebuild
+//! (on growth, or when tombstones pile up, or to shrink after a mass expiry) re-packs the live
+//! entries, and the owner then rebuilds its wheel from [`FpTable::iter`].
+//!
+//! Fingerprints 0 and 1 mark empty and deleted slots, so they are folded onto 2 and 3: two more
+//! values in 2^64 that can collide, which changes nothing measurable.
+
+/// Slot key of an empty slot.
+const EMPTY: u64 = 0;
+/// Slot key of a deleted slot (a tombstone): probing continues past it.
+const TOMB: u64 = 1;
+
+/// The table rebuilds before live + tombstones exceed 80 % of the slots...
+const MAX_LOAD_NUM: usize = 4;
+const MAX_LOAD_DEN: usize = 5;
+/// ...and sizes the new table for 64 % load, so the next growth is 1.25x away.
+const TARGET_LOAD_PERCENT: usize = 64;
+const MIN_CAPACITY: usize = 16;
+
+/// A fingerprint as stored: never EMPTY or TOMB.
+#[inline]
+fn norm(fp: u64) -> u64 {
+    if fp < 2 {
+        fp + 2
+    } else {
+        fp
+    }
+}
+
+/// Home slot of `fp` in a table of `cap` slots. The fingerprint's top bits also pick the shard,
+/// so they are equal for every key of a shard; multiplying by an odd constant first spreads the
+/// low bits into the top ones before the multiply-shift range reduction.
+#[inline]
+fn home(fp: u64, cap: usize) -> usize {
+    let mixed = fp.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((u128::from(mixed) * cap as u128) >> 64) as usize
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct FpTable<V: Copy> {
+    slots: Vec<(u64, V)>,
+    live: usize,
+    tombs: usize,
+}
+
+impl<V: Copy + Default> Default for FpTable<V> {
+    fn default() -> Self {
+        FpTable {
+            slots: Vec::new(),
+            live: 0,
+            tombs: 0,
+        }
+    }
+}
+
+impl<V: Copy + Default> FpTable<V> {
+    /// Number of live entries.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Bytes of the slot array.
+    pub fn bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<(u64, V)>()
+    }
+
+    /// Slot index of `fp`, if present.
+    #[inline]
+    pub fn find(&self, fp: u64) -> Option<usize> {
+        let cap = self.slots.len();
+        if cap == 0 {
+            return None;
+        }
+        let fp = norm(fp);
+        let mut i = home(fp, cap);
+        // The load bound guarantees an EMPTY slot, so this loop ends; the counter is a guard.
+        for _ in 0..cap {
+            let k = self.slots[i].0;
+            if k == fp {
+                return Some(i);
+            }
+            if k == EMPTY {
+                return None;
+            }
+            i += 1;
+            if i == cap {
+                i = 0;
+            }
+        }
+        None
+    }
+
+    #[inline]
+    pub fn get(&self, fp: u64) -> Option<V> {
+        self.find(fp).map(|i| self.slots[i].1)
+    }
+
+    /// The live entry at `idx`, if any (wheel entries refer to slots by index).
+    #[inline]
+    pub fn at(&self, idx: usize) -> Option<(u64, V)> {
+        match self.slots.get(idx) {
+            Some(&(k, v)) if k > TOMB => Some((k, v)),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub fn set_at(&mut self, idx: usize, v: V) {
+        if let Some(slot) = self.slots.get_mut(idx) {
+            if slot.0 > TOMB {
+                slot.1 = v;
+            }
+        }
+    }
+
+    /// True if inserting one new key would exceed the load bound (call [`FpTable::rebuild`]
+    /// with [`FpTable::grown_capacity`] first).
+    #[inline]
+    pub fn full(&self) -> bool {
+        (self.live + self.tombs + 1) * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM
+    }
+
+    /// The capacity a rebuild should use to hold `live` entries at the target load.
+    pub fn capacity_for(live: usize) -> usize {
+        (live * 100 / TARGET_LOAD_PERCENT + 1).max(MIN_CAPACITY)
+    }
+
+    /// Capacity for one more key than now.
+    pub fn grown_capacity(&self) -> usize {
+        Self::capacity_for(self.live + 1)
+    }
+
+    /// Insert a key known to be absent (after `find` returned None) into the first empty or
+    /// deleted slot of its probe sequence. Returns the slot index. The caller has made room
+    /// (`!self.full()`).
+    pub fn insert_new(&mut self, fp: u64, v: V) -> usize {
+        let cap = self.slots.len();
+        debug_assert!(cap > 0 && !self.full());
+        let fp = norm(fp);
+        let mut i = home(fp, cap);
+        loop {
+            let k = self.slots[i].0;
+            if k == EMPTY || k == TOMB {
+                if k == TOMB {
+                    self.tombs -= 1;
+                }
+                self.slots[i] = (fp, v);
+                self.live += 1;
+                return i;
+            }
+            i += 1;
+            if i == cap {
+                i = 0;
+            }
+        }
+    }
+
+    /// Delete the live entry at `idx` (it becomes a tombstone).
+    pub fn remove_at(&mut self, idx: usize) {
+        if let Some(slot) = self.slots.get_mut(idx) {
+            if slot.0 > TOMB {
+                *slot = (TOMB, V::default());
+                self.live -= 1;
+                self.tombs += 1;
+            }
+        }
+    }
+
+    /// Re-pack the live entries into `cap` slots (at least what they need). Slot indices
+    /// change: the owner must rebuild anything that refers to them.
+    pub fn rebuild(&mut self, cap: usize) {
+        let cap = cap
+            .max(self.live * MAX_LOAD_DEN / MAX_LOAD_NUM + 1)
+            .max(MIN_CAPACITY);
+        let old = std::mem::replace(&mut self.slots, vec![(EMPTY, V::default()); cap]);
+        self.live = 0;
+        self.tombs = 0;
+        for (k, v) in old {
+            if k > TOMB {
+                self.insert_new(k, v);
+            }
+        }
+    }
+
+    /// True when the table is mostly empty or mostly tombstones and worth re-packing smaller.
+    pub fn sparse(&self) -> bool {
+        let cap = self.slots.len();
+        cap > MIN_CAPACITY * 4 && (self.live * 5 < cap || self.tombs * 2 > cap)
+    }
+
+    /// Live entries as (slot index, fingerprint, value).
+    pub fn iter(&self) -> impl Iterator<Item = (usize, u64, V)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, (k, _))| *k > TOMB)
+            .map(|(i, &(k, v))| (i, k, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert(t: &mut FpTable<u64>, fp: u64, v: u64) -> usize {
+        if let Some(i) = t.find(fp) {
+            t.set_at(i, v);
+            return i;
+        }
+        if t.full() {
+            t.rebuild(t.grown_capacity());
+        }
+        t.insert_new(fp, v)
+    }
+
+    #[test]
+    fn insert_find_remove_and_reuse() {
+        let mut t = FpTable::<u64>::default();
+        assert_eq!(t.get(5), None);
+        for k in 1..=1000u64 {
+            insert(&mut t, k.wrapping_mul(0x1234_5678_9abc_def1), k);
+        }
+        assert_eq!(t.len(), 1000);
+        for k in 1..=1000u64 {
+            assert_eq!(t.get(k.wrapping_mul(0x1234_5678_9abc_def1)), Some(k));
+        }
+        // Keys 0 and 1 are legal fingerprints.
+        insert(&mut t, 0, 7);
+        insert(&mut t, 1, 8);
+        assert_eq!((t.get(0), t.get(1)), (Some(7), Some(8)));
+        for k in 1..=500u64 {
+            let i = t.find(k.wrapping_mul(0x1234_5678_9abc_def1)).unwrap();
+            t.remove_at(i);
+        }
+        assert_eq!(t.len(), 502);
+        for k in 1..=1000u64 {
+            let want = if k <= 500 { None } else { Some(k) };
+            assert_eq!(t.get(k.wrapping_mul(0x1234_5678_9abc_def1)), want);
+        }
+        assert!(t.sparse() || t.capacity() < 2000);
+        t.rebuild(0);
+        assert_eq!(t.len(), 502);
+        assert_eq!(t.get(999u64.wrapping_mul(0x1234_5678_9abc_def1)), Some(999));
+    }
+
+    #[test]
+    fn memory_per_key_stays_under_28_bytes_through_growth() {
+        let mut t = FpTable::<u64>::default();
+        let mut worst: f64 = 0.0;
+        for k in 1..=200_000u64 {
+            insert(&mut t, k.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x55, k);
+            if k > 1000 {
+                worst = worst.max(t.bytes() as f64 / k as f64);
+            }
+        }
+        // 16-byte slots at no less than 64 % load right after a rebuild.
+        assert!(worst <= 25.1, "worst bytes/key {worst}");
+    }
+
+    #[test]
+    fn tombstones_do_not_hide_keys_and_full_is_honoured() {
+        let mut t = FpTable::<u64>::default();
+        t.rebuild(16);
+        let mut n = 0;
+        while !t.full() {
+            t.insert_new(100 + n, n);
+            n += 1;
+        }
+        assert!(n * 5 <= 16 * 4);
+        let first = t.find(100).unwrap();
+        t.remove_at(first);
+        assert_eq!(t.get(100), None);
+        for k in 1..n {
+            assert_eq!(
+                t.get(100 + k),
+                Some(k),
+                "key behind a tombstone is still found"
+            );
+        }
+    }
+}
