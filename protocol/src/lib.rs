@@ -11,6 +11,9 @@
 //!   it is buffered.
 //! - [`reply`]: the [`Reply`] value a command produces, and [`reply::compose`], which writes it as
 //!   RESP2 or RESP3 bytes.
+//! - [`memcache`]: the memcached text and meta protocols, for the `--memcached-port` listener:
+//!   [`memcache::McDecoder`] (bounded, resynchronises after a refused data block the way
+//!   memcached does) and [`memcache::compose_mc`].
 //! - [`parse`]: a cursor over one request's arguments ([`Parse`]), with the integer, keyword
 //!   and rate (`<n>/<period>`) parsing the commands share, and [`ParseError`] whose messages are
 //!   Redis's own wording.
@@ -27,6 +30,7 @@
 //! [`parse::glob_match`] are total functions over bytes too.
 
 pub mod frame;
+pub mod memcache;
 pub mod parse;
 pub mod reply;
 

@@ -1,0 +1,202 @@
+//! The memcached listener (`--memcached-port`): accept loop and one task per connection,
+//! speaking the text and meta protocols over the same key-value space as RESP.
+//!
+//! It exists for teams that rate-limit with memcached today (`add` + `incr`, Dalli's `ma`,
+//! envoy's memcache backend): they point the client at this port unchanged. A counter made by
+//! `incr` here reads back with RESP `GET`, and the reverse.
+//!
+//! The connection loop has the shape of src/connection.rs: read, decode every complete request
+//! in the buffer ([`McDecoder`], bounded and pure), execute each ([`exec`]), write all replies
+//! once per read. Connections register in the same client registry as RESP ones, so
+//! `--maxclients` bounds both together, CLIENT LIST shows them, and shutdown (the same watch
+//! channel) waits for them to finish their in-flight replies.
+
+pub mod exec;
+
+use crate::server::Shared;
+use bytes::BytesMut;
+use ratelimitd_protocol::memcache::{compose_mc, McDecoder, McFrame, McLimits, McReply};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Initial read buffer, as for RESP.
+const READ_BUF: usize = 16 * 1024;
+
+/// The listener (bound at start-up, taken by [`spawn`]) and memcached's `stats` counters.
+#[derive(Debug, Default)]
+pub struct McShared {
+    pub listener: Mutex<Option<TcpListener>>,
+    pub stats: McStats,
+}
+
+/// Counters `stats` reports under memcached's names. Relaxed atomics: they are statistics.
+#[derive(Debug, Default)]
+pub struct McStats {
+    pub curr_connections: AtomicU64,
+    pub total_connections: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub cmd_get: AtomicU64,
+    pub cmd_set: AtomicU64,
+    pub cmd_flush: AtomicU64,
+    pub cmd_touch: AtomicU64,
+    pub get_hits: AtomicU64,
+    pub get_misses: AtomicU64,
+    pub delete_hits: AtomicU64,
+    pub delete_misses: AtomicU64,
+    pub incr_hits: AtomicU64,
+    pub incr_misses: AtomicU64,
+    pub decr_hits: AtomicU64,
+    pub decr_misses: AtomicU64,
+    pub cas_hits: AtomicU64,
+    pub cas_misses: AtomicU64,
+    pub cas_badval: AtomicU64,
+    pub touch_hits: AtomicU64,
+    pub touch_misses: AtomicU64,
+    pub total_items: AtomicU64,
+}
+
+impl McStats {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Bind the memcached listener if `--memcached-port` was given; the caller logs the address.
+pub async fn bind(config: &crate::Config) -> std::io::Result<Option<TcpListener>> {
+    match config.memcached_port {
+        Some(port) => TcpListener::bind(SocketAddr::new(config.bind, port))
+            .await
+            .map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Start the accept loop (if a listener was bound); it stops when `shutdown` fires.
+pub fn spawn(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
+    let listener = shared
+        .memcache
+        .listener
+        .lock()
+        .ok()
+        .and_then(|mut l| l.take());
+    if let Some(listener) = listener {
+        tokio::spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (mut socket, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!("memcached accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                McStats::bump(&shared.memcache.stats.total_connections);
+                if shared.clients.len() >= shared.config.maxclients {
+                    McStats::bump(&shared.memcache.stats.rejected_connections);
+                    tokio::spawn(async move {
+                        let _ = socket
+                            .write_all(b"SERVER_ERROR max number of clients reached\r\n")
+                            .await;
+                    });
+                    continue;
+                }
+                let _ = socket.set_nodelay(true);
+                tokio::spawn(serve_conn(socket, peer, shared.clone(), shutdown.clone()));
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn serve_conn(
+    socket: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let handle = shared.clients.register(peer, socket.local_addr().ok());
+    shared
+        .memcache
+        .stats
+        .curr_connections
+        .fetch_add(1, Ordering::Relaxed);
+    let _ = serve(socket, &shared, shutdown).await;
+    shared
+        .memcache
+        .stats
+        .curr_connections
+        .fetch_sub(1, Ordering::Relaxed);
+    shared.clients.unregister(handle.id);
+}
+
+/// Serve until the client leaves or sends `quit`, speaks the binary protocol, or the daemon
+/// shuts down. I/O errors are the client's business (a vanished peer is normal).
+async fn serve(
+    mut socket: TcpStream,
+    shared: &Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut decoder = McDecoder::new(McLimits {
+        max_value_len: shared.config.max_value_size,
+        ..McLimits::default()
+    });
+    let mut input = BytesMut::with_capacity(READ_BUF);
+    let mut output = BytesMut::with_capacity(READ_BUF);
+    loop {
+        if input.capacity() - input.len() < 1024 {
+            input.reserve(READ_BUF);
+        }
+        let n = tokio::select! {
+            read = socket.read_buf(&mut input) => read?,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        let mut close = false;
+        loop {
+            match decoder.decode(&mut input) {
+                Ok(Some(McFrame::Request(req))) => match exec::execute(shared, req) {
+                    exec::Outcome::Reply(reply) => compose_mc(&reply, &mut output),
+                    exec::Outcome::Close => {
+                        close = true;
+                        break;
+                    }
+                },
+                Ok(Some(McFrame::Error(e))) => {
+                    shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    compose_mc(&McReply::from(e), &mut output);
+                }
+                Ok(None) => break,
+                Err(fatal) => {
+                    shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    compose_mc(&McReply::Error(fatal.to_string()), &mut output);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        if !output.is_empty() {
+            socket.write_all(&output).await?;
+            output.clear();
+        }
+        if close {
+            let _ = socket.shutdown().await;
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The memcached listener against the real binary: the `memcache` crate (a real client, text
+//! protocol), a scripted Dalli-style `ma`/`mg` exchange with exact bytes (what rack-attack's
+//! memcached store sends), memcached's own arithmetic and exptime rules, the key space shared
+//! with RESP, and bad input (bad keys, oversized values, half-sent lines, the binary protocol,
+//! vanished clients).
+
+mod common;
+
+use common::{run, Daemon};
+use std::io::Write;
+
+fn daemon() -> Daemon {
+    Daemon::start_with(&["--memcached-port", "0"])
+}
+
+fn client(d: &Daemon) -> memcache::Client {
+    let url = format!(
+        "memcache://127.0.0.1:{}?protocol=ascii&timeout=5",
+        d.memcached_port.expect("memcached port in the log")
+    );
+    memcache::Client::connect(url).expect("memcache client")
+}
+
+#[test]
+fn the_memcache_crate_works_against_the_text_protocol() {
+    let d = daemon();
+    let c = client(&d);
+    c.set("greeting", "hello", 0).unwrap();
+    assert_eq!(c.get::<String>("greeting").unwrap(), Some("hello".into()));
+    // The crate reads NOT_STORED as a quiet Ok: check the value instead.
+    c.add("greeting", "again", 0).unwrap();
+    assert_eq!(c.get::<String>("greeting").unwrap(), Some("hello".into()));
+    c.add("fresh", "1", 60).unwrap();
+    c.replace("fresh", "2", 60).unwrap();
+    c.replace("absent", "x", 0).unwrap();
+    assert_eq!(
+        c.get::<String>("absent").unwrap(),
+        None,
+        "replace needs an existing key"
+    );
+    c.append("greeting", " world").unwrap();
+    c.prepend("greeting", ">").unwrap();
+    assert_eq!(
+        c.get::<String>("greeting").unwrap(),
+        Some(">hello world".into())
+    );
+    assert_eq!(c.increment("fresh", 5).unwrap(), 7);
+    assert_eq!(c.decrement("fresh", 100).unwrap(), 0, "decr floors at 0");
+    assert!(
+        c.increment("absent", 1).is_err(),
+        "incr needs an existing key"
+    );
+    assert!(c.touch("fresh", 100).unwrap());
+    assert!(!c.touch("absent", 100).unwrap());
+    let (v, _flags, cas) = c
+        .get::<(String, u32, Option<u64>)>("fresh")
+        .unwrap()
+        .unwrap();
+    assert_eq!(v, "0");
+    let got = c
+        .gets::<(String, u32, Option<u64>)>(&["fresh", "greeting", "absent"])
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    let cas = got["fresh"].2.or(cas).expect("gets returns the cas");
+    assert!(c.cas("fresh", "10", 0, cas).unwrap());
+    assert!(
+        !matches!(c.cas("fresh", "11", 0, cas), Ok(true)),
+        "a stale cas is refused (EXISTS)"
+    );
+    assert_eq!(c.get::<String>("fresh").unwrap(), Some("10".into()));
+    assert!(c.delete("fresh").unwrap());
+    assert!(!c.delete("fresh").unwrap());
+    let version = c.version().unwrap();
+    assert!(version[0].1.starts_with("1.6"), "{version:?}");
+    // The crate's stats() parses nothing (its loop condition is inverted in 0.21), so read the
+    // fields over a raw socket.
+    c.stats().unwrap();
+    let mut m = d.mc_raw();
+    m.send(b"stats\r\n");
+    let mut s = std::collections::HashMap::new();
+    loop {
+        let line = m.line();
+        if line == "END" {
+            break;
+        }
+        let mut parts = line.splitn(3, ' ');
+        assert_eq!(parts.next(), Some("STAT"), "{line}");
+        s.insert(
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
+    }
+    assert_eq!(s["version"], "1.6.21");
+    assert_eq!(
+        s["curr_connections"], "2",
+        "this raw socket and the crate's connection"
+    );
+    for field in [
+        "pid",
+        "uptime",
+        "time",
+        "version",
+        "curr_items",
+        "total_items",
+        "bytes",
+        "curr_connections",
+        "total_connections",
+        "cmd_get",
+        "cmd_set",
+        "get_hits",
+        "get_misses",
+        "evictions",
+        "limit_maxbytes",
+        "threads",
+    ] {
+        assert!(s.contains_key(field), "stats has {field}: {s:?}");
+    }
+    c.flush().unwrap();
+    assert_eq!(c.get::<String>("greeting").unwrap(), None);
+}
+
+#[test]
+fn counters_are_shared_with_resp() {
+    let d = daemon();
+    let c = client(&d);
+    let mut r = d.client();
+    c.set("hits", 10u64, 0).unwrap();
+    assert_eq!(c.increment("hits", 5).unwrap(), 15);
+    assert_eq!(run::<String>(&mut r, &["GET", "hits"]), Ok("15".into()));
+    assert_eq!(run::<i64>(&mut r, &["INCR", "hits"]), Ok(16));
+    assert_eq!(c.get::<u64>("hits").unwrap(), Some(16));
+    // A key made over RESP, with a TTL, is seen (and keeps its TTL through incr).
+    run::<i64>(&mut r, &["INCR", "made-by-resp"]).unwrap();
+    run::<i64>(&mut r, &["EXPIRE", "made-by-resp", "100"]).unwrap();
+    assert_eq!(c.increment("made-by-resp", 1).unwrap(), 2);
+    let ttl = run::<i64>(&mut r, &["TTL", "made-by-resp"]).unwrap();
+    assert!((99..=100).contains(&ttl), "{ttl}");
+}
+
+#[test]
+fn dalli_style_meta_arithmetic_exact_bytes() {
+    let d = daemon();
+    let mut m = d.mc_raw();
+    // rack-attack's counter: Dalli's `incr(key, 1, ttl, 0)` → `ma <key> v D1 J0 N<ttl> MI`.
+    m.send(b"ma rack::attack:1:ip v D1 J0 N60 MI\r\n");
+    m.expect(b"VA 1\r\n0\r\n");
+    m.send(b"ma rack::attack:1:ip v D1 J0 N60 MI\r\n");
+    m.expect(b"VA 1\r\n1\r\n");
+    m.send(b"ma rack::attack:1:ip v D5 J0 N60 MI\r\n");
+    m.expect(b"VA 1\r\n6\r\n");
+    m.send(b"mg rack::attack:1:ip v t\r\n");
+    m.expect(b"VA 1 t60\r\n6\r\n");
+    m.send(b"ma rack::attack:1:ip v D10 MD\r\n");
+    m.expect(b"VA 1\r\n0\r\n");
+    m.send(b"ma nope v D1\r\n");
+    m.expect(b"NF\r\n");
+    m.send(b"mg nope v\r\n");
+    m.expect(b"EN\r\n");
+    // Quiet mode and mn, as Dalli batches them; opaque and key echo.
+    m.send(b"mg nope v q\r\nma rack::attack:1:ip q\r\nmg rack::attack:1:ip s v k O42\r\nmn\r\n");
+    m.expect(b"VA 1 s1 krack::attack:1:ip O42\r\n1\r\nMN\r\n");
+    // ms / md with CAS.
+    m.send(b"ms sk 2 T0 F7 c\r\nhi\r\n");
+    let line = m.line();
+    assert!(line.starts_with("HD c"), "{line}");
+    let cas: u64 = line[4..].parse().unwrap();
+    m.send(format!("md sk C{}\r\n", cas + 1000).as_bytes());
+    m.expect(b"EX\r\n");
+    m.send(b"mg sk v f\r\n");
+    m.expect(b"VA 2 f7\r\nhi\r\n");
+    m.send(format!("md sk C{cas}\r\n").as_bytes());
+    m.expect(b"HD\r\n");
+    m.send(b"md sk\r\n");
+    m.expect(b"NF\r\n");
+    // base64 keys.
+    m.send(b"ms Zm9v 1 b\r\nx\r\nmg Zm9v b v k\r\n");
+    m.expect(b"HD\r\nVA 1 kZm9v b\r\nx\r\n");
+    m.send(b"ms k 1 MZ\r\nx\r\n");
+    m.expect(b"CLIENT_ERROR invalid mode for ms STORE\r\n");
+    m.send(b"mg k v v\r\nmg k !\r\n");
+    m.expect(b"CLIENT_ERROR duplicate flag\r\nCLIENT_ERROR invalid flag\r\n");
+}
+
+#[test]
+fn memcached_arithmetic_and_exptime_rules() {
+    let d = daemon();
+    let mut m = d.mc_raw();
+    let steps: &[(&[u8], &[u8])] = &[
+        (b"incr none 1\r\n", b"NOT_FOUND\r\n"),
+        (b"set n 0 0 20\r\n18446744073709551615\r\n", b"STORED\r\n"),
+        (b"incr n 2\r\n", b"1\r\n"),
+        (b"decr n 5\r\n", b"0\r\n"),
+        (b"set s 0 0 3\r\nabc\r\n", b"STORED\r\n"),
+        (
+            b"incr s 1\r\n",
+            b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+        ),
+        (
+            b"incr n abc\r\n",
+            b"CLIENT_ERROR invalid numeric delta argument\r\n",
+        ),
+        (
+            b"incr n -1\r\n",
+            b"CLIENT_ERROR invalid numeric delta argument\r\n",
+        ),
+        (b"set gone 0 -1 1\r\nx\r\n", b"STORED\r\n"),
+        (b"get gone\r\n", b"END\r\n"),
+        (b"set past 0 2592001 1\r\nx\r\n", b"STORED\r\n"),
+        (b"get past\r\n", b"END\r\n"),
+        (b"set f 4294967295 0 1\r\nx\r\n", b"STORED\r\n"),
+        (b"get f\r\n", b"VALUE f 4294967295 1\r\nx\r\nEND\r\n"),
+        (
+            b"set f 4294967296 0 1\r\nx\r\n",
+            b"CLIENT_ERROR bad command line format\r\n",
+        ),
+        (
+            b"set q 0 0 1 noreply\r\n5\r\nincr q 1 noreply\r\nget q\r\n",
+            b"VALUE q 0 1\r\n6\r\nEND\r\n",
+        ),
+        // Errors are sent even with noreply.
+        (
+            b"incr s 1 noreply\r\n",
+            b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+        ),
+        (b"delete f noreply\r\ndelete f\r\n", b"NOT_FOUND\r\n"),
+        (b"touch n 1\r\n", b"TOUCHED\r\n"),
+        (b"gat 0 n\r\n", b"VALUE n 0 1\r\n0\r\nEND\r\n"),
+        (b"verbosity 1\r\n", b"OK\r\n"),
+        (b"flush_all noreply\r\nget n\r\n", b"END\r\n"),
+    ];
+    for (send, want) in steps {
+        m.send(send);
+        m.expect(want);
+    }
+    // A TTL set with touch expires the key.
+    m.send(b"set t 0 0 1\r\nx\r\ntouch t 1\r\n");
+    m.expect(b"STORED\r\nTOUCHED\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    m.send(b"get t\r\n");
+    m.expect(b"END\r\n");
+}
+
+#[test]
+fn bad_input_is_answered_and_the_connection_carries_on() {
+    let d = Daemon::start_with(&["--memcached-port", "0", "--max-value-size", "16"]);
+    let mut m = d.mc_raw();
+    let long_key = "k".repeat(251);
+    let steps: Vec<(Vec<u8>, &[u8])> = vec![
+        (b"bogus\r\n".to_vec(), b"ERROR\r\n"),
+        (b"\r\n".to_vec(), b"ERROR\r\n"),
+        (b"GET a\r\n".to_vec(), b"ERROR\r\n"),
+        (b"get\r\n".to_vec(), b"ERROR\r\n"),
+        (
+            format!("get {long_key}\r\n").into_bytes(),
+            b"CLIENT_ERROR bad command line format\r\n",
+        ),
+        (
+            b"get a\x01b\r\n".to_vec(),
+            b"CLIENT_ERROR bad command line format\r\n",
+        ),
+        // Over the value cap: the data block is swallowed, as memcached does.
+        (
+            b"set big 0 0 17\r\n01234567890123456\r\nversion\r\n".to_vec(),
+            b"SERVER_ERROR object too large for cache\r\nVERSION 1.6.21\r\n",
+        ),
+        // A bad header with a readable length: the data block is swallowed too (stricter than
+        // memcached, which would run `flush_all` here).
+        (
+            b"set k x 0 9\r\nflush_all\r\nversion\r\n".to_vec(),
+            b"CLIENT_ERROR bad command line format\r\nVERSION 1.6.21\r\n",
+        ),
+        // The data block must end in \r\n.
+        (
+            b"set k 0 0 1\r\nxyz\r\nversion\r\n".to_vec(),
+            b"CLIENT_ERROR bad data chunk\r\nVERSION 1.6.21\r\n",
+        ),
+        (b"set k 0 0\r\n".to_vec(), b"ERROR\r\n"),
+        (
+            b"touch k abc\r\n".to_vec(),
+            b"CLIENT_ERROR invalid exptime argument\r\n",
+        ),
+        (
+            b"delete k 10\r\n".to_vec(),
+            b"CLIENT_ERROR bad command line format\r\n",
+        ),
+        (
+            [&[b'x'; 3000][..], b"\r\nversion\r\n"].concat(),
+            b"CLIENT_ERROR line too long\r\nVERSION 1.6.21\r\n",
+        ),
+    ];
+    for (send, want) in steps {
+        m.send(&send);
+        m.expect(want);
+    }
+    // A half-sent request waits for the rest.
+    m.send(b"set half 0 0 5\r\nab");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    m.send(b"cde\r\nget ha");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    m.send(b"lf\r\n");
+    m.expect(b"STORED\r\nVALUE half 0 5\r\nabcde\r\nEND\r\n");
+    // A client that vanishes mid-request does not disturb the others.
+    {
+        let mut gone = d.mc_raw();
+        gone.send(b"set v 0 0 10\r\nabc");
+    }
+    m.send(b"quit\r\n");
+    assert!(m.closed(), "quit closes");
+    let mut again = d.mc_raw();
+    again.send(b"get half\r\n");
+    again.expect(b"VALUE half 0 5\r\nabcde\r\nEND\r\n");
+}
+
+#[test]
+fn the_binary_protocol_gets_a_clear_error_and_a_close() {
+    let d = daemon();
+    let mut m = d.mc_raw();
+    // A binary-protocol GET request header.
+    let mut req = vec![0x80, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+    req.extend_from_slice(&[0; 8]);
+    req.push(b'k');
+    m.s.write_all(&req).unwrap();
+    let line = m.line();
+    assert!(
+        line.starts_with("CLIENT_ERROR") && line.contains("binary"),
+        "{line}"
+    );
+    assert!(m.closed());
+}
+
+#[test]
+fn memcached_connections_count_against_maxclients_and_shutdown_is_clean() {
+    let mut d = Daemon::start_with(&["--memcached-port", "0", "--maxclients", "2"]);
+    let _a = d.mc_raw();
+    let _b = d.client();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut c = d.mc_raw();
+    assert_eq!(c.line(), "SERVER_ERROR max number of clients reached");
+    drop(c);
+    d.signal("TERM");
+    let status = d.wait_exit(10);
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn flush_all_drops_items_but_keeps_rate_state() {
+    let d = Daemon::start_with(&["--memcached-port", "0"]);
+    let mut con = d.client();
+    common::run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "5/1h"]).unwrap();
+    common::run::<Vec<i64>>(&mut con, &["RL.CHECK", "c", "/e"]).unwrap();
+    let mut mc = d.mc_raw();
+    mc.send(b"set k 0 0 1\r\n1\r\n");
+    mc.expect(b"STORED\r\n");
+    mc.send(b"flush_all\r\n");
+    mc.expect(b"OK\r\n");
+    mc.send(b"get k\r\n");
+    mc.expect(b"END\r\n");
+    let r: Vec<i64> = common::run(&mut con, &["RL.PEEK", "c", "/e"]).unwrap();
+    assert_eq!(r[2], 4, "the rate state survived flush_all");
+}
