@@ -1,0 +1,249 @@
+//! What happens between parsing the configuration and serving, and at shutdown: open the data
+//! directory, bind the HTTP listener, apply the config file's limits, replay the limits log,
+//! restore the rate-state snapshot; then the background tasks (HTTP, periodic snapshots, the
+//! throttling log summary) and the final snapshot on a clean exit.
+//!
+//! Order matters and is deliberate:
+//! 1. config-file limits first, then the log on top: the log holds changes someone made at
+//!    runtime and was told were saved, which are newer than the file's baseline (a restart must
+//!    not silently undo an acknowledged change). To make a file edit win over a runtime
+//!    override, `RL.LIMIT DEL` (or SET) it at runtime — also durable.
+//! 2. the snapshot after the limits, because restoring rate state needs nothing from them but a
+//!    failure to restore must leave limits intact: rate state is then empty (every client gets a
+//!    fresh allowance once), which is logged loudly, rather than refusing to start.
+//! 3. "ready to accept connections" is logged only after all of it (tests and operators wait
+//!    for that line).
+
+use crate::persist::{Persist, PersistError};
+use crate::server::{self, Shared};
+use crate::settings::Settings;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Why the daemon cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    HttpBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("config file {label}: {message}")]
+    Preload { label: String, message: String },
+}
+
+/// The daemon's one shared state, for the few places that must hand an owned reference to a
+/// background task (BGSAVE) but are called with a borrowed one.
+static SHARED: OnceLock<Weak<Shared>> = OnceLock::new();
+
+/// The shared state, while the daemon runs.
+pub fn shared() -> Option<Arc<Shared>> {
+    SHARED.get().and_then(Weak::upgrade)
+}
+
+/// Build the shared state and load everything persisted. `port` is the RESP port bound.
+pub fn prepare(settings: Settings, port: u16) -> Result<Arc<Shared>, StartupError> {
+    let config = settings.config;
+    let (persist, loaded) = Persist::open(&config.dir)?;
+    persist
+        .save_interval
+        .store(config.save_interval, Ordering::Relaxed);
+
+    let http = match config.http_port {
+        Some(http_port) => {
+            let addr = SocketAddr::new(config.http_bind.unwrap_or(config.bind), http_port);
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|_| l))
+                .map_err(|source| StartupError::HttpBind { addr, source })?;
+            Some(listener)
+        }
+        None => None,
+    };
+
+    let shared = Arc::new(Shared::new(config, port, persist));
+    let _ = SHARED.set(Arc::downgrade(&shared));
+    if let Some(port) = http
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port())
+    {
+        let _ = shared.http_bound.set(port);
+    }
+    if let Ok(mut slot) = shared.http.lock() {
+        *slot = http;
+    }
+
+    for (label, args) in &settings.preload {
+        crate::cmd::rl::replay(&shared, args).map_err(|e| StartupError::Preload {
+            label: label.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    if !settings.preload.is_empty() {
+        tracing::info!(
+            "config file: {} limit(s) and tier(s) applied",
+            settings.preload.len()
+        );
+    }
+
+    shared.persist.begin_replay();
+    let mut skipped = 0;
+    for args in &loaded.records {
+        if let Err(e) = crate::cmd::rl::replay(&shared, args) {
+            // Valid when written (it was validated then); refused now, e.g. after a downgrade.
+            // Skipping one limit is better than refusing to start.
+            skipped += 1;
+            tracing::warn!("limits log: record skipped: {e}");
+        }
+    }
+    shared.persist.go_live();
+    if skipped > 0 {
+        tracing::warn!(
+            "{}; {skipped} record(s) could not be applied",
+            loaded.report
+        );
+    } else if loaded.report.contains("dropped") {
+        tracing::warn!("{}", loaded.report);
+    } else {
+        tracing::info!("{}", loaded.report);
+    }
+
+    restore_snapshot(&shared);
+    shared.persist.init_last_save();
+    if let Some(p) = shared.http_port() {
+        let bind = shared.config.http_bind.unwrap_or(shared.config.bind);
+        tracing::info!("HTTP listening on {bind}:{p}");
+    }
+    shared.ready.store(true, Ordering::Relaxed);
+    Ok(shared)
+}
+
+/// Load `state.snap` into the engine. Never fatal: a missing snapshot is normal, and a corrupt
+/// or unreadable one is reported (log, INFO, /metrics), moved aside for inspection, and the
+/// daemon starts with empty rate state.
+fn restore_snapshot(shared: &Shared) {
+    let bytes = match shared.persist.read_snapshot() {
+        Ok(None) => {
+            shared.persist.set_snapshot_load(true, "no snapshot".into());
+            return;
+        }
+        Ok(Some(b)) => b,
+        Err(e) => {
+            let what = format!(
+                "snapshot unreadable: {e}; starting with empty rate state (limits are intact)"
+            );
+            tracing::error!("{what}");
+            shared.persist.set_snapshot_load(false, what);
+            return;
+        }
+    };
+    match shared.engine.restore_state(&bytes) {
+        Ok(n) => {
+            let what = format!("snapshot loaded: {n} live entries ({} bytes)", bytes.len());
+            tracing::info!("{what}");
+            shared.persist.set_snapshot_load(true, what);
+        }
+        Err(e) => {
+            let aside = shared.persist.move_snapshot_aside();
+            let what = format!(
+                "snapshot rejected: {e}; starting with empty rate state (limits are intact){aside}"
+            );
+            tracing::error!("{what}");
+            shared.persist.set_snapshot_load(false, what);
+        }
+    }
+}
+
+/// Take a snapshot of the rate state and write it durably (SAVE, BGSAVE, the timer, shutdown).
+/// Blocking: call from a blocking context.
+pub fn save(shared: &Shared) -> Result<usize, PersistError> {
+    let started = Instant::now();
+    let bytes = shared.engine.snapshot_state();
+    shared.persist.write_snapshot(&bytes)?;
+    tracing::debug!(
+        "snapshot saved: {} bytes in {:?}",
+        bytes.len(),
+        started.elapsed()
+    );
+    Ok(bytes.len())
+}
+
+/// A background save unless one is running; false if one was.
+pub fn bgsave(shared: &Arc<Shared>) -> bool {
+    if !shared.persist.try_begin_bgsave() {
+        return false;
+    }
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let _ = save(&shared);
+        shared.persist.end_bgsave();
+    });
+    true
+}
+
+/// Start the HTTP listener, the periodic snapshot and the throttling summary; each stops when
+/// `shutdown` fires.
+pub fn spawn_background(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
+    let listener = shared.http.lock().ok().and_then(|mut l| l.take());
+    if let Some(listener) = listener {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => {
+                tokio::spawn(crate::http::serve(l, shared.clone(), shutdown.clone()));
+            }
+            Err(e) => tracing::error!("HTTP listener unusable: {e}"),
+        }
+    }
+    tokio::spawn(crate::logging::throttle_summary(
+        shared.clone(),
+        shutdown.clone(),
+    ));
+    let timer_shared = shared.clone();
+    let mut timer_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = timer_shutdown.changed() => return,
+            }
+            let every = timer_shared.persist.save_interval.load(Ordering::Relaxed);
+            if every == 0 || last.elapsed() < Duration::from_secs(every) {
+                continue;
+            }
+            last = Instant::now();
+            // Nothing admitted since the last save: the snapshot on disk is still the truth
+            // (state is absolute times, which decay by themselves).
+            if timer_shared.persist.changes.load(Ordering::Relaxed) > 0 {
+                bgsave(&timer_shared);
+            }
+        }
+    });
+}
+
+/// The clean-exit snapshot (SIGINT/SIGTERM), after the connections have finished.
+pub async fn on_shutdown(shared: &Arc<Shared>) {
+    // Wait for a background save in progress rather than racing it for the temp file.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !shared.persist.try_begin_bgsave() {
+        if Instant::now() > deadline {
+            server::log("a background save is still running; skipping the shutdown snapshot");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let s = shared.clone();
+    let result = tokio::task::spawn_blocking(move || save(&s)).await;
+    shared.persist.end_bgsave();
+    match result {
+        Ok(Ok(n)) => server::log(&format!("snapshot saved on shutdown ({n} bytes)")),
+        Ok(Err(e)) => server::log(&format!("snapshot on shutdown failed: {e}")),
+        Err(e) => server::log(&format!("snapshot on shutdown failed: {e}")),
+    }
+}
