@@ -1,0 +1,462 @@
+//! Stream records and their wire form.
+//!
+//! Every record is a RESP array of bulk strings, so the stream is framed exactly like client
+//! requests (a replica's link and `redis-cli --replica` can both read it) and offsets count bytes
+//! the way Redis counts them. Integers that a replica only copies (keys, state words, shapes)
+//! travel as fixed-width little-endian bulks: they are copied, never printed, and fixed widths
+//! make malformed input easy to refuse.
+//!
+//! | record | elements |
+//! | --- | --- |
+//! | rate state of one entry | `RPL.STATE <table: decimal> <key: 8 B LE> <shape: 0 or 16 B> <words: 8·n B>` (n = 0: the entry is gone) |
+//! | key-value item | `RPL.ITEM <key> <value> <flags: decimal> <cas: decimal> <expires_at ns: decimal, 0 = none>` |
+//! | key-value item deleted | `RPL.DEL <key>` |
+//! | rate state flushed | `RPL.FLUSH` |
+//! | limit or tier change | `RPL.LIMIT <the RL.LIMIT / RL.TIER SET/DEL argument list, name first>` |
+//! | heartbeat | `PING <primary clock: ns since the Unix epoch, decimal>` (once a second) |
+//! | ack request | `REPLCONF GETACK *` (sent by WAIT, answered at once with `REPLCONF ACK`) |
+//!
+//! The shape is the 16 bytes `a` (LE) then `b` (LE) of `Change::State::shape`.
+
+use bytes::Bytes;
+use ratelimitd_engine::{Change, Item};
+
+/// One record of the replication stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A state change drained from the primary's engine.
+    Change(Change),
+    /// `RL.LIMIT SET|DEL ...` or `RL.TIER SET|DEL ...`, replayed through the live parser.
+    Limit(Vec<Bytes>),
+    /// Heartbeat carrying the primary's clock reading (ns since the Unix epoch).
+    Ping { primary_now: u64 },
+    /// The primary asks for an immediate `REPLCONF ACK`.
+    GetAck,
+}
+
+/// Why bytes from a primary are not a valid stream. The replica logs it, drops the link and
+/// resynchronises; it never panics on them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    #[error("not a RESP array of bulk strings at this point ({0})")]
+    Framing(&'static str),
+    #[error("a record of {0} elements is more than the limit of {MAX_ELEMENTS}")]
+    TooManyElements(u64),
+    #[error("a bulk string of {0} bytes is more than the limit of {MAX_BULK} bytes")]
+    BulkTooLong(u64),
+    #[error("unknown record '{0}'")]
+    Unknown(String),
+    #[error("malformed {0} record")]
+    Malformed(&'static str),
+}
+
+/// Most elements in one record (a limit change has at most a few dozen).
+pub const MAX_ELEMENTS: u64 = 4096;
+/// Largest bulk string in one record (a key-value item is bounded far below this).
+pub const MAX_BULK: u64 = 64 * 1024 * 1024;
+/// Most state words in one entry (the engine's largest state is a handful).
+const MAX_WORDS: usize = 64;
+
+/// Append the RESP array of bulk strings `parts` to `out`.
+pub fn encode_array(parts: &[&[u8]], out: &mut Vec<u8>) {
+    out.push(b'*');
+    out.extend_from_slice(parts.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for p in parts {
+        out.push(b'$');
+        out.extend_from_slice(p.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(p);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Append `record`'s wire form to `out`.
+pub fn encode(record: &Record, out: &mut Vec<u8>) {
+    match record {
+        Record::Change(Change::State {
+            table,
+            key,
+            words,
+            shape,
+        }) => {
+            let table = table.to_string();
+            let key = key.to_le_bytes();
+            let mut shape_bytes = Vec::with_capacity(16);
+            if let Some((a, b)) = shape {
+                shape_bytes.extend_from_slice(&a.to_le_bytes());
+                shape_bytes.extend_from_slice(&b.to_le_bytes());
+            }
+            let mut w = Vec::with_capacity(words.len() * 8);
+            for word in words {
+                w.extend_from_slice(&word.to_le_bytes());
+            }
+            encode_array(
+                &[b"RPL.STATE", table.as_bytes(), &key, &shape_bytes, &w],
+                out,
+            );
+        }
+        Record::Change(Change::Item {
+            key,
+            item: Some(item),
+        }) => {
+            let flags = item.flags.to_string();
+            let cas = item.cas.to_string();
+            let exp = item.expires_at.unwrap_or(0).to_string();
+            encode_array(
+                &[
+                    b"RPL.ITEM",
+                    key,
+                    &item.value,
+                    flags.as_bytes(),
+                    cas.as_bytes(),
+                    exp.as_bytes(),
+                ],
+                out,
+            );
+        }
+        Record::Change(Change::Item { key, item: None }) => {
+            encode_array(&[b"RPL.DEL", key], out);
+        }
+        Record::Change(Change::Flush) => encode_array(&[b"RPL.FLUSH"], out),
+        Record::Limit(args) => {
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(args.len() + 1);
+            parts.push(b"RPL.LIMIT");
+            parts.extend(args.iter().map(|a| &a[..]));
+            encode_array(&parts, out);
+        }
+        Record::Ping { primary_now } => {
+            let now = primary_now.to_string();
+            encode_array(&[b"PING", now.as_bytes()], out);
+        }
+        Record::GetAck => encode_array(&[b"REPLCONF", b"GETACK", b"*"], out),
+    }
+}
+
+/// The wire form of one record.
+pub fn to_bytes(record: &Record) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(record, &mut out);
+    out
+}
+
+/// Read a `<prefix><decimal>\r\n` header at `pos`. Ok(None): not complete yet.
+fn header(buf: &[u8], pos: usize, prefix: u8) -> Result<Option<(i64, usize)>, StreamError> {
+    let Some(&first) = buf.get(pos) else {
+        return Ok(None);
+    };
+    if first != prefix {
+        return Err(StreamError::Framing(if prefix == b'*' {
+            "expected '*'"
+        } else {
+            "expected '$'"
+        }));
+    }
+    let rest = &buf[pos + 1..];
+    let Some(cr) = rest.iter().take(21).position(|&b| b == b'\r') else {
+        return if rest.len() > 20 {
+            Err(StreamError::Framing("length header too long"))
+        } else {
+            Ok(None)
+        };
+    };
+    match rest.get(cr + 1) {
+        None => return Ok(None),
+        Some(b'\n') => {}
+        Some(_) => return Err(StreamError::Framing("header not ended by CRLF")),
+    }
+    let text = std::str::from_utf8(&rest[..cr]).map_err(|_| StreamError::Framing("bad length"))?;
+    let n: i64 = text
+        .parse()
+        .map_err(|_| StreamError::Framing("bad length"))?;
+    Ok(Some((n, pos + 1 + cr + 2)))
+}
+
+/// Split one RESP array of bulk strings off the front of `buf`: its elements and the bytes it
+/// took. Ok(None): more bytes are needed. Bounded by [`MAX_ELEMENTS`] and [`MAX_BULK`] before
+/// anything is allocated for them.
+pub fn split_array(buf: &[u8]) -> Result<Option<(Vec<&[u8]>, usize)>, StreamError> {
+    let Some((count, mut pos)) = header(buf, 0, b'*')? else {
+        return Ok(None);
+    };
+    if count < 1 {
+        return Err(StreamError::Framing("empty array"));
+    }
+    if count as u64 > MAX_ELEMENTS {
+        return Err(StreamError::TooManyElements(count as u64));
+    }
+    let mut parts = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let Some((len, start)) = header(buf, pos, b'$')? else {
+            return Ok(None);
+        };
+        if len < 0 {
+            return Err(StreamError::Framing("null bulk string"));
+        }
+        if len as u64 > MAX_BULK {
+            return Err(StreamError::BulkTooLong(len as u64));
+        }
+        let end = start + len as usize;
+        if buf.len() < end + 2 {
+            return Ok(None);
+        }
+        if &buf[end..end + 2] != b"\r\n" {
+            return Err(StreamError::Framing("bulk string not ended by CRLF"));
+        }
+        parts.push(&buf[start..end]);
+        pos = end + 2;
+    }
+    Ok(Some((parts, pos)))
+}
+
+fn decimal<T: std::str::FromStr>(b: &[u8], what: &'static str) -> Result<T, StreamError> {
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(StreamError::Malformed(what))
+}
+
+fn le64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(b.try_into().ok()?))
+}
+
+/// Decode the record at the front of `buf`. Ok(None): more bytes are needed. On success,
+/// also returns how many bytes the record took (what the replica's offset advances by).
+/// Never panics, whatever the bytes.
+pub fn decode(buf: &[u8]) -> Result<Option<(Record, usize)>, StreamError> {
+    let Some((parts, used)) = split_array(buf)? else {
+        return Ok(None);
+    };
+    Ok(Some((parse(&parts)?, used)))
+}
+
+/// Turn one array's elements into a record.
+pub fn parse(parts: &[&[u8]]) -> Result<Record, StreamError> {
+    let name = parts.first().copied().unwrap_or_default();
+    let upper = name.to_ascii_uppercase();
+    let record = match &upper[..] {
+        b"RPL.STATE" => {
+            let [_, table, key, shape, words] = parts else {
+                return Err(StreamError::Malformed("RPL.STATE"));
+            };
+            let table: u8 = decimal(table, "RPL.STATE")?;
+            let key = le64(key).ok_or(StreamError::Malformed("RPL.STATE"))?;
+            let shape = match shape.len() {
+                0 => None,
+                16 => Some((
+                    le64(&shape[..8]).unwrap_or_default(),
+                    le64(&shape[8..]).unwrap_or_default(),
+                )),
+                _ => return Err(StreamError::Malformed("RPL.STATE")),
+            };
+            if words.len() % 8 != 0 || words.len() / 8 > MAX_WORDS {
+                return Err(StreamError::Malformed("RPL.STATE"));
+            }
+            let words = words.chunks_exact(8).filter_map(le64).collect::<Vec<u64>>();
+            Record::Change(Change::State {
+                table,
+                key,
+                words,
+                shape,
+            })
+        }
+        b"RPL.ITEM" => {
+            let [_, key, value, flags, cas, exp] = parts else {
+                return Err(StreamError::Malformed("RPL.ITEM"));
+            };
+            let exp: u64 = decimal(exp, "RPL.ITEM")?;
+            Record::Change(Change::Item {
+                key: key.to_vec(),
+                item: Some(Item {
+                    value: value.to_vec(),
+                    flags: decimal(flags, "RPL.ITEM")?,
+                    cas: decimal(cas, "RPL.ITEM")?,
+                    expires_at: (exp != 0).then_some(exp),
+                }),
+            })
+        }
+        b"RPL.DEL" => {
+            let [_, key] = parts else {
+                return Err(StreamError::Malformed("RPL.DEL"));
+            };
+            Record::Change(Change::Item {
+                key: key.to_vec(),
+                item: None,
+            })
+        }
+        b"RPL.FLUSH" => {
+            if parts.len() != 1 {
+                return Err(StreamError::Malformed("RPL.FLUSH"));
+            }
+            Record::Change(Change::Flush)
+        }
+        b"RPL.LIMIT" => {
+            if parts.len() < 3 {
+                return Err(StreamError::Malformed("RPL.LIMIT"));
+            }
+            Record::Limit(
+                parts[1..]
+                    .iter()
+                    .map(|p| Bytes::copy_from_slice(p))
+                    .collect(),
+            )
+        }
+        b"PING" => match parts {
+            [_] => Record::Ping { primary_now: 0 },
+            [_, now] => Record::Ping {
+                primary_now: decimal(now, "PING")?,
+            },
+            _ => return Err(StreamError::Malformed("PING")),
+        },
+        b"REPLCONF" => {
+            let sub = parts.get(1).map(|s| s.to_ascii_uppercase());
+            if sub.as_deref() == Some(b"GETACK") {
+                Record::GetAck
+            } else {
+                return Err(StreamError::Malformed("REPLCONF"));
+            }
+        }
+        _ => {
+            return Err(StreamError::Unknown(
+                String::from_utf8_lossy(&name[..name.len().min(32)]).into_owned(),
+            ))
+        }
+    };
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Record> {
+        vec![
+            Record::Change(Change::State {
+                table: 0,
+                key: 0xdead_beef_0123_4567,
+                words: vec![1, u64::MAX],
+                shape: Some((7, 9)),
+            }),
+            Record::Change(Change::State {
+                table: 2,
+                key: 1,
+                words: vec![],
+                shape: None,
+            }),
+            Record::Change(Change::Item {
+                key: b"k\r\n\0".to_vec(),
+                item: Some(Item {
+                    value: b"42".to_vec(),
+                    flags: 3,
+                    cas: 17,
+                    expires_at: Some(1_700_000_000_000_000_000),
+                }),
+            }),
+            Record::Change(Change::Item {
+                key: b"k".to_vec(),
+                item: Some(Item::default()),
+            }),
+            Record::Change(Change::Item {
+                key: b"gone".to_vec(),
+                item: None,
+            }),
+            Record::Change(Change::Flush),
+            Record::Limit(vec![
+                Bytes::from_static(b"RL.LIMIT"),
+                Bytes::from_static(b"SET"),
+                Bytes::from_static(b"DEFAULT"),
+                Bytes::from_static(b"RATE"),
+                Bytes::from_static(b"10/1s"),
+            ]),
+            Record::Ping {
+                primary_now: 1_700_000_000_123_456_789,
+            },
+            Record::GetAck,
+        ]
+    }
+
+    #[test]
+    fn every_record_round_trips_and_reports_its_length() {
+        let mut stream = Vec::new();
+        for r in samples() {
+            encode(&r, &mut stream);
+        }
+        let mut pos = 0;
+        for want in samples() {
+            let (got, used) = decode(&stream[pos..]).expect("valid").expect("complete");
+            assert_eq!(got, want);
+            assert_eq!(used, to_bytes(&want).len());
+            pos += used;
+        }
+        assert_eq!(pos, stream.len());
+    }
+
+    #[test]
+    fn a_record_cut_anywhere_is_incomplete_not_an_error() {
+        for r in samples() {
+            let bytes = to_bytes(&r);
+            for cut in 0..bytes.len() {
+                assert_eq!(decode(&bytes[..cut]), Ok(None), "{r:?} cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_records_are_errors_never_panics() {
+        let bad: Vec<Vec<u8>> = vec![
+            b"+OK\r\n".to_vec(),
+            b"*0\r\n".to_vec(),
+            b"*-1\r\n".to_vec(),
+            b"*1\r\n:5\r\n".to_vec(),
+            b"*1\r\n$3\r\nfooXX".to_vec(),
+            b"*99999999\r\n".to_vec(),
+            b"*1\r\n$999999999999\r\n".to_vec(),
+            b"*1\r\n$abc\r\n".to_vec(),
+            b"*1\r\n$-1\r\n".to_vec(),
+            to_bytes_of(&[b"RPL.STATE", b"0", b"short", b"", b""]),
+            to_bytes_of(&[b"RPL.STATE", b"300", &[0; 8], b"", b""]),
+            to_bytes_of(&[b"RPL.STATE", b"0", &[0; 8], b"odd", b""]),
+            to_bytes_of(&[b"RPL.STATE", b"0", &[0; 8], b"", b"1234567"]),
+            to_bytes_of(&[b"RPL.ITEM", b"k", b"v", b"x", b"1", b"0"]),
+            to_bytes_of(&[b"RPL.DEL"]),
+            to_bytes_of(&[b"RPL.FLUSH", b"x"]),
+            to_bytes_of(&[b"RPL.LIMIT", b"RL.LIMIT"]),
+            to_bytes_of(&[b"PING", b"soon"]),
+            to_bytes_of(&[b"SET", b"a", b"b"]),
+        ];
+        for b in bad {
+            assert!(decode(&b).is_err(), "{:?}", String::from_utf8_lossy(&b));
+        }
+    }
+
+    fn to_bytes_of(parts: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_array(parts, &mut out);
+        out
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A small deterministic fuzz: xorshift bytes, and mutations of valid records.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let valid: Vec<u8> = samples().iter().flat_map(to_bytes).collect();
+        for _ in 0..20_000 {
+            let mut b = valid.clone();
+            for _ in 0..(next() % 4 + 1) {
+                let i = (next() as usize) % b.len();
+                b[i] = next() as u8;
+            }
+            let cut = (next() as usize) % b.len();
+            let mut pos = 0;
+            while let Ok(Some((_, used))) = decode(&b[pos..cut]) {
+                pos += used;
+            }
+        }
+    }
+}
