@@ -47,4 +47,132 @@ pub struct Config {
     /// contention between worker threads.
     #[arg(long, env = "RATELIMITD_SHARDS", default_value_t = 256)]
     pub shards: usize,
+
+    /// Most rate-limit keys held (each window of an RL key and each CL.THROTTLE key is one).
+    /// Unbounded if not given. At the bound, --maxmemory-policy decides.
+    #[arg(long, env = "RATELIMITD_MAX_KEYS")]
+    pub max_keys: Option<u64>,
+
+    /// Most memory for rate-limit state (tables and timing wheels), e.g. 256mb, 2gb or bytes.
+    /// Unbounded if not given. At the bound, --maxmemory-policy decides.
+    #[arg(long, env = "RATELIMITD_MAXMEMORY", value_parser = parse_memory)]
+    pub maxmemory: Option<Memory>,
+
+    /// What to do with a new key at the bound: evict-nearest (drop the keys nearest to
+    /// decaying back to full: their loss changes the fewest answers), refuse-allow (fail-open:
+    /// admit without tracking) or refuse-deny (fail-closed: deny).
+    #[arg(long, env = "RATELIMITD_MAXMEMORY_POLICY", default_value = "evict-nearest", value_parser = parse_policy)]
+    pub maxmemory_policy: Policy,
+
+    /// Largest value the key-value commands store, in bytes (RESP SET/SETEX/..., memcached
+    /// set/add/append/...; larger values are refused with a clear error).
+    #[arg(long, env = "RATELIMITD_MAX_VALUE_SIZE", default_value_t = 1024)]
+    pub max_value_size: usize,
+
+    /// TCP port of the memcached text/meta protocol listener, sharing the key-value space with
+    /// RESP; off unless given. 11211 is the usual choice; 0 picks a free port (logged).
+    #[arg(long, env = "RATELIMITD_MEMCACHED_PORT")]
+    pub memcached_port: Option<u16>,
+
+    // --- operations (issue 6): config file, logs, persistence, HTTP. See docs/OPERATIONS.md.
+    /// TOML file with any of these flags (same names) and preloaded [[limit]] / [[tier]]
+    /// tables. Precedence: flags > RATELIMITD_* environment > file > defaults.
+    #[arg(long, env = "RATELIMITD_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Log level: trace, debug, info, warn, error or off (also CONFIG SET loglevel).
+    #[arg(long, env = "RATELIMITD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Data directory: the limits log (every RL.LIMIT / RL.TIER change, fsynced) and the
+    /// rate-state snapshot. Relative paths are relative to the working directory.
+    #[arg(long, env = "RATELIMITD_DIR", default_value = crate::persist::DEFAULT_DIR)]
+    pub dir: std::path::PathBuf,
+
+    /// Snapshot the rate state every this many seconds (0: only on SAVE, BGSAVE and
+    /// shutdown). Also CONFIG SET save-interval.
+    #[arg(long, env = "RATELIMITD_SAVE_INTERVAL", default_value_t = 60)]
+    pub save_interval: u64,
+
+    /// Port of the HTTP listener (/metrics, /healthz, /readyz, /v1/check, /v1/forward-auth);
+    /// off unless given. 8080 is the usual choice; 0 picks a free port.
+    #[arg(long, env = "RATELIMITD_HTTP_PORT")]
+    pub http_port: Option<u16>,
+
+    /// Address of the HTTP listener (default: the same as --bind).
+    #[arg(long, env = "RATELIMITD_HTTP_BIND")]
+    pub http_bind: Option<IpAddr>,
+
+    /// Request header that names the client in forward-auth mode; the peer address (or
+    /// --http-ip-header) is used when it is absent.
+    #[arg(
+        long,
+        env = "RATELIMITD_HTTP_CLIENT_HEADER",
+        default_value = "X-Api-Key"
+    )]
+    pub http_client_header: String,
+
+    /// Header holding the original client address, set by a trusted proxy (e.g. X-Real-IP).
+    /// Unset: the TCP peer address. Set it only when ratelimitd's HTTP port is reachable
+    /// solely through that proxy, or clients can pick their own address.
+    #[arg(long, env = "RATELIMITD_HTTP_IP_HEADER")]
+    pub http_ip_header: Option<String>,
+
+    /// How forward-auth names the endpoint: `method-path` ("GET /api/users") or `path`
+    /// ("/api/users"). The query string is always dropped.
+    #[arg(long, env = "RATELIMITD_FORWARD_AUTH_ENDPOINT", default_value = "method-path",
+          value_parser = ["method-path", "path"])]
+    pub forward_auth_endpoint: String,
+}
+
+/// A byte count given as `<n>[b|kb|mb|gb]` (case-insensitive; powers of 1024, as Redis reads
+/// maxmemory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory(pub u64);
+
+pub fn parse_memory(text: &str) -> Result<Memory, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size like 256mb"))?;
+    let mult: u64 = match unit {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return Err(format!("unknown unit in '{text}': use b, kb, mb or gb")),
+    };
+    n.checked_mul(mult)
+        .map(Memory)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// The eviction policy flag value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy(pub ratelimitd_engine::EvictionPolicy);
+
+pub fn parse_policy(text: &str) -> Result<Policy, String> {
+    ratelimitd_engine::EvictionPolicy::from_name(text)
+        .map(Policy)
+        .ok_or_else(|| {
+            format!("unknown policy '{text}': use evict-nearest, refuse-allow or refuse-deny")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("100"), Ok(Memory(100)));
+        assert_eq!(parse_memory("64kb"), Ok(Memory(65_536)));
+        assert_eq!(parse_memory("256MB"), Ok(Memory(256 << 20)));
+        assert_eq!(parse_memory("2g"), Ok(Memory(2 << 30)));
+        assert!(parse_memory("12tb").is_err());
+        assert!(parse_memory("mb").is_err());
+        assert!(parse_memory("99999999999999999999gb").is_err());
+    }
 }

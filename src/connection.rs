@@ -5,6 +5,7 @@
 //! carries on; bytes that are not RESP at all get `-ERR Protocol error` and a close (the stream
 //! cannot be resynchronised), exactly as Redis does.
 
+use crate::cmd::replication::Blocking;
 use crate::cmd::{self, Session};
 use crate::server::Shared;
 use crate::stats::LocalStats;
@@ -62,6 +63,7 @@ impl Connection {
         let mut input = BytesMut::with_capacity(READ_BUF);
         let mut output = BytesMut::with_capacity(READ_BUF);
         let mut local = LocalStats::default();
+        let mut metrics = self.shared.metrics.local();
         loop {
             if input.capacity() - input.len() < 1024 {
                 input.reserve(READ_BUF);
@@ -74,11 +76,42 @@ impl Connection {
                 return Ok(());
             }
             let mut close = false;
+            metrics.start_batch();
             loop {
                 match decoder.decode(&mut input) {
                     Ok(Some(Request::Command(args))) => {
-                        let reply =
+                        let mut reply =
                             cmd::execute(&self.shared, &mut self.session, &args, &mut local);
+                        // WAIT blocks this connection only; PSYNC turns it into a replica's
+                        // stream (src/primary.rs).
+                        match self.session.repl.blocking.take() {
+                            Some(Blocking::Wait {
+                                numreplicas,
+                                timeout_ms,
+                            }) => {
+                                let n =
+                                    crate::primary::wait(&self.shared, numreplicas, timeout_ms)
+                                        .await;
+                                reply = Reply::Integer(n);
+                            }
+                            Some(Blocking::Psync(req)) => {
+                                local.flush(&self.shared.stats);
+                                self.socket.write_all(&output).await?;
+                                let rest = input.split();
+                                return crate::primary::serve_replica(
+                                    &mut self.socket,
+                                    rest,
+                                    &self.shared,
+                                    req,
+                                    self.session.handle.id,
+                                    self.session.handle.addr,
+                                    self.shutdown.clone(),
+                                )
+                                .await;
+                            }
+                            None => {}
+                        }
+                        metrics.record(local.last_cmd.take(), &reply);
                         compose(&reply, self.session.proto, &mut output);
                         if self.session.quit {
                             close = true;
@@ -112,6 +145,7 @@ impl Connection {
                     }
                 }
             }
+            metrics.flush(&self.shared, &local);
             local.flush(&self.shared.stats);
             self.session.touch();
             if !output.is_empty() {

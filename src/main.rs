@@ -2,22 +2,42 @@
 //!
 //! The daemon: flags ([`config`]), the listener and shutdown ([`server`]), one task per client
 //! connection ([`connection`]), command dispatch with one file per command family ([`cmd`]),
-//! and counters for INFO ([`stats`]). Protocol bytes are the `ratelimitd-protocol` crate's
-//! business and rate-limit state the `ratelimitd-engine` crate's; this crate wires them to
-//! sockets. docs/DESIGN.md has the whole map.
+//! counters for INFO ([`stats`]), and the memcached listener ([`memcache`]). Protocol bytes
+//! are the `ratelimitd-protocol` crate's business and rate-limit state the `ratelimitd-engine`
+//! crate's; this crate wires them to sockets. docs/DESIGN.md has the whole map.
 
 mod cmd;
 mod config;
 mod connection;
+mod http;
+mod logging;
+mod memcache;
+mod metrics;
+mod persist;
+mod primary;
+mod replica;
 mod server;
+mod settings;
+mod startup;
 mod stats;
 
-use clap::Parser;
 pub use config::Config;
-use std::sync::Arc;
 
 fn main() -> std::process::ExitCode {
-    let config = Config::parse();
+    let settings = match settings::load() {
+        Ok(s) => s,
+        // --help and --version arrive here too; clap prints them and picks the exit code.
+        Err(settings::LoadError::Clap(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("ratelimitd: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = logging::init(&settings.config.log_level) {
+        eprintln!("ratelimitd: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    let config = settings.config.clone();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all().thread_name("ratelimitd-worker");
     if let Some(threads) = config.threads {
@@ -43,12 +63,33 @@ fn main() -> std::process::ExitCode {
             .local_addr()
             .map(|a| a.port())
             .unwrap_or(config.port);
+        let memcached = match memcache::bind(&config).await {
+            Ok(l) => l,
+            Err(e) => {
+                server::log(&format!("cannot listen for memcached: {e}"));
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let shared = match startup::prepare(settings, port) {
+            Ok(shared) => shared,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        if let Some(l) = memcached {
+            if let Ok(addr) = l.local_addr() {
+                server::log(&format!("memcached listener on {addr}"));
+            }
+            if let Ok(mut slot) = shared.memcache.listener.lock() {
+                *slot = Some(l);
+            }
+        }
         server::log(&format!(
             "ratelimitd {} ready to accept connections on {}:{port}",
             env!("CARGO_PKG_VERSION"),
             config.bind
         ));
-        let shared = Arc::new(server::Shared::new(config, port));
         match server::run(listener, shared).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {

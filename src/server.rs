@@ -25,10 +25,12 @@ use tokio::sync::watch;
 /// How long shutdown waits for connections to finish their in-flight replies.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// How often decayed keys are swept, and how many entries one sweep may remove. Small steps keep
-/// any one sweep from delaying requests on the same worker.
-const PURGE_INTERVAL: Duration = Duration::from_millis(100);
-const PURGE_BUDGET: usize = 20_000;
+/// How often the timing wheels advance, and how many due entries each shard may look at per
+/// step. A step holds one shard lock for at most PURGE_BUDGET entries (tens of microseconds),
+/// so no request waits behind a mass expiry; 1M keys expiring at once take about
+/// 1M / (shards x PURGE_BUDGET) steps, under a second with the defaults.
+const PURGE_INTERVAL: Duration = Duration::from_millis(5);
+const PURGE_BUDGET: usize = 512;
 
 /// State every connection shares.
 pub struct Shared {
@@ -41,14 +43,31 @@ pub struct Shared {
     pub started: Instant,
     /// The port actually bound (differs from config.port when that was 0).
     pub port: u16,
+    /// The data directory: limits log and snapshots (src/persist.rs).
+    pub persist: crate::persist::Persist,
+    /// Prometheus metrics (src/metrics.rs).
+    pub metrics: crate::metrics::Metrics,
+    /// The HTTP listener, bound at start-up and taken by `run` (src/http.rs).
+    pub http: std::sync::Mutex<Option<std::net::TcpListener>>,
+    /// The HTTP port actually bound, once bound.
+    pub http_bound: std::sync::OnceLock<u16>,
+    /// True while serving; false once shutdown began (GET /readyz).
+    pub ready: std::sync::atomic::AtomicBool,
+    /// The memcached listener (bound at start-up, taken by `run`) and its stats (src/memcache.rs).
+    pub memcache: crate::memcache::McShared,
+    /// Replication: role, ids, backlog, attached replicas, the link (src/primary.rs).
+    pub repl: crate::primary::Repl,
 }
 
 impl Shared {
-    pub fn new(config: Config, port: u16) -> Shared {
+    pub fn new(config: Config, port: u16, persist: crate::persist::Persist) -> Shared {
         let engine = Engine::new(
             SystemClock::new(),
             EngineConfig {
                 shards: config.shards,
+                max_keys: config.max_keys,
+                max_memory: config.maxmemory.map(|m| m.0),
+                policy: config.maxmemory_policy.0,
             },
         );
         Shared {
@@ -59,7 +78,19 @@ impl Shared {
             run_id: new_run_id(),
             started: Instant::now(),
             port,
+            persist,
+            metrics: crate::metrics::Metrics::new(),
+            http: std::sync::Mutex::new(None),
+            http_bound: std::sync::OnceLock::new(),
+            ready: std::sync::atomic::AtomicBool::new(false),
+            memcache: crate::memcache::McShared::default(),
+            repl: crate::primary::Repl::new(&config),
         }
+    }
+
+    /// The HTTP port actually bound, if the HTTP listener is on.
+    pub fn http_port(&self) -> Option<u16> {
+        self.http_bound.get().copied()
     }
 }
 
@@ -102,6 +133,10 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<
         }
     });
 
+    crate::startup::spawn_background(&shared, &shutdown_rx);
+    crate::memcache::spawn(&shared, &shutdown_rx);
+    crate::primary::spawn(&shared, &shutdown_rx);
+
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
@@ -133,6 +168,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<
     }
 
     log("shutting down: no new connections; finishing in-flight replies");
+    shared.ready.store(false, Ordering::Relaxed);
     drop(listener);
     let _ = shutdown_tx.send(true);
     let deadline = Instant::now() + SHUTDOWN_GRACE;
@@ -145,6 +181,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<
             "{left} connection(s) still open after the grace period; closing"
         ));
     }
+    crate::startup::on_shutdown(&shared).await;
     log("bye");
     Ok(())
 }
@@ -174,16 +211,8 @@ async fn shutdown_signal() {
     }
 }
 
-/// One log line on stderr, with a UTC timestamp. (Structured logging with levels comes with the
-/// operations work; until then these lines are few: start, stop, and accept errors.)
+/// One info-level log line (through `tracing`, see src/logging.rs): start, stop, and accept
+/// errors. Kept as a function so that call sites stay one line.
 pub fn log(msg: &str) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    eprintln!(
-        "{}.{:03} ratelimitd[{}]: {msg}",
-        now.as_secs(),
-        now.subsec_millis(),
-        std::process::id()
-    );
+    tracing::info!("{msg}");
 }

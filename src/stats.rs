@@ -45,6 +45,10 @@ pub struct LocalStats {
     pub allowed: u64,
     pub denied: u64,
     pub unknown: u64,
+    /// The command being executed (set by dispatch), for per-command metrics.
+    pub last_cmd: Option<crate::cmd::table::CmdId>,
+    /// Denied RL.CHECKs by the kind of scope that denied (indexed like metrics::SCOPE_KINDS).
+    pub denied_scope: [u64; crate::metrics::SCOPE_KINDS.len()],
 }
 
 impl LocalStats {

@@ -51,7 +51,7 @@ fn redis_cli_ping_info_and_a_limit_round_trip() {
     let limit = cli(&d, &["RL.LIMIT", "GET", "ENDPOINT", "/login"]);
     assert_eq!(
         limit.lines().collect::<Vec<_>>(),
-        ["RATE", "2/1m", "BURST", "0"]
+        ["RATE", "2/1m", "BURST", "0", "ALGO", "gcra"]
     );
     // Interactive-style use through stdin, as a person would type it.
     let mut child = Command::new("redis-cli")

@@ -203,7 +203,7 @@ fn limit_get_del_list_and_live_change() {
         .collect();
     assert_eq!(
         text,
-        vec!["RATE", "10/500ms", "BURST", "2", "RATE", "1000/1h", "BURST", "0"]
+        vec!["RATE", "10/500ms", "BURST", "2", "RATE", "1000/1h", "BURST", "0", "ALGO", "gcra"]
     );
     assert_eq!(
         run::<Option<Vec<String>>>(&mut con, &["RL.LIMIT", "GET", "DEFAULT"]).unwrap(),

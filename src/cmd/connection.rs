@@ -222,6 +222,8 @@ fn client(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<R
             }
         }
         Ok(text_reply(out))
+    } else if sub_is("KILL") {
+        crate::cmd::replication::client_kill(shared, parse)
     } else if sub_is("SETINFO") {
         // redis-py and others send LIB-NAME/LIB-VER on connect; accepted and not stored.
         let attr = parse.next_bytes().map_err(|_| client_arity("setinfo"))?;

@@ -6,11 +6,20 @@
 //! - [`server`]: COMMAND, INFO, DBSIZE, FLUSHALL/FLUSHDB, TIME, CONFIG.
 //! - [`rl`]: the RL.* rate-limit API.
 //! - [`cell`]: CL.THROTTLE, redis-cell compatible.
+//! - [`persistence`]: SAVE, BGSAVE, LASTSAVE (rate-state snapshots).
+//! - [`counter`]: the key-value space (GET, SET, INCR, EXPIRE, TTL, ...), for INCR+EXPIRE users.
+//! - [`multi`]: MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+//! - [`replication`]: REPLICAOF/SLAVEOF, ROLE, WAIT, REPLCONF, PSYNC, SYNC; what a replica
+//!   refuses (`-READONLY`).
 //!
 //! [`table`] lists every command with its arity and flags; COMMAND reports from it.
 
 pub mod cell;
 pub mod connection;
+pub mod counter;
+pub mod multi;
+pub mod persistence;
+pub mod replication;
 pub mod rl;
 pub mod server;
 pub mod table;
@@ -30,6 +39,10 @@ pub struct Session {
     pub authenticated: bool,
     /// Set by QUIT: the connection writes the reply and closes.
     pub quit: bool,
+    /// MULTI queue and WATCHed keys (src/cmd/multi.rs).
+    pub tx: multi::TxState,
+    /// REPLCONF options and a pending WAIT/PSYNC (src/cmd/replication.rs).
+    pub repl: replication::ReplSession,
     last_cmd: Option<CmdId>,
 }
 
@@ -40,6 +53,8 @@ impl Session {
             proto: ProtoVersion::Resp2,
             authenticated,
             quit: false,
+            tx: multi::TxState::default(),
+            repl: replication::ReplSession::default(),
             last_cmd: None,
         }
     }
@@ -70,15 +85,26 @@ pub fn execute(
     };
     let Some(spec) = table::lookup(name) else {
         local.unknown += 1;
+        session.tx.flag_error();
         return unknown_command(name, &args[1..]);
     };
+    local.last_cmd = Some(spec.id);
     let argc = args.len() as i64;
     let arity = spec.arity as i64;
     if (arity > 0 && argc != arity) || (arity < 0 && argc < -arity) {
+        session.tx.flag_error();
         return Reply::error(ParseError::WrongArity(spec.name.to_string()).to_string());
     }
     if !session.authenticated && !spec.no_auth {
+        session.tx.flag_error();
         return Reply::error("NOAUTH Authentication required.");
+    }
+    if shared.repl.is_replica() && replication::is_write(spec, args) {
+        session.tx.flag_error();
+        return Reply::error(replication::READONLY);
+    }
+    if session.tx.queuing() && !multi::runs_immediately(spec.id) {
+        return multi::queue(session, args);
     }
     session.last_cmd = Some(spec.id);
     let result = match spec.id {
@@ -103,6 +129,21 @@ pub fn execute(
         | CmdId::RlReset
         | CmdId::RlExplain => rl::execute(spec.id, shared, session, args, local),
         CmdId::ClThrottle => cell::execute(shared, args, local),
+        CmdId::Save | CmdId::Bgsave | CmdId::Lastsave => {
+            persistence::execute(spec.id, shared, args)
+        }
+        id if counter::is_kv(id) => Ok(counter::execute(id, shared, args)),
+        CmdId::Multi | CmdId::Exec | CmdId::Discard | CmdId::Watch | CmdId::Unwatch => {
+            multi::execute(spec.id, shared, session, args, local)
+        }
+        CmdId::Replicaof
+        | CmdId::Slaveof
+        | CmdId::Role
+        | CmdId::Wait
+        | CmdId::Replconf
+        | CmdId::Psync
+        | CmdId::Sync => replication::execute(spec.id, shared, session, args),
+        _ => Err(ParseError::Syntax),
     };
     result.unwrap_or_else(|e| Reply::error(e.to_string()))
 }

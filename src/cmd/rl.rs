@@ -6,11 +6,12 @@
 
 use super::{shorten, unknown_subcommand, Session};
 use crate::cmd::table::CmdId;
+use crate::persist::{ChangeKind, PersistError, RecordKey};
 use crate::server::Shared;
 use crate::stats::LocalStats;
 use bytes::Bytes;
 use ratelimitd_engine::{
-    CheckResult, EndpointPattern, Limit, LimitError, Scope, Window, MAX_WINDOWS,
+    Algorithm, CheckResult, EndpointPattern, Limit, LimitError, Scope, Window, MAX_WINDOWS,
 };
 use ratelimitd_protocol::parse::{format_period, glob_match, parse_rate};
 use ratelimitd_protocol::{Parse, ParseError, Reply};
@@ -41,6 +42,9 @@ pub fn execute(
                 local.allowed += 1;
             } else {
                 local.denied += 1;
+                // Which kind of scope denied, for metrics and the log summary (the engine
+                // reports it with the result; see src/metrics.rs).
+                local.denied_scope[result.scope as usize] += 1;
             }
             Ok(check_reply(&result))
         }
@@ -59,8 +63,8 @@ pub fn execute(
             let endpoint = parse.next_bytes()?;
             Ok(explain(shared, &client, &endpoint))
         }
-        CmdId::RlLimit => limit(shared, &mut parse),
-        CmdId::RlTier => tier(shared, &mut parse),
+        CmdId::RlLimit => limit(shared, args, &mut parse),
+        CmdId::RlTier => tier(shared, args, &mut parse),
         _ => Err(ParseError::Syntax),
     }
 }
@@ -74,6 +78,29 @@ fn check_reply(r: &CheckResult) -> Reply {
         Reply::Integer(r.retry_after_ms),
         Reply::Integer(r.reset_after_ms),
     ])
+}
+
+/// Apply a limits-log record or a config-file limit (`RL.LIMIT SET|DEL ...`,
+/// `RL.TIER SET|DEL ...`) through exactly the code that serves the live command, so that what
+/// was accepted once is read back the same way.
+pub fn replay(shared: &Shared, args: &[Bytes]) -> Result<(), ParseError> {
+    let mut parse = Parse::new(args);
+    let name = args.first().map(|a| &a[..]).unwrap_or_default();
+    if name.eq_ignore_ascii_case(b"RL.LIMIT") {
+        limit(shared, args, &mut parse).map(drop)
+    } else if name.eq_ignore_ascii_case(b"RL.TIER") {
+        tier(shared, args, &mut parse).map(drop)
+    } else {
+        Err(ParseError::Invalid(format!(
+            "not a limit change: '{}'",
+            shorten(name, 64)
+        )))
+    }
+}
+
+/// A change that could not be made durable is refused: `ERR persistence: ...`.
+fn persist_error(e: PersistError) -> ParseError {
+    ParseError::Invalid(format!("persistence: {e}"))
 }
 
 fn limit_error(e: LimitError) -> ParseError {
@@ -119,9 +146,25 @@ fn parse_scope(parse: &mut Parse) -> Result<Scope, ParseError> {
 }
 
 /// `RATE <n>/<period> [BURST <b>] [RATE ... ]`, at least one window.
+/// `RATE <n>/<period> [BURST <b>] [RATE ... ] [ALGO gcra|sliding|fixed]`, at least one window;
+/// ALGO may stand anywhere after the scope, once.
 fn parse_windows(parse: &mut Parse) -> Result<Limit, ParseError> {
     let mut windows = Vec::new();
+    let mut algorithm = None;
     while parse.remaining() > 0 {
+        if parse.eat_keyword("ALGO") {
+            let name = parse.next_bytes()?;
+            if algorithm.is_some() {
+                return Err(ParseError::Invalid("ALGO given twice".into()));
+            }
+            algorithm = Some(Algorithm::from_name(&name).ok_or_else(|| {
+                ParseError::Invalid(format!(
+                    "unknown algorithm '{}': expected gcra, sliding or fixed",
+                    shorten(&name, 64)
+                ))
+            })?);
+            continue;
+        }
         if !parse.eat_keyword("RATE") {
             let word = parse.next_bytes()?;
             return Err(ParseError::Invalid(format!(
@@ -151,10 +194,13 @@ fn parse_windows(parse: &mut Parse) -> Result<Limit, ParseError> {
             "a limit needs at least one RATE <n>/<period> [BURST <b>]".into(),
         ));
     }
-    Limit::new(windows).map_err(limit_error)
+    Ok(Limit::new(windows)
+        .map_err(limit_error)?
+        .with_algorithm(algorithm.unwrap_or_default()))
 }
 
-/// A limit as the flat list RL.LIMIT SET takes: `RATE 5/1s BURST 0 RATE 1000/1h BURST 0`.
+/// A limit as the flat list RL.LIMIT SET takes:
+/// `RATE 5/1s BURST 0 RATE 1000/1h BURST 0 ALGO gcra`.
 fn limit_reply(limit: &Limit) -> Reply {
     let mut out = Vec::with_capacity(limit.windows().len() * 4);
     for w in limit.windows() {
@@ -167,16 +213,28 @@ fn limit_reply(limit: &Limit) -> Reply {
         out.push(Reply::bulk("BURST"));
         out.push(Reply::Integer(w.burst() as i64));
     }
+    out.push(Reply::bulk("ALGO"));
+    out.push(Reply::bulk(limit.algorithm().name()));
     Reply::Array(out)
 }
 
-fn limit(shared: &Shared, parse: &mut Parse) -> Result<Reply, ParseError> {
+fn limit(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, ParseError> {
     let engine = &shared.engine;
     let sub = parse.next_bytes()?;
     if sub.eq_ignore_ascii_case(b"SET") {
         let scope = parse_scope(parse)?;
         let limit = parse_windows(parse)?;
-        engine.set_limit(scope, limit);
+        let key = RecordKey::Limit(scope.clone());
+        shared
+            .persist
+            .commit(
+                args,
+                key,
+                ChangeKind::Set,
+                || false,
+                || engine.set_limit(scope, limit),
+            )
+            .map_err(persist_error)?;
         Ok(Reply::ok())
     } else if sub.eq_ignore_ascii_case(b"GET") {
         let scope = parse_scope(parse)?;
@@ -188,7 +246,15 @@ fn limit(shared: &Shared, parse: &mut Parse) -> Result<Reply, ParseError> {
     } else if sub.eq_ignore_ascii_case(b"DEL") {
         let scope = parse_scope(parse)?;
         parse.finish()?;
-        Ok(Reply::Integer(engine.del_limit(&scope) as i64))
+        let key = RecordKey::Limit(scope.clone());
+        let absent = || engine.get_limit(&scope).is_none();
+        let deleted = shared
+            .persist
+            .commit(args, key, ChangeKind::Del, absent, || {
+                engine.del_limit(&scope)
+            })
+            .map_err(persist_error)?;
+        Ok(Reply::Integer(deleted as i64))
     } else if sub.eq_ignore_ascii_case(b"LIST") {
         let mut glob: Option<Bytes> = None;
         let mut count = usize::MAX;
@@ -221,7 +287,7 @@ fn limit(shared: &Shared, parse: &mut Parse) -> Result<Reply, ParseError> {
     }
 }
 
-fn tier(shared: &Shared, parse: &mut Parse) -> Result<Reply, ParseError> {
+fn tier(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, ParseError> {
     let engine = &shared.engine;
     let sub = parse.next_bytes()?;
     if sub.eq_ignore_ascii_case(b"SET") {
@@ -231,7 +297,17 @@ fn tier(shared: &Shared, parse: &mut Parse) -> Result<Reply, ParseError> {
         if tier.is_empty() {
             return Err(ParseError::Invalid("tier name must not be empty".into()));
         }
-        engine.set_tier(&client, &tier);
+        let key = RecordKey::Tier(client.to_vec());
+        shared
+            .persist
+            .commit(
+                args,
+                key,
+                ChangeKind::Set,
+                || false,
+                || engine.set_tier(&client, &tier),
+            )
+            .map_err(persist_error)?;
         Ok(Reply::ok())
     } else if sub.eq_ignore_ascii_case(b"GET") {
         let client = parse.next_bytes()?;
@@ -243,7 +319,15 @@ fn tier(shared: &Shared, parse: &mut Parse) -> Result<Reply, ParseError> {
     } else if sub.eq_ignore_ascii_case(b"DEL") {
         let client = parse.next_bytes()?;
         parse.finish()?;
-        Ok(Reply::Integer(engine.del_tier(&client) as i64))
+        let key = RecordKey::Tier(client.to_vec());
+        let absent = || engine.get_tier(&client).is_none();
+        let deleted = shared
+            .persist
+            .commit(args, key, ChangeKind::Del, absent, || {
+                engine.del_tier(&client)
+            })
+            .map_err(persist_error)?;
+        Ok(Reply::Integer(deleted as i64))
     } else {
         Err(unknown_subcommand(&sub, "RL.TIER"))
     }

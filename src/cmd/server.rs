@@ -4,7 +4,7 @@
 //! client libraries parse them; ratelimitd's own figures are added under `rl_*` names.
 
 use super::table::{CmdId, CommandSpec, COMMANDS};
-use super::{shorten, text_reply, unknown_subcommand, Session};
+use super::{text_reply, unknown_subcommand, Session};
 use crate::cmd::connection::REDIS_COMPAT_VERSION;
 use crate::server::Shared;
 use bytes::Bytes;
@@ -128,7 +128,7 @@ fn command(parse: &mut Parse) -> Result<Reply, ParseError> {
     }
 }
 
-fn rss_bytes() -> u64 {
+pub fn rss_bytes() -> u64 {
     // /proc/self/statm: size resident shared ... in pages.
     std::fs::read_to_string("/proc/self/statm")
         .ok()
@@ -158,10 +158,11 @@ fn human(bytes: u64) -> String {
 
 /// The INFO text for the requested sections (none, "default", "all" or "everything": all).
 pub fn info(shared: &Shared, requested: &[String]) -> String {
-    const ALL: [&str; 7] = [
+    const ALL: [&str; 8] = [
         "server",
         "clients",
         "memory",
+        "persistence",
         "stats",
         "replication",
         "cpu",
@@ -210,17 +211,23 @@ pub fn info(shared: &Shared, requested: &[String]) -> String {
             "memory" => {
                 let used = shared.engine.memory_bytes();
                 let rss = rss_bytes();
+                let (max_keys, maxmemory, policy) = shared.engine.bounds();
+                let maxmemory = maxmemory.unwrap_or(0);
                 let _ = write!(
                     out,
-                    "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_allocator:libc\r\n",
+                    "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmax_keys:{}\r\nmem_allocator:libc\r\n",
                     human(used),
-                    human(rss)
+                    human(rss),
+                    human(maxmemory),
+                    policy.name(),
+                    max_keys.unwrap_or(0),
                 );
             }
             "stats" => {
+                let engine_stats = shared.engine.stats();
                 let _ = write!(
                     out,
-                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nunknown_commands:{}\r\nprotocol_errors:{}\r\nrl_checks_allowed:{}\r\nrl_checks_denied:{}\r\n",
+                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nunknown_commands:{}\r\nprotocol_errors:{}\r\nrl_checks_allowed:{}\r\nrl_checks_denied:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nrefused_keys:{}\r\n",
                     stats.connections_received.load(Ordering::Relaxed),
                     stats.commands_processed.load(Ordering::Relaxed),
                     stats.rejected_connections.load(Ordering::Relaxed),
@@ -228,11 +235,14 @@ pub fn info(shared: &Shared, requested: &[String]) -> String {
                     stats.protocol_errors.load(Ordering::Relaxed),
                     stats.checks_allowed.load(Ordering::Relaxed),
                     stats.checks_denied.load(Ordering::Relaxed),
+                    engine_stats.expired,
+                    engine_stats.evicted,
+                    engine_stats.refused,
                 );
+                crate::cmd::replication::info_stats(shared, &mut out);
             }
-            "replication" => {
-                out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n");
-            }
+            "persistence" => crate::settings::info_persistence(shared, &mut out),
+            "replication" => crate::cmd::replication::info_replication(shared, &mut out),
             "cpu" => {
                 out.push_str("# CPU\r\n");
             }
@@ -259,11 +269,16 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
         ("databases", "1".into()),
         ("io-threads", c.threads.unwrap_or(0).to_string()),
         ("maxclients", c.maxclients.to_string()),
-        ("maxmemory", "0".into()),
-        ("maxmemory-policy", "noeviction".into()),
         ("port", shared.port.to_string()),
         ("proto-max-bulk-len", c.max_bulk_len.to_string()),
-        ("save", String::new()),
+        ("save", {
+            let every = shared.persist.save_interval.load(Ordering::Relaxed);
+            if every == 0 {
+                String::new()
+            } else {
+                format!("{every} 1")
+            }
+        }),
         ("timeout", "0".into()),
     ]
 }
@@ -274,7 +289,12 @@ fn config(shared: &Shared, _session: &mut Session, parse: &mut Parse) -> Result<
         if parse.remaining() == 0 {
             return Err(ParseError::WrongArity("config|get".into()));
         }
-        let params = config_params(shared);
+        let mut params = config_params(shared);
+        // The runtime knobs (src/settings.rs) answer for themselves.
+        for knob in crate::settings::KNOBS {
+            params.retain(|(name, _)| *name != knob.name);
+            params.push((knob.name, (knob.get)(shared)));
+        }
         let mut out: Vec<(Reply, Reply)> = Vec::new();
         while let Some(pattern) = parse.try_next() {
             let pattern = pattern.to_ascii_lowercase();
@@ -288,11 +308,7 @@ fn config(shared: &Shared, _session: &mut Session, parse: &mut Parse) -> Result<
         }
         Ok(Reply::Map(out))
     } else if sub.eq_ignore_ascii_case(b"SET") {
-        let name = parse.next_bytes()?;
-        Err(ParseError::Invalid(format!(
-            "Unknown option or number of arguments for CONFIG SET - '{}'",
-            shorten(&name, 64)
-        )))
+        crate::settings::config_set(shared, parse)
     } else if sub.eq_ignore_ascii_case(b"RESETSTAT") {
         parse.finish()?;
         shared.stats.reset();

@@ -17,6 +17,32 @@ pub struct Daemon {
     pub port: u16,
     /// Lines the daemon logged after it became ready.
     pub log: mpsc::Receiver<String>,
+    /// The data directory (--dir): a fresh temporary one unless the test passed its own, and
+    /// then removed when the daemon is dropped.
+    pub dir: std::path::PathBuf,
+    own_dir: bool,
+    /// The HTTP port, when the test passed --http-port (read from the daemon's log).
+    pub http_port: Option<u16>,
+    /// The memcached port, when the test passed --memcached-port (read from the daemon's log).
+    pub memcached_port: Option<u16>,
+}
+
+/// A fresh, empty temporary directory for a test's --dir.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ratelimitd-test-{tag}-{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
 }
 
 impl Daemon {
@@ -25,8 +51,25 @@ impl Daemon {
     }
 
     pub fn start_with(args: &[&str]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ratelimitd"))
-            .args(["--port", "0", "--bind", "127.0.0.1"])
+        Daemon::try_start_with(args).expect("ratelimitd did not report that it is ready")
+    }
+
+    /// Start the daemon; Err(lines it logged) if it exited or never became ready (for tests
+    /// of refused configurations).
+    pub fn try_start_with(args: &[&str]) -> Result<Daemon, Vec<String>> {
+        // Every daemon gets its own data directory unless the test chose one: tests run in
+        // parallel, and a shared ./data would be locked by the first.
+        let own_dir = !args.contains(&"--dir");
+        let dir = match args.iter().position(|a| *a == "--dir") {
+            Some(i) => std::path::PathBuf::from(args.get(i + 1).copied().unwrap_or("")),
+            None => temp_dir("daemon"),
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ratelimitd"));
+        command.args(["--port", "0", "--bind", "127.0.0.1"]);
+        if own_dir {
+            command.arg("--dir").arg(&dir);
+        }
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -43,21 +86,69 @@ impl Daemon {
             }
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        let mut http_port = None;
+        let mut memcached_port = None;
         let port = loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-                .expect("ratelimitd did not report that it is ready");
+            let Ok(line) =
+                rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            else {
+                let _ = child.kill();
+                let _ = child.wait();
+                if own_dir {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                return Err(seen);
+            };
+            if let Some(pos) = line.find("HTTP listening on ") {
+                let addr = &line[pos + "HTTP listening on ".len()..];
+                http_port = addr.rsplit(':').next().and_then(|p| p.trim().parse().ok());
+            }
+            if let Some(pos) = line.find("memcached listener on ") {
+                let addr = &line[pos + "memcached listener on ".len()..];
+                memcached_port = addr.rsplit(':').next().and_then(|p| p.trim().parse().ok());
+            }
             if let Some(pos) = line.find("ready to accept connections on ") {
                 let addr = &line[pos + "ready to accept connections on ".len()..];
                 let port = addr.rsplit(':').next().and_then(|p| p.trim().parse().ok());
                 break port.expect("port in the ready line");
             }
+            seen.push(line);
         };
-        Daemon {
+        Ok(Daemon {
             child,
             port,
             log: rx,
+            dir,
+            own_dir,
+            http_port,
+            memcached_port,
+        })
+    }
+
+    /// Base URL of the HTTP listener (the daemon must have been started with --http-port).
+    pub fn http_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}",
+            self.http_port.expect("started with --http-port")
+        )
+    }
+
+    /// Log lines that arrive within `secs` seconds, stopping early at one containing `until`.
+    pub fn log_until(&self, until: &str, secs: u64) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        let mut out = Vec::new();
+        while let Ok(line) = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            let done = line.contains(until);
+            out.push(line);
+            if done {
+                break;
+            }
         }
+        out
     }
 
     pub fn url(&self) -> String {
@@ -74,6 +165,17 @@ impl Daemon {
     /// A raw socket for byte-exact tests.
     pub fn raw(&self) -> Raw {
         let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.set_nodelay(true).expect("nodelay");
+        Raw { s }
+    }
+
+    /// A raw socket to the memcached listener (the daemon must have been started with
+    /// --memcached-port).
+    pub fn mc_raw(&self) -> Raw {
+        let port = self.memcached_port.expect("started with --memcached-port");
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
         s.set_nodelay(true).expect("nodelay");
@@ -109,6 +211,9 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.own_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

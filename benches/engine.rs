@@ -1,0 +1,90 @@
+//! Engine check cost: ns per RL.CHECK at 1k, 1M and 10M live keys, on one thread and on two.
+//!
+//! Run: `cargo bench --bench engine` (set `RLD_BENCH_KEYS=1000,1000000` to skip 10M).
+//! Each key is a distinct (client, endpoint) pair under one GCRA limit long enough (1000/1h)
+//! that nothing decays during the run; every iteration checks a pseudo-random key, so the
+//! table lookups miss the CPU caches as they would in production at that size.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ratelimitd_engine::{Engine, EngineConfig, Limit, Scope, SystemClock, Window};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn sizes() -> Vec<usize> {
+    // `cargo test --all-targets` runs benches once as a smoke test, without `--bench`: keep
+    // that run small (and in the debug profile it would take minutes at 10M keys).
+    if !std::env::args().any(|a| a == "--bench") {
+        return vec![1_000];
+    }
+    std::env::var("RLD_BENCH_KEYS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000, 1_000_000, 10_000_000])
+}
+
+/// Client ids as 8 bytes of the index (short and cheap to build in the loop).
+fn client(i: u64) -> [u8; 8] {
+    i.to_le_bytes()
+}
+
+fn populated(keys: u64) -> Arc<Engine<SystemClock>> {
+    let e = Engine::new(SystemClock::new(), EngineConfig::default());
+    let w = Window::new(1000, 3_600_000, 0).expect("valid");
+    e.set_limit(Scope::Default, Limit::new(vec![w]).expect("valid"));
+    for i in 0..keys {
+        e.check(&client(i), b"/api/search", 1);
+    }
+    Arc::new(e)
+}
+
+/// xorshift64: a cheap, deterministic stream of key indices.
+fn next(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+fn checks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rl_check");
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(1));
+    for keys in sizes() {
+        let e = populated(keys as u64);
+        group.bench_with_input(BenchmarkId::new("1_thread", keys), &keys, |b, &keys| {
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            b.iter(|| {
+                let i = next(&mut x) % keys as u64;
+                e.check(&client(i), b"/api/search", 1)
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("2_threads", keys), &keys, |b, &keys| {
+            // Two threads share the iterations; time is wall-clock, so the figure is ns per
+            // check of aggregate throughput.
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                let handles: Vec<_> = (0..2u64)
+                    .map(|t| {
+                        let e = e.clone();
+                        std::thread::spawn(move || {
+                            let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (t + 1);
+                            for _ in 0..iters / 2 {
+                                let i = next(&mut x) % keys as u64;
+                                criterion::black_box(e.check(&client(i), b"/api/search", 1));
+                            }
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    let _ = h.join();
+                }
+                start.elapsed()
+            })
+        });
+        drop(e);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, checks);
+criterion_main!(benches);

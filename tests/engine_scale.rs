@@ -1,0 +1,219 @@
+//! The engine-at-scale features through the real binary: ALGO, decayed keys leaving DBSIZE,
+//! and the --max-keys bound with each --maxmemory-policy, visible in INFO.
+
+mod common;
+use common::{run, Daemon};
+use std::time::{Duration, Instant};
+
+fn info_field(con: &mut redis::Connection, field: &str) -> String {
+    let info: String = run(con, &["INFO"]).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("INFO has no {field}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn algorithms_are_chosen_per_limit() {
+    let d = Daemon::start();
+    let mut con = d.client();
+    run::<String>(
+        &mut con,
+        &[
+            "RL.LIMIT", "SET", "ENDPOINT", "/f", "RATE", "3/1h", "ALGO", "fixed",
+        ],
+    )
+    .unwrap();
+    run::<String>(
+        &mut con,
+        &[
+            "RL.LIMIT", "SET", "ENDPOINT", "/s", "ALGO", "SLIDING", "RATE", "3/1h",
+        ],
+    )
+    .unwrap();
+    for ep in ["/f", "/s"] {
+        let got: Vec<Vec<i64>> = (0..4)
+            .map(|_| run(&mut con, &["RL.CHECK", "c", ep]).unwrap())
+            .collect();
+        let allowed: Vec<i64> = got.iter().map(|r| r[0]).collect();
+        assert_eq!(allowed, [1, 1, 1, 0], "{ep}: {got:?}");
+        assert_eq!(got[3][3] > 0, true, "{ep}: a retry time is given");
+    }
+    let limit: Vec<redis::Value> = run(&mut con, &["RL.LIMIT", "GET", "ENDPOINT", "/s"]).unwrap();
+    assert_eq!(
+        limit.last(),
+        Some(&redis::Value::BulkString(b"sliding".to_vec()))
+    );
+    for (args, want) in [
+        (
+            vec![
+                "RL.LIMIT", "SET", "DEFAULT", "RATE", "1/1s", "ALGO", "leaky",
+            ],
+            "unknown algorithm 'leaky'",
+        ),
+        (
+            vec![
+                "RL.LIMIT", "SET", "DEFAULT", "ALGO", "gcra", "RATE", "1/1s", "ALGO", "fixed",
+            ],
+            "ALGO given twice",
+        ),
+        (
+            vec!["RL.LIMIT", "SET", "DEFAULT", "ALGO"],
+            "wrong number of arguments",
+        ),
+    ] {
+        let err = run::<String>(&mut con, &args).unwrap_err();
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn decayed_keys_leave_dbsize_through_the_wheels() {
+    let d = Daemon::start();
+    let mut con = d.client();
+    run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "1/50ms"]).unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..2000 {
+        pipe.cmd("RL.CHECK").arg(format!("c{i}")).arg("/e");
+    }
+    let _: Vec<Vec<i64>> = pipe.query(&mut con).unwrap();
+    assert!(run::<i64>(&mut con, &["DBSIZE"]).unwrap() > 0);
+    // Keys decay 50 ms after their check; the wheels drop them within a few ticks. The bound
+    // is generous: this asserts that they go, not how fast.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while run::<i64>(&mut con, &["DBSIZE"]).unwrap() > 0 {
+        assert!(Instant::now() < deadline, "keys were never expired");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let expired: u64 = info_field(&mut con, "expired_keys").parse().unwrap();
+    assert_eq!(expired, 2000);
+}
+
+#[test]
+fn max_keys_with_each_policy() {
+    for (policy, allowed_when_full) in [
+        ("refuse-deny", 0),
+        ("refuse-allow", 1),
+        ("evict-nearest", 1),
+    ] {
+        let d = Daemon::start_with(&[
+            "--shards",
+            "1",
+            "--max-keys",
+            "100",
+            "--maxmemory-policy",
+            policy,
+        ]);
+        let mut con = d.client();
+        run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "10/1h"]).unwrap();
+        let mut pipe = redis::pipe();
+        for i in 0..100 {
+            pipe.cmd("RL.CHECK").arg(format!("c{i}")).arg("/e");
+        }
+        let _: Vec<Vec<i64>> = pipe.query(&mut con).unwrap();
+        let r: Vec<i64> = run(&mut con, &["RL.CHECK", "newcomer", "/e"]).unwrap();
+        assert_eq!(r[0], allowed_when_full, "{policy}: {r:?}");
+        assert!(
+            run::<i64>(&mut con, &["DBSIZE"]).unwrap() <= 100,
+            "{policy}"
+        );
+        // Known keys are always served.
+        let r: Vec<i64> = run(&mut con, &["RL.CHECK", "c5", "/e"]).unwrap();
+        assert_eq!(&r[..3], &[1, 10, 8], "{policy}");
+        assert_eq!(info_field(&mut con, "maxmemory_policy"), policy);
+        let evicted: u64 = info_field(&mut con, "evicted_keys").parse().unwrap();
+        let refused: u64 = info_field(&mut con, "refused_keys").parse().unwrap();
+        if policy == "evict-nearest" {
+            assert!(
+                evicted >= 1 && refused == 0,
+                "{policy}: {evicted} {refused}"
+            );
+        } else {
+            assert!(
+                evicted == 0 && refused == 1,
+                "{policy}: {evicted} {refused}"
+            );
+        }
+    }
+    let d = Daemon::start_with(&["--maxmemory", "64mb", "--shards", "1"]);
+    let mut con = d.client();
+    assert_eq!(info_field(&mut con, "maxmemory"), (64u64 << 20).to_string());
+    // The bounds are runtime knobs too.
+    assert_eq!(
+        run::<String>(
+            &mut con,
+            &[
+                "CONFIG",
+                "SET",
+                "maxmemory-policy",
+                "refuse-deny",
+                "max-keys",
+                "1"
+            ]
+        )
+        .unwrap(),
+        "OK"
+    );
+    run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "10/1h"]).unwrap();
+    assert_eq!(
+        run::<Vec<i64>>(&mut con, &["RL.CHECK", "a", "/e"]).unwrap()[0],
+        1
+    );
+    assert_eq!(
+        run::<Vec<i64>>(&mut con, &["RL.CHECK", "b", "/e"]).unwrap()[0],
+        0,
+        "fail-closed at 1 key"
+    );
+    let cfg: std::collections::HashMap<String, String> =
+        run(&mut con, &["CONFIG", "GET", "max*"]).unwrap();
+    assert_eq!(
+        cfg.get("maxmemory-policy").map(String::as_str),
+        Some("refuse-deny")
+    );
+    assert_eq!(cfg.get("max-keys").map(String::as_str), Some("1"));
+    assert_eq!(cfg.get("maxmemory").map(String::as_str), Some("67108864"));
+    let err = run::<String>(&mut con, &["CONFIG", "SET", "maxmemory-policy", "lru"]).unwrap_err();
+    assert!(err.contains("unknown policy"), "{err}");
+    assert_eq!(
+        run::<String>(&mut con, &["CONFIG", "SET", "maxmemory", "0"]).unwrap(),
+        "OK"
+    );
+    assert_eq!(info_field(&mut con, "maxmemory"), "0");
+}
+
+#[test]
+fn a_flood_of_distinct_keys_stays_within_the_memory_bound() {
+    let d = Daemon::start_with(&["--maxmemory", "2mb", "--shards", "16"]);
+    let mut con = d.client();
+    run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "10/1h"]).unwrap();
+    for batch in 0..20 {
+        let mut pipe = redis::pipe();
+        for i in 0..10_000 {
+            pipe.cmd("RL.CHECK")
+                .arg(format!("flood{batch}-{i}"))
+                .arg("/e")
+                .ignore();
+        }
+        let () = pipe.query(&mut con).unwrap();
+    }
+    let used: u64 = info_field(&mut con, "used_memory").parse().unwrap();
+    // The bound covers the tables; allow the fixed per-shard overhead on top.
+    assert!(used <= (2 << 20) + (2 << 20) / 4, "used_memory {used}");
+    let evicted: u64 = info_field(&mut con, "evicted_keys").parse().unwrap();
+    assert!(evicted > 100_000, "evicted {evicted}");
+    assert_eq!(run::<String>(&mut con, &["PING"]).unwrap(), "PONG");
+}
+
+#[test]
+fn bad_bound_flags_are_refused_clearly() {
+    for args in [["--maxmemory", "12parsecs"], ["--maxmemory-policy", "lru"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimitd"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("unknown"), "{args:?}: {err}");
+    }
+}
