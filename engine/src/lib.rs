@@ -460,11 +460,14 @@ impl<C: Clock> Engine<C> {
     /// The shared body of check and peek: decide every window under one shard lock, then
     /// commit all new states (only if `charge`, the cost is non-zero and every window allows).
     fn evaluate(&self, client: &[u8], endpoint: &[u8], cost: u64, charge: bool) -> CheckResult {
+        // Fingerprint first and start loading the key's slot, so that the limit lookup and the
+        // clock read below overlap with what is, at millions of keys, a cache miss.
+        let fp = fingerprint(TAG_RL, &[client, endpoint]);
+        self.store.prefetch_gcra(fp);
         let Some((algo, wins, kind)) = self.applicable(client, endpoint) else {
             return UNLIMITED;
         };
         let n = wins.iter().take_while(|w| w.is_some()).count();
-        let fp = fingerprint(TAG_RL, &[client, endpoint]);
         let now = self.clock.now();
         let mut locked = self.store.lock(fp);
         if let (1, Algorithm::Gcra, Some(win)) = (n, algo, wins[0]) {

@@ -635,9 +635,24 @@ pub(crate) fn kv_fingerprint(key: &[u8]) -> u64 {
 /// Namespace tag of key-value keys (only used to pick their shard).
 const TAG_KV: &[u8] = b"kv";
 
-/// One shard, padded to its own cache lines so neighbouring locks do not false-share.
+/// One shard, padded to its own cache lines so neighbouring locks do not false-share, with the
+/// address and capacity of its GCRA table published for prefetch hints (see
+/// [`crate::fptable::prefetch`]); they are refreshed whenever the shard is unlocked.
 #[repr(align(128))]
-struct Padded(Mutex<Shard>);
+struct Padded {
+    lock: Mutex<Shard>,
+    gcra_addr: AtomicUsize,
+    gcra_cap: AtomicUsize,
+}
+
+impl Padded {
+    fn publish(&self, shard: &Shard) {
+        self.gcra_addr
+            .store(shard.gcra.slots_addr(), Ordering::Relaxed);
+        self.gcra_cap
+            .store(shard.gcra.capacity(), Ordering::Relaxed);
+    }
+}
 
 pub(crate) struct Store {
     shards: Box<[Padded]>,
@@ -655,6 +670,13 @@ pub(crate) struct Store {
 pub(crate) struct Locked<'a> {
     pub shard: MutexGuard<'a, Shard>,
     bounds: &'a Bounds,
+    padded: &'a Padded,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.padded.publish(&self.shard);
+    }
 }
 
 impl Locked<'_> {
@@ -676,7 +698,11 @@ impl Store {
         let bits = n.trailing_zeros();
         Store {
             shards: (0..n)
-                .map(|_| Padded(Mutex::new(Shard::new(now))))
+                .map(|_| Padded {
+                    lock: Mutex::new(Shard::new(now)),
+                    gcra_addr: AtomicUsize::new(0),
+                    gcra_cap: AtomicUsize::new(0),
+                })
                 .collect(),
             shift: (bits > 0).then(|| 64 - bits),
             cursor: AtomicUsize::new(0),
@@ -731,10 +757,24 @@ impl Store {
     /// Lock the shard holding `fp` (and all its windows). A poisoned lock is taken over: every
     /// update is a single slot write, so a panic elsewhere cannot leave a half-written table.
     pub fn lock(&self, fp: u64) -> Locked<'_> {
+        let i = self.shard_of(fp);
         Locked {
-            shard: self.lock_index(self.shard_of(fp)),
+            shard: self.lock_index(i),
             bounds: &self.bounds,
+            padded: &self.shards[i],
         }
+    }
+
+    /// Start loading the GCRA slot `fp` would live in (see [`crate::fptable::prefetch`]).
+    #[inline]
+    pub fn prefetch_gcra(&self, fp: u64) {
+        let p = &self.shards[self.shard_of(fp)];
+        crate::fptable::prefetch(
+            p.gcra_addr.load(Ordering::Relaxed),
+            p.gcra_cap.load(Ordering::Relaxed),
+            16,
+            fp,
+        );
     }
 
     /// The shard index of a fingerprint (for multi-shard transactions).
@@ -754,7 +794,7 @@ impl Store {
 
     fn lock_index(&self, i: usize) -> MutexGuard<'_, Shard> {
         self.shards[i]
-            .0
+            .lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

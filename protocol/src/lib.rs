@@ -18,9 +18,11 @@
 //!   and rate (`<n>/<period>`) parsing the commands share, and [`ParseError`] whose messages are
 //!   Redis's own wording.
 //!
-//! The `redis-protocol` crate does the actual RESP decoding of a checked frame today; it is
-//! hidden behind [`frame::Decoder::decode`] so a faster path can replace it without touching any
-//! command. Replies are written directly by [`reply::compose`]: going through `redis-protocol`'s
+//! Requests are cut into arguments by [`frame::Decoder::decode`] from the positions its bounded
+//! scan finds; the `redis-protocol` crate, which did the second parse at first, is now the
+//! independent oracle of a differential test (`tests/oracle.rs`) — the faster path replaced it
+//! behind the same function, as planned, once a benchmark showed it cost more than a check.
+//! Replies are written directly by [`reply::compose`]: going through `redis-protocol`'s
 //! encoders would cost a frame tree per reply, and Redis's double formatting is not theirs.
 //!
 //! ## Fuzzing
