@@ -123,6 +123,45 @@ pub struct Config {
     #[arg(long, env = "RATELIMITD_FORWARD_AUTH_ENDPOINT", default_value = "method-path",
           value_parser = ["method-path", "path"])]
     pub forward_auth_endpoint: String,
+
+    // --- replication (issue 5). See docs/DESIGN.md, "Replication".
+    /// Start as a replica of this primary (`host:port`); also REPLICAOF host port at runtime.
+    #[arg(long, env = "RATELIMITD_REPLICAOF", value_parser = parse_master)]
+    pub replicaof: Option<crate::primary::MasterAddr>,
+
+    /// Password this replica sends (AUTH) to a primary that has --requirepass.
+    #[arg(long, env = "RATELIMITD_MASTERAUTH", hide_env_values = true)]
+    pub masterauth: Option<String>,
+
+    /// Bytes of the replication stream kept for replicas that reconnect (partial resync), e.g.
+    /// 1mb. A replica that missed more than this gets a full resync.
+    #[arg(long, env = "RATELIMITD_REPL_BACKLOG_SIZE", default_value = "1mb", value_parser = parse_memory)]
+    pub repl_backlog_size: Memory,
+
+    /// Replica priority for failover tools (INFO's slave_priority; lower is preferred, 0 never).
+    #[arg(long, env = "RATELIMITD_REPLICA_PRIORITY", default_value_t = 100)]
+    pub replica_priority: u32,
+}
+
+/// `host:port` (or `host port`) of a primary, for --replicaof.
+pub fn parse_master(text: &str) -> Result<crate::primary::MasterAddr, String> {
+    let t = text.trim();
+    let (host, port) = t
+        .rsplit_once(' ')
+        .or_else(|| t.rsplit_once(':'))
+        .ok_or_else(|| format!("'{text}' is not host:port"))?;
+    let port = port
+        .trim()
+        .parse::<u16>()
+        .map_err(|_| format!("'{text}': invalid port"))?;
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("'{text}': empty host"));
+    }
+    Ok(crate::primary::MasterAddr {
+        host: host.to_string(),
+        port,
+    })
 }
 
 /// A byte count given as `<n>[b|kb|mb|gb]` (case-insensitive; powers of 1024, as Redis reads

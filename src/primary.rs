@@ -84,7 +84,6 @@ pub struct LinkInfo {
 /// One attached replica, shared between its sender task and INFO/ROLE/WAIT.
 #[derive(Debug)]
 pub struct ReplicaLink {
-    pub client_id: u64,
     pub ip: String,
     pub port: u16,
     /// Offset the replica acknowledged.
@@ -199,7 +198,10 @@ impl Repl {
         }
         let shared = Bytes::copy_from_slice(bytes);
         for r in &st.replicas {
-            let queued = r.link.queued.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            let queued = r
+                .link
+                .queued
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             if queued > MAX_QUEUED {
                 tracing::warn!(
                     "replica {}:{} is {queued} bytes behind; dropping it (it will resync)",
@@ -383,8 +385,7 @@ impl Repl {
                     ip: r.link.ip.clone(),
                     port: r.link.port,
                     ack: r.link.ack.load(Ordering::Relaxed),
-                    lag_s: now_ms.saturating_sub(r.link.last_ack_ms.load(Ordering::Relaxed))
-                        / 1000,
+                    lag_s: now_ms.saturating_sub(r.link.last_ack_ms.load(Ordering::Relaxed)) / 1000,
                 })
                 .collect(),
         }
@@ -548,8 +549,8 @@ pub async fn serve_replica(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let repl = &shared.repl;
+    let _ = client_id;
     let link = Arc::new(ReplicaLink {
-        client_id,
         ip: peer.ip().to_string(),
         port: if req.listening_port == 0 {
             peer.port()
@@ -641,7 +642,16 @@ pub async fn serve_replica(
             _ => attach(),
         }
     };
-    let result = stream_to_replica(socket, &mut input, shared, &link, &first, &mut rx, &mut shutdown).await;
+    let result = stream_to_replica(
+        socket,
+        &mut input,
+        shared,
+        &link,
+        &first,
+        &mut rx,
+        &mut shutdown,
+    )
+    .await;
     {
         let mut st = lock(&repl.state);
         st.replicas.retain(|r| !Arc::ptr_eq(&r.link, &link));

@@ -235,7 +235,10 @@ fn apply_full_sync(shared: &Shared, sync: &FullSync) -> Result<usize, LinkError>
     let wanted_scopes: BTreeSet<Vec<Bytes>> = sync
         .limits
         .iter()
-        .filter(|a| a.first().is_some_and(|n| n.eq_ignore_ascii_case(b"RL.LIMIT")))
+        .filter(|a| {
+            a.first()
+                .is_some_and(|n| n.eq_ignore_ascii_case(b"RL.LIMIT"))
+        })
         .filter_map(|a| scope_of(a))
         .collect();
     for (scope, _) in engine.list_limits() {
@@ -249,7 +252,10 @@ fn apply_full_sync(shared: &Shared, sync: &FullSync) -> Result<usize, LinkError>
     let wanted_tiers: BTreeSet<Bytes> = sync
         .limits
         .iter()
-        .filter(|a| a.first().is_some_and(|n| n.eq_ignore_ascii_case(b"RL.TIER")))
+        .filter(|a| {
+            a.first()
+                .is_some_and(|n| n.eq_ignore_ascii_case(b"RL.TIER"))
+        })
         .filter_map(|a| a.get(2).cloned())
         .collect();
     let current_tiers = engine.list_tiers();
@@ -266,7 +272,9 @@ fn apply_full_sync(shared: &Shared, sync: &FullSync) -> Result<usize, LinkError>
         }
     }
     for args in &sync.limits {
-        let is_tier = args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"RL.TIER"));
+        let is_tier = args
+            .first()
+            .is_some_and(|n| n.eq_ignore_ascii_case(b"RL.TIER"));
         let unchanged = if is_tier {
             match (args.get(2), args.get(3)) {
                 (Some(c), Some(t)) => current_tiers
@@ -356,8 +364,8 @@ async fn link_once(shared: &Arc<Shared>, addr: &MasterAddr) -> Result<(), LinkEr
                     if primary_now > 0 {
                         let est = skew.observe(primary_now, shared.engine.now());
                         set_link(shared, |l| l.clock_offset_ns = Some(est));
-                        let due = last_skew_warn
-                            .is_none_or(|t| t.elapsed() > Duration::from_secs(60));
+                        let due =
+                            last_skew_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(60));
                         if skew.exceeds(SKEW_WARN_NS) && due {
                             last_skew_warn = Some(Instant::now());
                             tracing::warn!(

@@ -70,6 +70,7 @@ impl Shared {
                 policy: config.maxmemory_policy.0,
             },
         );
+        let repl = crate::primary::Repl::new(&config);
         Shared {
             config,
             engine,
@@ -84,7 +85,7 @@ impl Shared {
             http_bound: std::sync::OnceLock::new(),
             ready: std::sync::atomic::AtomicBool::new(false),
             memcache: crate::memcache::McShared::default(),
-            repl: crate::primary::Repl::new(&config),
+            repl,
         }
     }
 

@@ -38,7 +38,7 @@ fn algorithms_are_chosen_per_limit() {
             .collect();
         let allowed: Vec<i64> = got.iter().map(|r| r[0]).collect();
         assert_eq!(allowed, [1, 1, 1, 0], "{ep}: {got:?}");
-        assert_eq!(got[3][3] > 0, true, "{ep}: a retry time is given");
+        assert!(got[3][3] > 0, "{ep}: a retry time is given");
     }
     let limit: Vec<redis::Value> = run(&mut con, &["RL.LIMIT", "GET", "ENDPOINT", "/s"]).unwrap();
     assert_eq!(
@@ -72,16 +72,16 @@ fn algorithms_are_chosen_per_limit() {
 fn decayed_keys_leave_dbsize_through_the_wheels() {
     let d = Daemon::start();
     let mut con = d.client();
-    run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "1/50ms"]).unwrap();
+    run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "1/1s"]).unwrap();
     let mut pipe = redis::pipe();
     for i in 0..2000 {
         pipe.cmd("RL.CHECK").arg(format!("c{i}")).arg("/e");
     }
     let _: Vec<Vec<i64>> = pipe.query(&mut con).unwrap();
     assert!(run::<i64>(&mut con, &["DBSIZE"]).unwrap() > 0);
-    // Keys decay 50 ms after their check; the wheels drop them within a few ticks. The bound
+    // Keys decay 1 s after their check; the wheels drop them within a few ticks. The bound
     // is generous: this asserts that they go, not how fast.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while run::<i64>(&mut con, &["DBSIZE"]).unwrap() > 0 {
         assert!(Instant::now() < deadline, "keys were never expired");
         std::thread::sleep(Duration::from_millis(20));

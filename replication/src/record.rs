@@ -172,10 +172,13 @@ fn header(buf: &[u8], pos: usize, prefix: u8) -> Result<Option<(i64, usize)>, St
     Ok(Some((n, pos + 1 + cr + 2)))
 }
 
+/// One array's elements and the bytes it took.
+pub type Split<'a> = (Vec<&'a [u8]>, usize);
+
 /// Split one RESP array of bulk strings off the front of `buf`: its elements and the bytes it
 /// took. Ok(None): more bytes are needed. Bounded by [`MAX_ELEMENTS`] and [`MAX_BULK`] before
 /// anything is allocated for them.
-pub fn split_array(buf: &[u8]) -> Result<Option<(Vec<&[u8]>, usize)>, StreamError> {
+pub fn split_array(buf: &[u8]) -> Result<Option<Split<'_>>, StreamError> {
     let Some((count, mut pos)) = header(buf, 0, b'*')? else {
         return Ok(None);
     };

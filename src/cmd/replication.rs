@@ -55,7 +55,6 @@ pub fn execute(
     args: &[Bytes],
 ) -> Result<Reply, ParseError> {
     let mut parse = Parse::new(args);
-    let _ = parse.next_bytes()?;
     match id {
         CmdId::Replicaof | CmdId::Slaveof => {
             let host = parse.next_bytes()?;
@@ -73,7 +72,10 @@ pub fn execute(
                 .ok_or_else(|| ParseError::Invalid("Invalid master port".into()))?;
             let host = String::from_utf8_lossy(&host).into_owned();
             tracing::info!("REPLICAOF {host} {port}: becoming a replica");
-            if shared.repl.become_replica(shared, MasterAddr { host, port }) {
+            if shared
+                .repl
+                .become_replica(shared, MasterAddr { host, port })
+            {
                 Ok(Reply::ok())
             } else {
                 Ok(Reply::simple("OK Already connected to specified master"))
@@ -82,9 +84,9 @@ pub fn execute(
         CmdId::Role => Ok(role(shared)),
         CmdId::Wait => {
             let numreplicas = parse.next_u64().map_err(|_| ParseError::NotInteger)?;
-            let timeout = parse
-                .next_i64()
-                .map_err(|_| ParseError::Invalid("timeout is not an integer or out of range".into()))?;
+            let timeout = parse.next_i64().map_err(|_| {
+                ParseError::Invalid("timeout is not an integer or out of range".into())
+            })?;
             if timeout < 0 {
                 return Err(ParseError::Invalid("timeout is negative".into()));
             }
@@ -108,8 +110,7 @@ pub fn execute(
                         .ok()
                         .and_then(|p| p.parse().ok())
                         .ok_or(ParseError::NotInteger)?;
-                } else if opt.eq_ignore_ascii_case(b"ACK") || opt.eq_ignore_ascii_case(b"GETACK")
-                {
+                } else if opt.eq_ignore_ascii_case(b"ACK") || opt.eq_ignore_ascii_case(b"GETACK") {
                     // Only meaningful on a replication link; a normal client gets no reply in
                     // Redis either, but an OK is harmless for the handshake's sake.
                 } else if !(opt.eq_ignore_ascii_case(b"capa")
@@ -319,7 +320,10 @@ mod tests {
     use crate::cmd::table::lookup;
 
     fn args(words: &[&str]) -> Vec<Bytes> {
-        words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
     }
 
     #[test]

@@ -232,7 +232,10 @@ fn limit(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, Pa
                 key,
                 ChangeKind::Set,
                 || false,
-                || engine.set_limit(scope, limit),
+                || {
+                    engine.set_limit(scope, limit);
+                    shared.repl.feed_limit(args);
+                },
             )
             .map_err(persist_error)?;
         Ok(Reply::ok())
@@ -251,7 +254,9 @@ fn limit(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, Pa
         let deleted = shared
             .persist
             .commit(args, key, ChangeKind::Del, absent, || {
-                engine.del_limit(&scope)
+                let deleted = engine.del_limit(&scope);
+                shared.repl.feed_limit(args);
+                deleted
             })
             .map_err(persist_error)?;
         Ok(Reply::Integer(deleted as i64))
@@ -305,7 +310,10 @@ fn tier(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, Par
                 key,
                 ChangeKind::Set,
                 || false,
-                || engine.set_tier(&client, &tier),
+                || {
+                    engine.set_tier(&client, &tier);
+                    shared.repl.feed_limit(args);
+                },
             )
             .map_err(persist_error)?;
         Ok(Reply::ok())
@@ -324,7 +332,9 @@ fn tier(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, Par
         let deleted = shared
             .persist
             .commit(args, key, ChangeKind::Del, absent, || {
-                engine.del_tier(&client)
+                let deleted = engine.del_tier(&client);
+                shared.repl.feed_limit(args);
+                deleted
             })
             .map_err(persist_error)?;
         Ok(Reply::Integer(deleted as i64))
