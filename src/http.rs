@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | `GET /metrics` | Prometheus text format (src/metrics.rs) |
 //! | `GET /healthz` | 200 while the process runs |
-//! | `GET /readyz` | 200 once limits, log and snapshot are loaded; 503 during shutdown |
+//! | `GET /readyz` | 200 once limits, log and snapshot are loaded (on a replica: and its link to the primary is up); 503 during shutdown |
 //! | `GET\|POST /v1/check?client=&endpoint=&cost=` | 200 allowed / 429 denied, JSON body |
 //! | `ANY /v1/forward-auth[/original/path]` | 200 / 429 for a gateway; client and endpoint from headers |
 //!
@@ -124,7 +124,11 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
         (&Method::GET, "/healthz") => ("healthz", text(StatusCode::OK, "text/plain", "ok\n".into())),
         (&Method::GET, "/readyz") => (
             "readyz",
-            if shared.ready.load(Ordering::Relaxed) {
+            // A replica is ready only while its link to the primary is up: until then it
+            // would serve stale limits and state.
+            if shared.ready.load(Ordering::Relaxed)
+                && (!shared.repl.is_replica() || crate::cmd::replication::link_up(shared))
+            {
                 text(StatusCode::OK, "text/plain", "ready\n".into())
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())

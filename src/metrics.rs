@@ -124,6 +124,8 @@ pub struct Metrics {
     role: IntGaugeVec,
     repl_offset: IntGauge,
     connected_replicas: IntGauge,
+    repl_lag: IntGauge,
+    repl_link_up: IntGauge,
     log_bytes: IntGauge,
     log_records: IntGauge,
     last_save: IntGauge,
@@ -316,11 +318,19 @@ impl Metrics {
             role,
             repl_offset: gauge(
                 "ratelimitd_replication_offset",
-                "Replication offset (0 until replication exists).",
+                "Replication offset (master_repl_offset on a primary, the applied offset on a replica).",
             ),
             connected_replicas: gauge(
                 "ratelimitd_connected_replicas",
                 "Replicas connected to this primary.",
+            ),
+            repl_lag: gauge(
+                "ratelimitd_replication_lag_seconds",
+                "On a primary: seconds since the slowest replica last acknowledged (INFO slaveN lag).",
+            ),
+            repl_link_up: gauge(
+                "ratelimitd_replication_link_up",
+                "On a replica: 1 while the link to the primary is up, else 0 (1 on a primary).",
             ),
             log_bytes: gauge(
                 "ratelimitd_limits_log_bytes",
@@ -415,9 +425,23 @@ impl Metrics {
         self.connections.set(to_i64(shared.clients.len() as u64));
         self.limits
             .set(to_i64(shared.engine.list_limits().len() as u64));
-        self.role.with_label_values(&["master"]).set(1);
-        self.repl_offset.set(0);
-        self.connected_replicas.set(0);
+        let replica = shared.repl.is_replica();
+        self.role
+            .with_label_values(&["master"])
+            .set(i64::from(!replica));
+        self.role
+            .with_label_values(&["replica"])
+            .set(i64::from(replica));
+        let view = shared.repl.view();
+        self.repl_offset.set(to_i64(view.offset));
+        self.connected_replicas
+            .set(to_i64(view.replicas.len() as u64));
+        self.repl_lag.set(to_i64(
+            view.replicas.iter().map(|r| r.lag_s).max().unwrap_or(0),
+        ));
+        self.repl_link_up.set(i64::from(
+            !replica || crate::cmd::replication::link_up(shared),
+        ));
         let p = shared.persist.status();
         self.log_bytes.set(to_i64(p.log_bytes));
         self.log_records.set(to_i64(p.log_live_records));

@@ -489,3 +489,52 @@ fn failover_drill() {
     }
     assert_eq!(limits(&mut o), limits_before);
 }
+
+#[test]
+fn readiness_and_metrics_follow_the_replica_link() {
+    let primary = Daemon::start_with(&["--http-port", "0"]);
+    let replica = start_replica_of(&primary, &["--http-port", "0"]);
+    wait_link_up(&replica);
+    let http = reqwest::blocking::Client::new();
+    let get = |d: &Daemon, path: &str| {
+        let r = http
+            .get(format!("{}{path}", d.http_url()))
+            .send()
+            .expect("http");
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    };
+    assert_eq!(get(&replica, "/readyz").0, 200);
+    let (_, metrics) = get(&replica, "/metrics");
+    assert!(
+        metrics.contains("ratelimitd_replication_role{role=\"replica\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ratelimitd_replication_link_up 1"),
+        "{metrics}"
+    );
+    let (_, metrics) = get(&primary, "/metrics");
+    assert!(
+        metrics.contains("ratelimitd_replication_role{role=\"master\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ratelimitd_connected_replicas 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ratelimitd_replication_lag_seconds"),
+        "{metrics}"
+    );
+    // The primary goes away: the replica is up (healthz) but not ready (readyz).
+    drop(primary);
+    eventually("the replica notices its link is down", || {
+        get(&replica, "/readyz").0 == 503
+    });
+    assert_eq!(get(&replica, "/healthz").0, 200);
+    let (_, metrics) = get(&replica, "/metrics");
+    assert!(
+        metrics.contains("ratelimitd_replication_link_up 0"),
+        "{metrics}"
+    );
+}

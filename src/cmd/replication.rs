@@ -152,7 +152,8 @@ pub fn execute(
     }
 }
 
-fn link_up(shared: &Shared) -> bool {
+/// True when this replica's link to its primary is up (readiness and metrics read it too).
+pub fn link_up(shared: &Shared) -> bool {
     shared
         .repl
         .link
