@@ -399,10 +399,10 @@ impl Shard {
             self.stats.refused += 1;
             return Err(policy);
         }
-        // Evict a batch (1/32 of the shard, at least one) so that a re-pack is paid once per
-        // batch, not once per new key; keep going while the table is still too full to take
-        // the key without growing.
-        let batch = (self.len() / 32).max(1);
+        // Evict a batch (1/8 of the shard, at least one) so that a re-pack — O(shard), the
+        // dominant cost of a flood at the bound — is paid once per batch, not once per new
+        // key; keep going while the table is still too full to take the key without growing.
+        let batch = (self.len() / 8).max(1);
         if over_keys {
             self.evict(batch.max(self.len() + 1 - max_keys.min(self.len())));
         }
