@@ -811,10 +811,10 @@ impl<C: Clock> Engine<C> {
         }
     }
 
-    /// One step of expiry over every shard: each shard looks at no more than `budget` entries
-    /// whose wheel slot came due. Returns how many entries were dropped. The daemon calls this
-    /// every few milliseconds; the bound keeps each shard lock short, so no request waits
-    /// behind a mass expiry.
+    /// One step of expiry: the shards, round-robin, look at no more than `budget` due entries
+    /// in all. Returns how many entries were dropped. The daemon calls this every millisecond;
+    /// the bound keeps each step (and each shard lock) short, so no request waits behind a
+    /// mass expiry.
     pub fn purge_decayed(&self, budget: usize) -> usize {
         self.store.expire(self.clock.now(), budget)
     }
