@@ -98,6 +98,28 @@ pub fn replay(shared: &Shared, args: &[Bytes]) -> Result<(), ParseError> {
     }
 }
 
+/// Apply a limit or tier change: logged durably first (src/persist.rs), then applied and fed to
+/// the replication stream inside the same commit, so the log, the replicas and the engine see
+/// changes in one order. `noop` says the change would change nothing (a DEL of an absent
+/// scope), which is then not logged.
+fn change<R>(
+    shared: &Shared,
+    args: &[Bytes],
+    key: RecordKey,
+    kind: ChangeKind,
+    noop: impl FnOnce() -> bool,
+    apply: impl FnOnce() -> R,
+) -> Result<R, ParseError> {
+    shared
+        .persist
+        .commit(args, key, kind, noop, || {
+            let out = apply();
+            shared.repl.feed_limit(args);
+            out
+        })
+        .map_err(persist_error)
+}
+
 /// A change that could not be made durable is refused: `ERR persistence: ...`.
 fn persist_error(e: PersistError) -> ParseError {
     ParseError::Invalid(format!("persistence: {e}"))
@@ -225,19 +247,14 @@ fn limit(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, Pa
         let scope = parse_scope(parse)?;
         let limit = parse_windows(parse)?;
         let key = RecordKey::Limit(scope.clone());
-        shared
-            .persist
-            .commit(
-                args,
-                key,
-                ChangeKind::Set,
-                || false,
-                || {
-                    engine.set_limit(scope, limit);
-                    shared.repl.feed_limit(args);
-                },
-            )
-            .map_err(persist_error)?;
+        change(
+            shared,
+            args,
+            key,
+            ChangeKind::Set,
+            || false,
+            || engine.set_limit(scope, limit),
+        )?;
         Ok(Reply::ok())
     } else if sub.eq_ignore_ascii_case(b"GET") {
         let scope = parse_scope(parse)?;
@@ -251,14 +268,9 @@ fn limit(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, Pa
         parse.finish()?;
         let key = RecordKey::Limit(scope.clone());
         let absent = || engine.get_limit(&scope).is_none();
-        let deleted = shared
-            .persist
-            .commit(args, key, ChangeKind::Del, absent, || {
-                let deleted = engine.del_limit(&scope);
-                shared.repl.feed_limit(args);
-                deleted
-            })
-            .map_err(persist_error)?;
+        let deleted = change(shared, args, key, ChangeKind::Del, absent, || {
+            engine.del_limit(&scope)
+        })?;
         Ok(Reply::Integer(deleted as i64))
     } else if sub.eq_ignore_ascii_case(b"LIST") {
         let mut glob: Option<Bytes> = None;
@@ -303,19 +315,14 @@ fn tier(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, Par
             return Err(ParseError::Invalid("tier name must not be empty".into()));
         }
         let key = RecordKey::Tier(client.to_vec());
-        shared
-            .persist
-            .commit(
-                args,
-                key,
-                ChangeKind::Set,
-                || false,
-                || {
-                    engine.set_tier(&client, &tier);
-                    shared.repl.feed_limit(args);
-                },
-            )
-            .map_err(persist_error)?;
+        change(
+            shared,
+            args,
+            key,
+            ChangeKind::Set,
+            || false,
+            || engine.set_tier(&client, &tier),
+        )?;
         Ok(Reply::ok())
     } else if sub.eq_ignore_ascii_case(b"GET") {
         let client = parse.next_bytes()?;
@@ -329,14 +336,9 @@ fn tier(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, Par
         parse.finish()?;
         let key = RecordKey::Tier(client.to_vec());
         let absent = || engine.get_tier(&client).is_none();
-        let deleted = shared
-            .persist
-            .commit(args, key, ChangeKind::Del, absent, || {
-                let deleted = engine.del_tier(&client);
-                shared.repl.feed_limit(args);
-                deleted
-            })
-            .map_err(persist_error)?;
+        let deleted = change(shared, args, key, ChangeKind::Del, absent, || {
+            engine.del_tier(&client)
+        })?;
         Ok(Reply::Integer(deleted as i64))
     } else {
         Err(unknown_subcommand(&sub, "RL.TIER"))
