@@ -89,9 +89,8 @@ impl Connection {
                                 numreplicas,
                                 timeout_ms,
                             }) => {
-                                let n =
-                                    crate::primary::wait(&self.shared, numreplicas, timeout_ms)
-                                        .await;
+                                let n = crate::primary::wait(&self.shared, numreplicas, timeout_ms)
+                                    .await;
                                 reply = Reply::Integer(n);
                             }
                             Some(Blocking::Psync(req)) => {
