@@ -50,6 +50,9 @@ impl Connection {
     /// end the connection quietly.
     pub async fn run(mut self) {
         let _ = self.serve().await;
+        if let Some(sub) = self.session.pubsub.as_mut() {
+            sub.clear(&self.shared.pubsub);
+        }
         self.shared.clients.unregister(self.session.handle.id);
     }
 
@@ -68,9 +71,26 @@ impl Connection {
             if input.capacity() - input.len() < 1024 {
                 input.reserve(READ_BUF);
             }
+            if self.session.handle.killed.load(Ordering::Acquire) {
+                return Ok(()); // CLIENT KILL: drop the connection, as Redis does
+            }
             let n = tokio::select! {
                 read = self.socket.read_buf(&mut input) => read?,
                 _ = self.shutdown.changed() => return Ok(()),
+                _ = self.session.handle.kill_notify.notified() => return Ok(()),
+                // Only a connection that subscribed has an outbox; for the others this branch
+                // is a future that never completes.
+                msg = next_message(&mut self.session.pubsub) => {
+                    if let Some(msg) = msg {
+                        crate::pubsub::message_frame(&msg, self.session.proto, &mut output);
+                    }
+                    if let Some(sub) = self.session.pubsub.as_mut() {
+                        sub.drain_ready(self.session.proto, &mut output);
+                    }
+                    self.socket.write_all(&output).await?;
+                    output.clear();
+                    continue;
+                }
             };
             if n == 0 {
                 return Ok(());
@@ -94,6 +114,10 @@ impl Connection {
                                 reply = Reply::Integer(n);
                             }
                             Some(Blocking::Psync(req)) => {
+                                self.session
+                                    .handle
+                                    .replica_link
+                                    .store(true, Ordering::Relaxed);
                                 local.flush(&self.shared.stats);
                                 self.socket.write_all(&output).await?;
                                 let rest = input.split();
@@ -111,7 +135,20 @@ impl Connection {
                             None => {}
                         }
                         metrics.record(local.last_cmd.take(), &reply);
-                        compose(&reply, self.session.proto, &mut output);
+                        if let Some(sub) = self.session.pubsub.as_mut() {
+                            // Messages first (a RESP3 client publishing to itself gets the
+                            // message before the count, as from Redis), then the reply, or the
+                            // (un)subscribe confirmations that stand in for it.
+                            sub.drain_ready(self.session.proto, &mut output);
+                            if std::mem::take(&mut sub.replied) {
+                                output.extend_from_slice(&sub.frames);
+                                sub.frames.clear();
+                            } else {
+                                compose(&reply, self.session.proto, &mut output);
+                            }
+                        } else {
+                            compose(&reply, self.session.proto, &mut output);
+                        }
                         if self.session.quit {
                             close = true;
                             break;
@@ -156,5 +193,15 @@ impl Connection {
                 return Ok(());
             }
         }
+    }
+}
+
+/// The next message from the connection's pub/sub outbox, or never if it has none.
+async fn next_message(
+    sub: &mut Option<Box<crate::pubsub::Subscriber>>,
+) -> Option<Arc<crate::pubsub::Message>> {
+    match sub {
+        Some(sub) => sub.rx.recv().await,
+        None => std::future::pending().await,
     }
 }

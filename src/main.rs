@@ -2,9 +2,9 @@
 //!
 //! The daemon: flags ([`config`]), the listener and shutdown ([`server`]), one task per client
 //! connection ([`connection`]), command dispatch with one file per command family ([`cmd`]),
-//! counters for INFO ([`stats`]), and the memcached listener ([`memcache`]). Protocol bytes
-//! are the `ratelimitd-protocol` crate's business and rate-limit state the `ratelimitd-engine`
-//! crate's; this crate wires them to sockets. docs/DESIGN.md has the whole map.
+//! counters for INFO ([`stats`]), pub/sub for Redis Sentinel ([`pubsub`]), and the memcached
+//! listener ([`memcache`]). Protocol bytes are the `ratelimitd-protocol` crate's business and
+//! rate-limit state the `ratelimitd-engine` crate's; this crate wires them to sockets. docs/DESIGN.md has the whole map.
 
 mod cmd;
 mod config;
@@ -15,7 +15,9 @@ mod memcache;
 mod metrics;
 mod persist;
 mod primary;
+mod pubsub;
 mod replica;
+mod rewrite;
 mod server;
 mod settings;
 mod startup;

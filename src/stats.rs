@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -92,9 +92,38 @@ pub struct ClientHandle {
     pub last_active_ms: AtomicU64,
     /// 2 or 3.
     pub resp: AtomicU8,
+    /// Channel and pattern subscriptions (CLIENT LIST's sub= and psub=; a client with any is
+    /// a "pubsub" client for CLIENT KILL TYPE).
+    pub sub: AtomicU32,
+    pub psub: AtomicU32,
+    /// True once the connection serves a replica's stream (PSYNC): CLIENT KILL TYPE replica
+    /// reaches it, TYPE normal does not.
+    pub replica_link: AtomicBool,
+    /// The kill switch (CLIENT KILL, a pub/sub client that stopped reading): set the flag, then
+    /// wake the connection loop, which closes the connection. Notify keeps a permit when the
+    /// loop is not waiting, so a kill between two waits is not lost.
+    pub killed: AtomicBool,
+    pub kill_notify: tokio::sync::Notify,
 }
 
 impl ClientHandle {
+    /// Ask the connection to close (it finishes nothing further; its peer sees EOF).
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.kill_notify.notify_one();
+    }
+
+    /// What CLIENT KILL TYPE calls this client: "normal", "pubsub" or "replica".
+    pub fn kind(&self) -> &'static str {
+        if self.replica_link.load(Ordering::Relaxed) {
+            "replica"
+        } else if self.sub.load(Ordering::Relaxed) + self.psub.load(Ordering::Relaxed) > 0 {
+            "pubsub"
+        } else {
+            "normal"
+        }
+    }
+
     /// One CLIENT LIST line (without the trailing newline), in Redis's field order.
     pub fn describe(&self) -> String {
         let age = self.created.elapsed();
@@ -112,13 +141,20 @@ impl ClientHandle {
         let cmd = self.last_cmd.lock().map(|c| c.clone()).unwrap_or_default();
         let laddr = self.laddr.map(|a| a.to_string()).unwrap_or_default();
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 cmd={} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub=0 multi=-1 cmd={} user=default redir=-1 resp={}",
             self.id,
             self.addr,
             laddr,
             name,
             age.as_secs(),
             idle_ms / 1000,
+            match self.kind() {
+                "replica" => "S",
+                "pubsub" => "P",
+                _ => "N",
+            },
+            self.sub.load(Ordering::Relaxed),
+            self.psub.load(Ordering::Relaxed),
             if cmd.is_empty() { "NULL".to_string() } else { cmd },
             self.resp.load(Ordering::Relaxed)
         )
@@ -145,6 +181,11 @@ impl ClientRegistry {
             last_cmd: Mutex::new(String::new()),
             last_active_ms: AtomicU64::new(0),
             resp: AtomicU8::new(2),
+            sub: AtomicU32::new(0),
+            psub: AtomicU32::new(0),
+            replica_link: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            kill_notify: tokio::sync::Notify::new(),
         });
         if let Ok(mut map) = self.clients.lock() {
             map.insert(id, handle.clone());

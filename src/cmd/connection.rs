@@ -132,7 +132,6 @@ fn hello(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<Re
         if proto == ProtoVersion::Resp3 { 3 } else { 2 },
         Ordering::Relaxed,
     );
-    let _ = shared;
     Ok(Reply::Map(vec![
         (Reply::bulk("server"), Reply::bulk("ratelimitd")),
         (Reply::bulk("version"), Reply::bulk(REDIS_COMPAT_VERSION)),
@@ -142,7 +141,14 @@ fn hello(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<Re
         ),
         (Reply::bulk("id"), Reply::Integer(session.handle.id as i64)),
         (Reply::bulk("mode"), Reply::bulk("standalone")),
-        (Reply::bulk("role"), Reply::bulk("master")),
+        (
+            Reply::bulk("role"),
+            Reply::bulk(if shared.repl.is_replica() {
+                "replica"
+            } else {
+                "master"
+            }),
+        ),
         (Reply::bulk("modules"), Reply::Array(vec![])),
     ]))
 }
@@ -223,7 +229,7 @@ fn client(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<R
         }
         Ok(text_reply(out))
     } else if sub_is("KILL") {
-        crate::cmd::replication::client_kill(shared, parse)
+        crate::cmd::replication::client_kill(shared, parse, session.handle.id)
     } else if sub_is("SETINFO") {
         // redis-py and others send LIB-NAME/LIB-VER on connect; accepted and not stored.
         let attr = parse.next_bytes().map_err(|_| client_arity("setinfo"))?;

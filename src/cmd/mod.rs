@@ -11,6 +11,7 @@
 //! - [`multi`]: MULTI, EXEC, DISCARD, WATCH, UNWATCH.
 //! - [`replication`]: REPLICAOF/SLAVEOF, ROLE, WAIT, REPLCONF, PSYNC, SYNC; what a replica
 //!   refuses (`-READONLY`).
+//! - [`pubsub`]: SUBSCRIBE, PUBLISH and friends (what Redis Sentinel needs to discover peers).
 //!
 //! [`table`] lists every command with its arity and flags; COMMAND reports from it.
 
@@ -19,6 +20,7 @@ pub mod connection;
 pub mod counter;
 pub mod multi;
 pub mod persistence;
+pub mod pubsub;
 pub mod replication;
 pub mod rl;
 pub mod server;
@@ -43,6 +45,9 @@ pub struct Session {
     pub tx: multi::TxState,
     /// REPLCONF options and a pending WAIT/PSYNC (src/cmd/replication.rs).
     pub repl: replication::ReplSession,
+    /// Subscriptions and the outbox, from the first (P)SUBSCRIBE on (src/pubsub.rs); None for
+    /// the connections that never subscribe, which then pay nothing for pub/sub.
+    pub pubsub: Option<Box<crate::pubsub::Subscriber>>,
     last_cmd: Option<CmdId>,
 }
 
@@ -55,6 +60,7 @@ impl Session {
             quit: false,
             tx: multi::TxState::default(),
             repl: replication::ReplSession::default(),
+            pubsub: None,
             last_cmd: None,
         }
     }
@@ -103,7 +109,26 @@ pub fn execute(
         session.tx.flag_error();
         return Reply::error(replication::READONLY);
     }
+    if session.pubsub.is_some() && pubsub::in_subscribed_mode(session) {
+        if spec.id == CmdId::Ping {
+            session.last_cmd = Some(spec.id);
+            return pubsub::subscribed_ping(args);
+        }
+        if !pubsub::allowed_when_subscribed(spec.id) {
+            return pubsub::refused_when_subscribed(spec.name);
+        }
+    }
     if session.tx.queuing() && !multi::runs_immediately(spec.id) {
+        if matches!(
+            spec.id,
+            CmdId::Subscribe | CmdId::Unsubscribe | CmdId::Psubscribe | CmdId::Punsubscribe
+        ) {
+            session.tx.flag_error();
+            return Reply::error(format!(
+                "ERR Command not allowed inside a transaction: {}",
+                spec.name
+            ));
+        }
         return multi::queue(session, args);
     }
     session.last_cmd = Some(spec.id);
@@ -143,6 +168,12 @@ pub fn execute(
         | CmdId::Replconf
         | CmdId::Psync
         | CmdId::Sync => replication::execute(spec.id, shared, session, args),
+        CmdId::Subscribe
+        | CmdId::Unsubscribe
+        | CmdId::Psubscribe
+        | CmdId::Punsubscribe
+        | CmdId::Publish
+        | CmdId::Pubsub => pubsub::execute(spec.id, shared, session, args),
         _ => Err(ParseError::Syntax),
     };
     result.unwrap_or_else(|e| Reply::error(e.to_string()))

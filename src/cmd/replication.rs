@@ -283,9 +283,11 @@ pub fn info_stats(shared: &Shared, out: &mut String) {
     );
 }
 
-/// CLIENT KILL TYPE master|replica|slave (and the other types, which hold no connections to
-/// kill here): the number of connections dropped.
-pub fn client_kill(shared: &Shared, parse: &mut Parse) -> Result<Reply, ParseError> {
+/// CLIENT KILL TYPE master|replica|slave|normal|pubsub: the number of connections dropped.
+/// The caller (`caller`, a client id) is never dropped, as Redis's default `SKIPME yes`: the
+/// Sentinel that sends `CLIENT KILL TYPE normal` inside its failover MULTI must get its EXEC
+/// reply.
+pub fn client_kill(shared: &Shared, parse: &mut Parse, caller: u64) -> Result<Reply, ParseError> {
     let mut killed = 0;
     let mut any = false;
     while let Some(opt) = parse.try_next() {
@@ -301,7 +303,17 @@ pub fn client_kill(shared: &Shared, parse: &mut Parse) -> Result<Reply, ParseErr
         } else if t.eq_ignore_ascii_case(b"replica") || t.eq_ignore_ascii_case(b"slave") {
             killed += shared.repl.kill_replicas();
         } else if t.eq_ignore_ascii_case(b"normal") || t.eq_ignore_ascii_case(b"pubsub") {
-            // Not supported yet for normal clients (no per-connection kill switch).
+            let want = if t.eq_ignore_ascii_case(b"normal") {
+                "normal"
+            } else {
+                "pubsub"
+            };
+            for c in shared.clients.snapshot() {
+                if c.id != caller && c.kind() == want && !c.killed.load(Ordering::Relaxed) {
+                    c.kill();
+                    killed += 1;
+                }
+            }
         } else {
             return Err(ParseError::Invalid(format!(
                 "Unknown client type '{}'",

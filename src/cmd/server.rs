@@ -314,9 +314,12 @@ fn config(shared: &Shared, _session: &mut Session, parse: &mut Parse) -> Result<
         shared.stats.reset();
         Ok(Reply::ok())
     } else if sub.eq_ignore_ascii_case(b"REWRITE") {
-        Err(ParseError::Invalid(
-            "The server is running without a config file".into(),
-        ))
+        // Sentinel sends this after every SLAVEOF; without --config there is nothing to keep,
+        // and an OK lets its MULTI/EXEC read as a success.
+        parse.finish()?;
+        crate::rewrite::rewrite(shared)
+            .map(|_| Reply::ok())
+            .map_err(|e| ParseError::Invalid(format!("Rewriting config file: {e}")))
     } else {
         Err(unknown_subcommand(&sub, "CONFIG"))
     }

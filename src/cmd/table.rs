@@ -68,6 +68,13 @@ pub enum CmdId {
     Replconf,
     Psync,
     Sync,
+    // Pub/sub (src/cmd/pubsub.rs), for Redis Sentinel's discovery.
+    Subscribe,
+    Unsubscribe,
+    Psubscribe,
+    Punsubscribe,
+    Publish,
+    Pubsub,
 }
 
 /// One command's metadata, as Redis's COMMAND INFO describes it.
@@ -639,6 +646,61 @@ pub static COMMANDS: &[CommandSpec] = &[
         NOKEYS,
         false,
         "Starts a full sync (old replicas).",
+    ),
+    row(
+        CmdId::Subscribe,
+        "subscribe",
+        -2,
+        &["pubsub", "noscript", "loading", "stale"],
+        NOKEYS,
+        false,
+        "Listens for messages published to channels.",
+    ),
+    row(
+        CmdId::Unsubscribe,
+        "unsubscribe",
+        -1,
+        &["pubsub", "noscript", "loading", "stale"],
+        NOKEYS,
+        false,
+        "Stops listening to channels (all of them without arguments).",
+    ),
+    row(
+        CmdId::Psubscribe,
+        "psubscribe",
+        -2,
+        &["pubsub", "noscript", "loading", "stale"],
+        NOKEYS,
+        false,
+        "Listens for messages published to channels that match glob patterns.",
+    ),
+    row(
+        CmdId::Punsubscribe,
+        "punsubscribe",
+        -1,
+        &["pubsub", "noscript", "loading", "stale"],
+        NOKEYS,
+        false,
+        "Stops listening to patterns (all of them without arguments).",
+    ),
+    // Not "write": replicas accept PUBLISH (Sentinel publishes hellos through them too).
+    row(
+        CmdId::Publish,
+        "publish",
+        3,
+        &["pubsub", "loading", "stale", "fast", "may_replicate"],
+        NOKEYS,
+        false,
+        "Posts a message to a channel; the number of subscribers that received it.",
+    ),
+    row(
+        CmdId::Pubsub,
+        "pubsub",
+        -2,
+        &["pubsub", "loading", "stale"],
+        NOKEYS,
+        false,
+        "Inspects pub/sub state: CHANNELS [pattern], NUMSUB [channel ...], NUMPAT.",
     ),
 ];
 

@@ -1,0 +1,165 @@
+//! CONFIG REWRITE: write the replication role the daemon has now back into its config file.
+//!
+//! Redis Sentinel sends `CONFIG REWRITE` right after every `SLAVEOF` it issues, so that a node
+//! it re-pointed keeps following the new primary after a restart (instead of coming back as a
+//! second primary). The only setting that changes at runtime and must survive a restart is the
+//! role, so that is what is rewritten: the top-level `replicaof` key of the `--config` TOML file
+//! is set (`replicaof = "host:port"`) or removed (a primary). Everything else in the file —
+//! comments, order, `[[limit]]` tables — is kept byte for byte.
+//!
+//! The file is replaced atomically and durably: a temporary file in the same directory,
+//! fsynced, renamed over the original, then the directory fsynced; a crash leaves the old file
+//! or the new one, never half of one. Note the precedence rule (src/settings.rs): a
+//! `--replicaof` flag or `RATELIMITD_REPLICAOF` variable overrides the file at start, so
+//! deployments under Sentinel should leave the role to the file.
+
+use crate::primary::MasterAddr;
+use crate::server::Shared;
+use std::io::Write as _;
+use std::path::Path;
+
+/// Rewrite the config file, if there is one. Ok(false): no `--config`, nothing to rewrite.
+pub fn rewrite(shared: &Shared) -> Result<bool, String> {
+    let Some(path) = shared.config.config.as_deref() else {
+        return Ok(false);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let new = with_replicaof(&text, shared.repl.master().as_ref());
+    if new != text {
+        write_durably(path, &new).map_err(|e| format!("cannot rewrite {}: {e}", path.display()))?;
+    }
+    tracing::info!("CONFIG REWRITE: {} written", path.display());
+    Ok(true)
+}
+
+/// True for a top-level `replicaof = ...` line (bare or quoted key).
+fn is_replicaof_line(line: &str) -> bool {
+    let t = line.trim_start();
+    let key = t.split('=').next().unwrap_or("").trim().trim_matches('"');
+    t.contains('=') && key == "replicaof"
+}
+
+/// `text` with its top-level `replicaof` key set to `master` (or removed for None). Keys after
+/// the first `[table]` header belong to that table, so the line goes where the old one was,
+/// or else before the first header.
+pub fn with_replicaof(text: &str, master: Option<&MasterAddr>) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let first_table = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with('['))
+        .unwrap_or(lines.len());
+    let old = lines[..first_table]
+        .iter()
+        .position(|l| is_replicaof_line(l));
+    let new_line = master.map(|m| {
+        let value = if m.host.contains(':') {
+            format!("{} {}", m.host, m.port) // an IPv6 address: "host port" parses unambiguously
+        } else {
+            format!("{}:{}", m.host, m.port)
+        };
+        format!(
+            "replicaof = \"{}\"",
+            value.replace('\\', "\\\\").replace('"', "\\\"")
+        )
+    });
+    let insert_at = old.unwrap_or(first_table);
+    let mut out = String::with_capacity(text.len() + 40);
+    for (i, line) in lines.iter().enumerate() {
+        if i == insert_at {
+            if let Some(l) = &new_line {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        if i < first_table && is_replicaof_line(line) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if insert_at == lines.len() {
+        if let Some(l) = &new_line {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Replace `path` with `text`: temp file, fsync, rename, fsync the directory.
+fn write_durably(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config".into());
+    let tmp = dir.join(format!(".{name}.rewrite-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(host: &str, port: u16) -> MasterAddr {
+        MasterAddr {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn sets_replaces_and_removes_the_key_and_keeps_the_rest() {
+        let text = "# ours\nport = 7000\n\n[[limit]]\nscope = \"DEFAULT\"\nrate = \"1/1s\"\n";
+        let set = with_replicaof(text, Some(&m("127.0.0.1", 6380)));
+        assert_eq!(
+            set,
+            "# ours\nport = 7000\n\nreplicaof = \"127.0.0.1:6380\"\n[[limit]]\nscope = \"DEFAULT\"\nrate = \"1/1s\"\n"
+        );
+        let moved = with_replicaof(&set, Some(&m("::1", 6381)));
+        assert!(
+            moved.contains("replicaof = \"::1 6381\"\n[[limit]]"),
+            "{moved}"
+        );
+        assert_eq!(moved.matches("replicaof").count(), 1);
+        assert_eq!(with_replicaof(&set, None), text);
+        let parsed: toml::Table = set.parse().expect("valid TOML");
+        assert_eq!(
+            crate::config::parse_master(parsed["replicaof"].as_str().unwrap_or("")),
+            Ok(m("127.0.0.1", 6380))
+        );
+        assert_eq!(
+            with_replicaof("port = 1", Some(&m("h", 2))),
+            "port = 1\nreplicaof = \"h:2\"\n"
+        );
+    }
+
+    #[test]
+    fn writes_durably_in_place() {
+        let dir = std::env::temp_dir().join(format!("ratelimitd-rewrite-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("r.toml");
+        std::fs::write(&path, "port = 1\n").expect("write");
+        write_durably(&path, "port = 2\n").expect("rewrite");
+        assert_eq!(
+            std::fs::read_to_string(&path).ok().as_deref(),
+            Some("port = 2\n")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
