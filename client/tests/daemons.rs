@@ -257,8 +257,8 @@ async fn killed_node_degrades_within_the_local_bound_and_restarted_node_is_used_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_killed_fails_over_to_the_replica_and_stays() {
-    // The "replica" is a standalone daemon: replication does not exist yet, so it accepts
-    // writes as a promoted replica would.
+    // The "replica" here is a standalone daemon standing in for an already promoted one;
+    // tests/failover.rs runs the same path with a real replica and a real promotion.
     let mut primary = Daemon::start();
     let replica = Daemon::start();
     let other = Daemon::start();

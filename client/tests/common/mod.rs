@@ -44,6 +44,16 @@ impl Daemon {
 
     /// A daemon on `port` (0 = any free port).
     pub fn start_on(port: u16) -> Daemon {
+        Daemon::start_on_with(port, &[])
+    }
+
+    /// A daemon on a free port with `extra` arguments appended (e.g. `--replicaof host:port`).
+    pub fn start_with(extra: &[&str]) -> Daemon {
+        Daemon::start_on_with(0, extra)
+    }
+
+    /// A daemon on `port` (0 = any free port) with `extra` arguments appended.
+    pub fn start_on_with(port: u16, extra: &[&str]) -> Daemon {
         // Each daemon gets its own data directory: the daemon locks it, and limits persisted
         // by one test must not leak into another.
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -63,6 +73,7 @@ impl Daemon {
                 "--dir",
             ])
             .arg(&dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

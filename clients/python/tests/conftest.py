@@ -27,13 +27,13 @@ def binary() -> str:
 
 
 class Daemon:
-    def __init__(self, port: int = 0):
+    def __init__(self, port: int = 0, extra_args=()):
         # Its own data directory: the daemon locks it, and persisted limits must not leak
         # from one test into another.
         self.dir = tempfile.mkdtemp(prefix="rld-py-test-")
         self.proc = subprocess.Popen(
             [binary(), "--bind", "127.0.0.1", "--port", str(port), "--threads", "1",
-             "--dir", self.dir],
+             "--dir", self.dir, *extra_args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True)
         found = threading.Event()
@@ -67,7 +67,8 @@ class Daemon:
 
 @pytest.fixture
 def daemons():
-    """A factory: ``daemons(n)`` starts n daemons, ``daemons.on(port)`` one on a given port."""
+    """A factory: ``daemons(n)`` starts n daemons, ``daemons.on(port)`` one on a given port,
+    ``daemons.with_args(*args)`` one with extra arguments (e.g. ``--replicaof host:port``)."""
     started = []
 
     class Factory:
@@ -78,6 +79,11 @@ def daemons():
 
         def on(self, port):
             d = Daemon(port)
+            started.append(d)
+            return d
+
+        def with_args(self, *args):
+            d = Daemon(extra_args=args)
             started.append(d)
             return d
 

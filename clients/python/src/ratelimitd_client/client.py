@@ -25,7 +25,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
+from redis.exceptions import BusyLoadingError, MasterDownError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -240,7 +240,7 @@ class Client:
                 continue
             try:
                 value = addr.conn.execute_command(*args)
-            except (ReadOnlyError, BusyLoadingError) as e:
+            except (ReadOnlyError, BusyLoadingError, MasterDownError) as e:
                 self._bump("readonly_replies")
                 reason = f"{addr.text}: {e}"
                 continue
