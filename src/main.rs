@@ -87,12 +87,13 @@ fn main() -> std::process::ExitCode {
                 *slot = Some(l);
             }
         }
+        let signals = server::ShutdownSignals::register();
         server::log(&format!(
             "ratelimitd {} ready to accept connections on {}:{port}",
             env!("CARGO_PKG_VERSION"),
             config.bind
         ));
-        match server::run(listener, shared).await {
+        match server::run(listener, shared, signals).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 server::log(&format!("server error: {e}"));

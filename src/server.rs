@@ -121,7 +121,11 @@ fn new_run_id() -> String {
 }
 
 /// Serve until SIGINT or SIGTERM, then shut down cleanly.
-pub async fn run(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut signals: ShutdownSignals,
+) -> std::io::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let purge_shared = shared.clone();
@@ -142,7 +146,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<
     crate::memcache::spawn(&shared, &shutdown_rx);
     crate::primary::spawn(&shared, &shutdown_rx);
 
-    let signal = shutdown_signal();
+    let signal = signals.recv();
     tokio::pin!(signal);
     loop {
         tokio::select! {
@@ -191,27 +195,44 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGINT and SIGTERM, registered when this is created. main creates it before logging that
+/// the daemon is ready: a signal sent the moment a supervisor (or a test) sees that line must be
+/// handled as a clean shutdown, not take its default action and kill the process.
+pub struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    both: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl ShutdownSignals {
+    /// Register the handlers (needs a running tokio runtime).
+    pub fn register() -> ShutdownSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let both = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(int), Ok(term)) => Some((int, term)),
+                _ => None,
+            };
+            ShutdownSignals { both }
+        }
+        #[cfg(not(unix))]
+        {
+            ShutdownSignals {}
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((int, term)) = self.both.as_mut() {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }
