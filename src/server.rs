@@ -136,7 +136,7 @@ pub async fn run(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => { purge_shared.engine.purge_decayed(PURGE_BUDGET); }
+                _ = tick.tick() => { purge_shared.engine.expire_step(PURGE_BUDGET); }
                 _ = purge_shutdown.changed() => break,
             }
         }

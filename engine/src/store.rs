@@ -810,14 +810,15 @@ impl Store {
     }
 
     /// One expiry step over every shard, `budget` entries each at most; returns entries dropped.
-    /// One expiry step: visit shards round-robin from where the last step stopped, looking at
-    /// no more than `budget` due entries in all, so one step is short (about 50 ns an entry)
-    /// whatever is due. Returns entries dropped.
-    pub fn expire(&self, now: Nanos, budget: usize) -> usize {
+    /// One expiry step: visit `visit` shards, round-robin from where the last step stopped,
+    /// looking at no more than `budget` due entries in all, so one step is short (about 50 ns
+    /// an entry) whatever is due. Returns entries dropped.
+    pub fn expire(&self, now: Nanos, budget: usize, visit: usize) -> usize {
         let n = self.shards.len();
         let start = self.cursor.load(Ordering::Relaxed);
         let (mut left, mut removed) = (budget, 0);
-        for k in 0..n {
+        let visit = visit.clamp(1, n);
+        for k in 0..visit {
             let i = (start + k) % n;
             let mut shard = self.lock_index(i);
             let (looked, dropped) = shard.expire(now, left);
@@ -830,8 +831,14 @@ impl Store {
                 return removed;
             }
         }
-        self.cursor.store((start + 1) % n, Ordering::Relaxed);
+        self.cursor.store((start + visit) % n, Ordering::Relaxed);
         removed
+    }
+
+    /// An expiry step over every shard (tests, and callers that want a full sweep).
+    #[cfg(test)]
+    pub fn expire_all(&self, now: Nanos, budget: usize) -> usize {
+        self.expire(now, budget, self.shards.len())
     }
 
     /// Bytes of the tables and wheels, plus the fixed shard array.
@@ -1061,23 +1068,23 @@ mod tests {
         }
         assert_eq!(s.len(), 10_000);
         // Nothing is due before its deadline.
-        assert_eq!(s.expire(900 * MS, usize::MAX), 0);
+        assert_eq!(s.expire_all(900 * MS, usize::MAX), 0);
         // At most `budget` entries looked at per step, over all shards.
-        let first = s.expire(1_010 * MS, 100);
+        let first = s.expire_all(1_010 * MS, 100);
         assert!(first > 0 && first <= 100, "{first}");
         let mut total = first;
         while total < 5_000 {
-            let n = s.expire(1_010 * MS, 100);
+            let n = s.expire_all(1_010 * MS, 100);
             assert!(n > 0);
             total += n;
         }
         assert_eq!(s.len(), 5_000);
-        assert_eq!(s.expire(1_010 * MS, usize::MAX), 0);
+        assert_eq!(s.expire_all(1_010 * MS, usize::MAX), 0);
         assert_eq!(s.stats().expired, 5_000);
         let mut t = 1_010 * MS;
         while s.len() > 0 {
             t += 100 * MS;
-            s.expire(t, usize::MAX);
+            s.expire_all(t, usize::MAX);
             assert!(t < 20_000 * MS, "all gone by then");
         }
         assert!(t >= 10_000 * MS);
@@ -1092,9 +1099,9 @@ mod tests {
         s.lock(fp).gcra_put(fp, pack(u128::from(100 * MS), 1));
         // A hit pushes the deadline to 5 s; the wheel still holds the 100 ms slot.
         s.lock(fp).gcra_put(fp, pack(u128::from(5_000 * MS), 1));
-        s.expire(200 * MS, usize::MAX);
+        s.expire_all(200 * MS, usize::MAX);
         assert_eq!(s.len(), 1);
-        s.expire(5_100 * MS, usize::MAX);
+        s.expire_all(5_100 * MS, usize::MAX);
         assert_eq!(s.len(), 0);
     }
 

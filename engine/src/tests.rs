@@ -1159,3 +1159,23 @@ fn kv_flush_keeps_rate_state() {
     assert_eq!((e.key_count(), e.kv_count()), (1, 0));
     assert_eq!(e.peek(b"c", b"/e").remaining, 4);
 }
+
+#[test]
+fn background_expiry_steps_visit_every_shard_in_eight_steps() {
+    let (e, clock) = engine_with_shards(16);
+    e.set_limit(Scope::Default, limit(&[window(5, 1000, 0)]));
+    for i in 0..2000u32 {
+        e.check(&i.to_le_bytes(), b"/e", 1);
+    }
+    clock.advance(ms(1000));
+    let mut dropped = Vec::new();
+    for _ in 0..8 {
+        dropped.push(e.expire_step(usize::MAX));
+    }
+    assert!(
+        dropped.iter().all(|&n| n > 0 && n < 2000),
+        "{dropped:?}: two shards per step"
+    );
+    assert_eq!(dropped.iter().sum::<usize>(), 2000);
+    assert_eq!(e.key_count(), 0);
+}

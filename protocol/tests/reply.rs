@@ -171,3 +171,28 @@ fn doubles_print_like_redis() {
         assert_eq!(format_double(d), want, "{d:?}");
     }
 }
+
+#[test]
+fn integers_at_the_edges() {
+    for (n, want) in [
+        (0i64, ":0\r\n"),
+        (-1, ":-1\r\n"),
+        (9, ":9\r\n"),
+        (10, ":10\r\n"),
+        (i64::MAX, ":9223372036854775807\r\n"),
+        (i64::MIN, ":-9223372036854775808\r\n"),
+    ] {
+        assert_eq!(
+            &to_bytes(&Reply::Integer(n), ProtoVersion::Resp2)[..],
+            want.as_bytes()
+        );
+    }
+    // Lengths use the same writer.
+    assert_eq!(
+        &to_bytes(
+            &Reply::Bulk(Bytes::from_static(b"0123456789")),
+            ProtoVersion::Resp2
+        )[..],
+        b"$10\r\n0123456789\r\n"
+    );
+}
