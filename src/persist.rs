@@ -644,8 +644,9 @@ impl Persist {
 
 /// Run blocking file I/O without stalling the other connections of this worker thread: on the
 /// multi-threaded runtime, `block_in_place` hands them to other workers first. Elsewhere
-/// (start-up, tests) it simply runs.
-fn in_place<R>(f: impl FnOnce() -> R) -> R {
+/// (start-up, tests, and the current-thread runtime of a `--threads 1` daemon, which has no
+/// other worker to hand them to) it simply runs. Every blocking call site goes through here.
+pub fn in_place<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)

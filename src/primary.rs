@@ -637,10 +637,7 @@ pub async fn serve_replica(
             });
             out
         };
-        match tokio::runtime::Handle::current().runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(attach),
-            _ => attach(),
-        }
+        crate::persist::in_place(attach)
     };
     let result = stream_to_replica(
         socket,

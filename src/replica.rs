@@ -191,12 +191,7 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
         let payload = buf.split_to(len);
         let sync = FullSync::decode(&payload).map_err(|e| LinkError::Payload(e.to_string()))?;
         let shared_ptr: &Shared = shared;
-        let applied = match tokio::runtime::Handle::current().runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| apply_full_sync(shared_ptr, &sync))
-            }
-            _ => apply_full_sync(shared_ptr, &sync),
-        }?;
+        let applied = crate::persist::in_place(|| apply_full_sync(shared_ptr, &sync))?;
         shared.repl.after_full_sync(id, off);
         tracing::info!(
             "full sync from {}:{} done: {} limits/tiers, {applied} entries, offset {off}",
@@ -353,12 +348,7 @@ async fn link_once(shared: &Arc<Shared>, addr: &MasterAddr) -> Result<(), LinkEr
                 Record::Change(c) => shared.engine.apply_change(&c),
                 Record::Limit(args) => {
                     let s: &Shared = shared;
-                    match tokio::runtime::Handle::current().runtime_flavor() {
-                        tokio::runtime::RuntimeFlavor::MultiThread => {
-                            tokio::task::block_in_place(|| replay(s, &args))
-                        }
-                        _ => replay(s, &args),
-                    }
+                    crate::persist::in_place(|| replay(s, &args))
                 }
                 Record::Ping { primary_now } => {
                     if primary_now > 0 {

@@ -560,3 +560,35 @@ fn readiness_and_metrics_follow_the_replica_link() {
         "{metrics}"
     );
 }
+
+#[test]
+fn one_worker_daemons_replicate_persist_and_save() {
+    // --threads 1 runs a current-thread runtime: the blocking paths (limits-log fsync, SAVE,
+    // full sync, replayed limits) must work there too.
+    let primary = Daemon::start_with(&["--threads", "1"]);
+    let mut p = primary.client();
+    setup_limits(&mut p);
+    for _ in 0..3 {
+        let _: Vec<i64> = run(&mut p, &["RL.CHECK", "c1", "/one"]).expect("check");
+    }
+    let _: String = run(&mut p, &["SAVE"]).expect("SAVE");
+    let replica = start_replica_of(&primary, &["--threads", "1"]);
+    wait_link_up(&replica);
+    wait_caught_up(&primary, &replica);
+    let mut r = replica.client();
+    assert_eq!(limits(&mut r), limits(&mut p));
+    assert_eq!(peek(&mut r, "c1", "/one"), peek(&mut p, "c1", "/one"));
+    let _: String = run(
+        &mut p,
+        &["RL.LIMIT", "SET", "ENDPOINT", "/later", "RATE", "7/1m"],
+    )
+    .expect("set after attach");
+    let acked: i64 = run(&mut p, &["WAIT", "1", "5000"]).expect("WAIT");
+    assert_eq!(acked, 1);
+    eventually("the later limit replicated", || {
+        run::<Option<Vec<redis::Value>>>(&mut r, &["RL.LIMIT", "GET", "ENDPOINT", "/later"])
+            .ok()
+            .flatten()
+            .is_some()
+    });
+}

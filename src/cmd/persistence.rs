@@ -19,7 +19,7 @@ pub fn execute(id: CmdId, shared: &Shared, args: &[Bytes]) -> Result<Reply, Pars
                 return Ok(Reply::error("ERR Background save already in progress"));
             }
             // A blocking write, as Redis's SAVE: the caller asked to wait for it.
-            let result = tokio_block(|| crate::startup::save(shared));
+            let result = crate::persist::in_place(|| crate::startup::save(shared));
             shared.persist.end_bgsave();
             match result {
                 Ok(_) => Ok(Reply::ok()),
@@ -45,15 +45,5 @@ pub fn execute(id: CmdId, shared: &Shared, args: &[Bytes]) -> Result<Reply, Pars
         }
         CmdId::Lastsave => Ok(Reply::Integer(shared.persist.last_save())),
         _ => Err(ParseError::Syntax),
-    }
-}
-
-/// Run blocking work from a connection task without stalling the worker's other connections.
-fn tokio_block<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
     }
 }
