@@ -39,6 +39,37 @@ pub enum Reply {
     Boolean(bool),
     /// RESP3 verbatim string with its three-letter format (`txt`); RESP2 gets a bulk string.
     Verbatim(&'static str, Bytes),
+    /// An array of integers, the same bytes as `Array` of `Integer`s, without a heap
+    /// allocation: RL.CHECK and CL.THROTTLE answer every check with one.
+    IntArray(IntArray),
+}
+
+/// Up to [`IntArray::MAX`] integers held inline (see [`Reply::IntArray`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntArray {
+    len: u8,
+    items: [i64; IntArray::MAX],
+}
+
+impl IntArray {
+    pub const MAX: usize = 8;
+
+    /// `None` if there are more than [`IntArray::MAX`] items (use `Reply::Array` then).
+    pub fn new(items: &[i64]) -> Option<IntArray> {
+        let len = u8::try_from(items.len())
+            .ok()
+            .filter(|&n| usize::from(n) <= Self::MAX)?;
+        let mut out = IntArray {
+            len,
+            items: [0; Self::MAX],
+        };
+        out.items[..items.len()].copy_from_slice(items);
+        Some(out)
+    }
+
+    pub fn as_slice(&self) -> &[i64] {
+        &self.items[..usize::from(self.len)]
+    }
 }
 
 impl Reply {
@@ -61,6 +92,13 @@ impl Reply {
     pub fn bulk(b: impl Into<Bytes>) -> Reply {
         Reply::Bulk(b.into())
     }
+
+    /// An array of integers; inline (no allocation) for up to [`IntArray::MAX`] of them.
+    pub fn ints(items: &[i64]) -> Reply {
+        IntArray::new(items)
+            .map(Reply::IntArray)
+            .unwrap_or_else(|| Reply::Array(items.iter().map(|&n| Reply::Integer(n)).collect()))
+    }
 }
 
 /// Append `reply`, encoded for `version`, to `out`.
@@ -81,6 +119,12 @@ pub fn compose(reply: &Reply, version: ProtoVersion, out: &mut BytesMut) {
         Reply::NullArray if resp3 => out.extend_from_slice(b"_\r\n"),
         Reply::NullArray => out.extend_from_slice(b"*-1\r\n"),
         Reply::Array(items) => aggregate(out, b'*', items, version),
+        Reply::IntArray(ints) => {
+            header(out, b'*', len_i64(ints.as_slice().len()));
+            for &n in ints.as_slice() {
+                header(out, b':', n);
+            }
+        }
         Reply::Set(items) => aggregate(out, if resp3 { b'~' } else { b'*' }, items, version),
         Reply::Map(pairs) => {
             if resp3 {

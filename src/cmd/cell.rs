@@ -25,12 +25,12 @@ pub fn execute(
             } else {
                 local.allowed += 1;
             }
-            Ok(Reply::Array(vec![
-                Reply::Integer(r.limited as i64),
-                Reply::Integer(r.limit),
-                Reply::Integer(r.remaining),
-                Reply::Integer(r.retry_after_s),
-                Reply::Integer(r.reset_after_s),
+            Ok(Reply::ints(&[
+                r.limited as i64,
+                r.limit,
+                r.remaining,
+                r.retry_after_s,
+                r.reset_after_s,
             ]))
         }
         Err(e) => Ok(Reply::error(e.to_string())),

@@ -71,12 +71,12 @@ pub fn execute(
 
 /// `[allowed, limit, remaining, retry_after_ms, reset_after_ms]`.
 fn check_reply(r: &CheckResult) -> Reply {
-    Reply::Array(vec![
-        Reply::Integer(r.allowed as i64),
-        Reply::Integer(r.limit),
-        Reply::Integer(r.remaining),
-        Reply::Integer(r.retry_after_ms),
-        Reply::Integer(r.reset_after_ms),
+    Reply::ints(&[
+        r.allowed as i64,
+        r.limit,
+        r.remaining,
+        r.retry_after_ms,
+        r.reset_after_ms,
     ])
 }
 
