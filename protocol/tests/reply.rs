@@ -199,12 +199,23 @@ fn integers_at_the_edges() {
 
 #[test]
 fn inline_integer_arrays_encode_like_arrays_of_integers() {
-    for items in [&[][..], &[1, -1, 0, i64::MAX, i64::MIN][..], &[7; 8][..], &[3; 9][..]] {
+    for items in [
+        &[][..],
+        &[1, -1, 0, i64::MAX, i64::MIN][..],
+        &[7; 8][..],
+        &[3; 9][..],
+    ] {
         let plain = Reply::Array(items.iter().map(|&n| Reply::Integer(n)).collect());
         for version in [ProtoVersion::Resp2, ProtoVersion::Resp3] {
-            assert_eq!(to_bytes(&Reply::ints(items), version), to_bytes(&plain, version));
+            assert_eq!(
+                to_bytes(&Reply::ints(items), version),
+                to_bytes(&plain, version)
+            );
         }
     }
     assert!(matches!(Reply::ints(&[1; 8]), Reply::IntArray(_)));
-    assert!(matches!(Reply::ints(&[1; 9]), Reply::Array(_)), "more than 8 fall back");
+    assert!(
+        matches!(Reply::ints(&[1; 9]), Reply::Array(_)),
+        "more than 8 fall back"
+    );
 }
