@@ -21,7 +21,7 @@
 
 use crate::server::Shared;
 use bytes::{Bytes, BytesMut};
-use ratelimitd_engine::{Change, Limit, Scope};
+use ratelimitd_engine::{Limit, Scope};
 use ratelimitd_protocol::parse::format_period;
 use ratelimitd_replication::{
     backlog::Backlog, decide, record, FullSync, PsyncDecision, Record, ReplId, ReplIds,
@@ -215,20 +215,17 @@ impl Repl {
     }
 
     /// Drain the engine's changes into the stream (primary only, once the backlog exists).
-    fn pump(&self, shared: &Shared, st: &mut State, scratch: &mut Vec<Change>) {
+    fn pump(&self, shared: &Shared, st: &mut State, scratch: &mut Vec<u8>) {
         if st.master.is_some() || st.backlog.is_none() {
             return;
         }
+        // Encoded straight from the shards into one buffer, reused between pumps: no
+        // allocation per changed key (it was most of what a replica cost the primary).
         scratch.clear();
-        shared.engine.drain_changes(scratch);
-        if scratch.is_empty() {
-            return;
-        }
-        let mut out = Vec::with_capacity(scratch.len() * 80);
-        for change in scratch.drain(..) {
-            record::encode(&Record::Change(change), &mut out);
-        }
-        self.publish(st, &out);
+        shared
+            .engine
+            .drain_changes_with(|change| record::encode_change(change, scratch));
+        self.publish(st, scratch);
     }
 
     /// Feed an applied limit or tier change (`RL.LIMIT SET ...` etc.) into the stream. Called
@@ -332,8 +329,7 @@ impl Repl {
         }
         // Tracking starts before writes are accepted, so nothing written after is missed.
         shared.engine.set_change_tracking(true);
-        let mut discard = Vec::new();
-        shared.engine.drain_changes(&mut discard);
+        shared.engine.drain_changes_with(|_| {});
         self.replica.store(false, Ordering::Relaxed);
         disconnect_replicas(&mut st);
         tracing::info!(
@@ -563,10 +559,11 @@ pub async fn serve_replica(
         kill: Notify::new(),
     });
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
-    let first: Vec<u8> = {
+    let (mut first, snapshot) = {
         let shared2 = shared.clone();
         let link2 = link.clone();
-        let attach = move || -> Vec<u8> {
+        let attach = move || {
+            let mut snapshot = None;
             let repl = &shared2.repl;
             let mut st = lock(&repl.state);
             let decision = if req.legacy {
@@ -604,41 +601,58 @@ pub async fn serve_replica(
                         if st.master.is_none() {
                             shared2.engine.set_change_tracking(true);
                             // Anything recorded before tracking meant nothing to anyone.
-                            let mut discard = Vec::new();
-                            shared2.engine.drain_changes(&mut discard);
+                            shared2.engine.drain_changes_with(|_| {});
                         }
                     }
-                    // Everything before the snapshot goes into the stream first, so the
-                    // replica's stream starts exactly where its snapshot ends.
+                    // Everything before the snapshot goes into the stream first, and the
+                    // replica is attached at that offset, so its stream starts where the
+                    // snapshot begins. The snapshot itself is read after the lock is released
+                    // (below): writes made while it is read are recorded, and the stream
+                    // carries their current state after it, so the replica converges.
                     let mut scratch = Vec::new();
                     repl.pump(&shared2, &mut st, &mut scratch);
-                    let payload = full_sync_payload(&shared2);
                     let off = repl.offset();
                     if !req.legacy {
                         out.extend_from_slice(
                             format!("+FULLRESYNC {} {off}\r\n", st.ids.replid).as_bytes(),
                         );
                     }
-                    out.extend_from_slice(format!("${}\r\n", payload.len()).as_bytes());
-                    out.extend_from_slice(&payload);
                     link2.ack.store(off, Ordering::Relaxed);
-                    tracing::info!(
-                        "replica {}:{} full resync ({}): {} bytes at offset {off}",
-                        link2.ip,
-                        link2.port,
-                        why.describe(),
-                        payload.len()
-                    );
+                    snapshot = Some((off, why));
                 }
             }
             st.replicas.push(Attached {
                 link: link2.clone(),
                 tx,
             });
-            out
+            (out, snapshot)
         };
         crate::persist::in_place(attach)
     };
+    if let Some((off, why)) = snapshot {
+        // Read on the blocking pool, outside `Repl::state`: a snapshot of millions of keys
+        // takes a while, and holding the lock (or a worker) that long stalled the pump and,
+        // through it, every connection of a freshly promoted primary.
+        let shared2 = shared.clone();
+        let payload = match tokio::task::spawn_blocking(move || full_sync_payload(&shared2)).await {
+            Ok(payload) => payload,
+            Err(e) => {
+                lock(&repl.state)
+                    .replicas
+                    .retain(|r| !Arc::ptr_eq(&r.link, &link));
+                return Err(std::io::Error::other(e));
+            }
+        };
+        first.extend_from_slice(format!("${}\r\n", payload.len()).as_bytes());
+        first.extend_from_slice(&payload);
+        tracing::info!(
+            "replica {}:{} full resync ({}): {} bytes at offset {off}",
+            link.ip,
+            link.port,
+            why.describe(),
+            payload.len()
+        );
+    }
     let result = stream_to_replica(
         socket,
         &mut input,

@@ -283,6 +283,76 @@ fn a_replica_behind_by_more_than_the_backlog_gets_a_full_resync() {
 }
 
 #[test]
+fn writes_made_while_a_full_sync_is_read_reach_the_replica() {
+    // The snapshot is read outside the replication lock while checks go on; the stream after
+    // the snapshot carries the current state of every key written meanwhile.
+    let primary = Daemon::start();
+    let mut p = primary.client();
+    setup_limits(&mut p);
+    let _: String = run(
+        &mut p,
+        &["RL.LIMIT", "SET", "ENDPOINT", "/bulk", "RATE", "1000/1h"],
+    )
+    .expect("limit");
+    let mut pipe = redis::pipe();
+    for i in 0..30_000 {
+        pipe.cmd("RL.CHECK")
+            .arg(format!("b{i}"))
+            .arg("/bulk")
+            .ignore();
+    }
+    let _: () = pipe.query(&mut p).expect("bulk checks");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let mut w = primary.client();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let k = format!("hot{}", n % 200);
+                let _: Vec<i64> = run(&mut w, &["RL.CHECK", &k, "/login"]).expect("check");
+                let k = format!("b{}", n % 30_000);
+                let _: Vec<i64> = run(&mut w, &["RL.CHECK", &k, "/bulk"]).expect("check");
+                n += 1;
+            }
+            n
+        })
+    };
+    let replica = start_replica_of(&primary, &[]);
+    let _: String = run(
+        &mut p,
+        &["RL.LIMIT", "SET", "ENDPOINT", "/late", "RATE", "7/1m"],
+    )
+    .expect("limit during the sync");
+    wait_link_up(&replica);
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.join().expect("writer");
+    assert!(writes > 0);
+    wait_caught_up(&primary, &replica);
+    let mut r = replica.client();
+    assert_eq!(limits(&mut r), limits(&mut p));
+    assert_eq!(
+        run::<i64>(&mut r, &["DBSIZE"]).unwrap(),
+        run::<i64>(&mut p, &["DBSIZE"]).unwrap()
+    );
+    for i in 0..200 {
+        let k = format!("hot{i}");
+        assert_eq!(
+            peek(&mut r, &k, "/login")[..3],
+            peek(&mut p, &k, "/login")[..3]
+        );
+    }
+    for i in (0..30_000).step_by(97) {
+        let k = format!("b{i}");
+        assert_eq!(
+            peek(&mut r, &k, "/bulk")[..3],
+            peek(&mut p, &k, "/bulk")[..3]
+        );
+    }
+}
+
+#[test]
 fn a_replica_restarted_empty_catches_up_and_keeps_its_limits_on_disk() {
     let primary = Daemon::start();
     let mut p = primary.client();

@@ -165,6 +165,72 @@ pub enum Change {
     Flush,
 }
 
+/// A [`Change`] as the drain sees it: borrowed from the shard, so that streaming a change costs
+/// no allocation (the replication pump encodes it straight into its output buffer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeRef<'a> {
+    /// See [`Change::State`].
+    State {
+        table: u8,
+        key: u64,
+        words: &'a [u64],
+        shape: Option<(u64, u64)>,
+    },
+    /// See [`Change::Item`].
+    Item {
+        key: &'a [u8],
+        item: Option<&'a Item>,
+    },
+    /// See [`Change::Flush`].
+    Flush,
+}
+
+impl ChangeRef<'_> {
+    pub fn to_owned(self) -> Change {
+        match self {
+            ChangeRef::State {
+                table,
+                key,
+                words,
+                shape,
+            } => Change::State {
+                table,
+                key,
+                words: words.to_vec(),
+                shape,
+            },
+            ChangeRef::Item { key, item } => Change::Item {
+                key: key.to_vec(),
+                item: item.cloned(),
+            },
+            ChangeRef::Flush => Change::Flush,
+        }
+    }
+}
+
+impl Change {
+    pub fn as_ref(&self) -> ChangeRef<'_> {
+        match self {
+            Change::State {
+                table,
+                key,
+                words,
+                shape,
+            } => ChangeRef::State {
+                table: *table,
+                key: *key,
+                words,
+                shape: *shape,
+            },
+            Change::Item { key, item } => ChangeRef::Item {
+                key,
+                item: item.as_ref(),
+            },
+            Change::Flush => ChangeRef::Flush,
+        }
+    }
+}
+
 /// Counters for INFO and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EngineStats {
@@ -740,46 +806,47 @@ impl<C: Clock> Engine<C> {
         self.store.set_tracking(on);
     }
 
-    /// Append the changes recorded since the last call to `out`: a `Flush` first if FLUSHALL
-    /// ran, then the current state of every key written (one record per key).
+    /// Append the changes recorded since the last call to `out` (see
+    /// [`Engine::drain_changes_with`]).
     pub fn drain_changes(&self, out: &mut Vec<Change>) {
+        self.drain_changes_with(|c| out.push(c.to_owned()));
+    }
+
+    /// Hand every change recorded since the last call to `visit`: a `Flush` first if FLUSHALL
+    /// ran, then the current state of every key written (one record per key, however often it
+    /// was written). Nothing is allocated per record; `visit` runs under a shard lock, so it
+    /// should only copy the change somewhere.
+    pub fn drain_changes_with(&self, mut visit: impl FnMut(ChangeRef<'_>)) {
         if self
             .flushed
             .swap(false, std::sync::atomic::Ordering::AcqRel)
         {
-            out.push(Change::Flush);
+            visit(ChangeRef::Flush);
         }
-        let mut items = Vec::new();
-        self.store.drain(
-            |table, key, state| {
-                let (words, shape) = match state {
-                    Some((w, n)) => {
-                        let shape = if u32::from(table) == 2 {
-                            None
-                        } else {
-                            self.shapes
-                                .get(unpack(w[0]).1)
-                                .map(|(a, win)| shape::encode(a, &win))
-                        };
-                        (w[..n].to_vec(), shape)
-                    }
-                    None => (Vec::new(), None),
+        self.store.drain(|drained| match drained {
+            store::Drained::Rate(table, key, Some((w, n))) => {
+                let shape = if u32::from(table) == 2 {
+                    None
+                } else {
+                    self.shapes
+                        .get(unpack(w[0]).1)
+                        .map(|(a, win)| shape::encode(a, &win))
                 };
-                out.push(Change::State {
+                visit(ChangeRef::State {
                     table,
                     key,
-                    words,
+                    words: &w[..n],
                     shape,
                 });
-            },
-            |key, item| {
-                items.push(Change::Item {
-                    key: key.to_vec(),
-                    item: item.cloned(),
-                })
-            },
-        );
-        out.append(&mut items);
+            }
+            store::Drained::Rate(table, key, None) => visit(ChangeRef::State {
+                table,
+                key,
+                words: &[],
+                shape: None,
+            }),
+            store::Drained::Kv(key, item) => visit(ChangeRef::Item { key, item }),
+        });
     }
 
     /// Apply a change drained on a primary. Shape ids are local to a process, so a state's

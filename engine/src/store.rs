@@ -670,6 +670,14 @@ pub(crate) struct Store {
 }
 
 /// Shard guard with access to the bounds new keys must respect.
+/// One recorded write as [`Store::drain`] reads it back.
+pub(crate) enum Drained<'a> {
+    /// Rate state of (table, key): its words and how many are used, or None if it is gone.
+    Rate(u8, u64, Option<([u64; 3], usize)>),
+    /// A key-value item, or None if it was deleted.
+    Kv(&'a [u8], Option<&'a Item>),
+}
+
 pub(crate) struct Locked<'a> {
     pub shard: MutexGuard<'a, Shard>,
     bounds: &'a Bounds,
@@ -884,12 +892,9 @@ impl Store {
     }
 
     /// Take every shard's recorded writes and read the entries' current state: one record per
-    /// key however often it was written since the last drain (a hot key coalesces).
-    pub fn drain(
-        &self,
-        mut rate: impl FnMut(u8, u64, Option<([u64; 3], usize)>),
-        mut kv: impl FnMut(&[u8], Option<&Item>),
-    ) {
+    /// key however often it was written since the last drain (a hot key coalesces). The
+    /// shard's dirty list is kept (emptied, not freed) so that steady writes do not allocate.
+    pub fn drain(&self, mut visit: impl FnMut(Drained<'_>)) {
         for i in 0..self.shards.len() {
             let mut s = self.lock_index(i);
             if s.dirty.is_empty() && s.dirty_kv.is_empty() {
@@ -898,15 +903,20 @@ impl Store {
             let mut dirty = std::mem::take(&mut s.dirty);
             dirty.sort_unstable();
             dirty.dedup();
-            for (t, k) in dirty {
-                rate(t, k, s.words_of(t, k));
+            for &(t, k) in &dirty {
+                let words = s.words_of(t, k);
+                visit(Drained::Rate(t, k, words));
             }
-            let mut dirty_kv = std::mem::take(&mut s.dirty_kv);
-            dirty_kv.sort_unstable();
-            dirty_kv.dedup();
-            for k in dirty_kv {
-                let item = s.kv.slot(&k).and_then(|i| s.kv.at(i)).map(|(_, it)| it);
-                kv(&k, item);
+            dirty.clear();
+            s.dirty = dirty;
+            if !s.dirty_kv.is_empty() {
+                let mut dirty_kv = std::mem::take(&mut s.dirty_kv);
+                dirty_kv.sort_unstable();
+                dirty_kv.dedup();
+                for k in &dirty_kv {
+                    let item = s.kv.slot(k).and_then(|i| s.kv.at(i)).map(|(_, it)| it);
+                    visit(Drained::Kv(k, item));
+                }
             }
         }
     }

@@ -19,7 +19,7 @@
 //! The shape is the 16 bytes `a` (LE) then `b` (LE) of `Change::State::shape`.
 
 use bytes::Bytes;
-use ratelimitd_engine::{Change, Item};
+use ratelimitd_engine::{Change, ChangeRef, Item};
 
 /// One record of the replication stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,47 +59,71 @@ const MAX_WORDS: usize = 64;
 
 /// Append the RESP array of bulk strings `parts` to `out`.
 pub fn encode_array(parts: &[&[u8]], out: &mut Vec<u8>) {
-    out.push(b'*');
-    out.extend_from_slice(parts.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    header_into(b'*', parts.len(), out);
     for p in parts {
-        out.push(b'$');
-        out.extend_from_slice(p.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(p);
-        out.extend_from_slice(b"\r\n");
+        bulk_into(p, out);
     }
 }
 
-/// Append `record`'s wire form to `out`.
-pub fn encode(record: &Record, out: &mut Vec<u8>) {
-    match record {
-        Record::Change(Change::State {
+/// `<prefix><n>\r\n`, without formatting through a String (the pump writes one per element).
+fn header_into(prefix: u8, n: usize, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push(prefix);
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn bulk_into(p: &[u8], out: &mut Vec<u8>) {
+    header_into(b'$', p.len(), out);
+    out.extend_from_slice(p);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Append one drained change's wire form to `out`. Rate state, the bulk of the stream, is
+/// written without any allocation: the pump calls this once per changed key.
+pub fn encode_change(change: ChangeRef<'_>, out: &mut Vec<u8>) {
+    match change {
+        ChangeRef::State {
             table,
             key,
             words,
             shape,
-        }) => {
-            let table = table.to_string();
-            let key = key.to_le_bytes();
-            let mut shape_bytes = Vec::with_capacity(16);
-            if let Some((a, b)) = shape {
-                shape_bytes.extend_from_slice(&a.to_le_bytes());
-                shape_bytes.extend_from_slice(&b.to_le_bytes());
+        } => {
+            header_into(b'*', 5, out);
+            bulk_into(b"RPL.STATE", out);
+            let mut t = [0u8; 3];
+            let digits = decimal_u8(table, &mut t);
+            bulk_into(digits, out);
+            bulk_into(&key.to_le_bytes(), out);
+            match shape {
+                Some((a, b)) => {
+                    header_into(b'$', 16, out);
+                    out.extend_from_slice(&a.to_le_bytes());
+                    out.extend_from_slice(&b.to_le_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                None => bulk_into(b"", out),
             }
-            let mut w = Vec::with_capacity(words.len() * 8);
+            header_into(b'$', words.len() * 8, out);
             for word in words {
-                w.extend_from_slice(&word.to_le_bytes());
+                out.extend_from_slice(&word.to_le_bytes());
             }
-            encode_array(
-                &[b"RPL.STATE", table.as_bytes(), &key, &shape_bytes, &w],
-                out,
-            );
+            out.extend_from_slice(b"\r\n");
         }
-        Record::Change(Change::Item {
+        ChangeRef::Item {
             key,
             item: Some(item),
-        }) => {
+        } => {
             let flags = item.flags.to_string();
             let cas = item.cas.to_string();
             let exp = item.expires_at.unwrap_or(0).to_string();
@@ -115,10 +139,31 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) {
                 out,
             );
         }
-        Record::Change(Change::Item { key, item: None }) => {
-            encode_array(&[b"RPL.DEL", key], out);
-        }
-        Record::Change(Change::Flush) => encode_array(&[b"RPL.FLUSH"], out),
+        ChangeRef::Item { key, item: None } => encode_array(&[b"RPL.DEL", key], out),
+        ChangeRef::Flush => encode_array(&[b"RPL.FLUSH"], out),
+    }
+}
+
+/// The decimal digits of `n`, in `buf`.
+fn decimal_u8(n: u8, buf: &mut [u8; 3]) -> &[u8] {
+    let (h, t, o) = (n / 100, n / 10 % 10, n % 10);
+    buf[0] = b'0' + h;
+    buf[1] = b'0' + t;
+    buf[2] = b'0' + o;
+    let skip = if h > 0 {
+        0
+    } else if t > 0 {
+        1
+    } else {
+        2
+    };
+    &buf[skip..]
+}
+
+/// Append `record`'s wire form to `out`.
+pub fn encode(record: &Record, out: &mut Vec<u8>) {
+    match record {
+        Record::Change(change) => encode_change(change.as_ref(), out),
         Record::Limit(args) => {
             let mut parts: Vec<&[u8]> = Vec::with_capacity(args.len() + 1);
             parts.push(b"RPL.LIMIT");
@@ -392,6 +437,46 @@ mod tests {
             pos += used;
         }
         assert_eq!(pos, stream.len());
+    }
+
+    #[test]
+    fn state_records_are_the_documented_array_byte_for_byte() {
+        // encode_change writes the array by hand (no allocation); it must be the same bytes
+        // as the generic array writer given the documented elements.
+        for (table, words, shape) in [
+            (0u8, vec![1u64, u64::MAX], Some((7u64, 9u64))),
+            (9, vec![], None),
+            (10, vec![42], None),
+            (100, vec![1, 2, 3], Some((0, u64::MAX))),
+            (255, vec![5], None),
+        ] {
+            let key = 0x0123_4567_89ab_cdefu64;
+            let mut got = Vec::new();
+            encode_change(
+                ChangeRef::State {
+                    table,
+                    key,
+                    words: &words,
+                    shape,
+                },
+                &mut got,
+            );
+            let shape_bytes: Vec<u8> = shape
+                .map(|(a, b)| [a.to_le_bytes(), b.to_le_bytes()].concat())
+                .unwrap_or_default();
+            let word_bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let want = to_bytes_of(&[
+                b"RPL.STATE",
+                table.to_string().as_bytes(),
+                &key.to_le_bytes(),
+                &shape_bytes,
+                &word_bytes,
+            ]);
+            assert_eq!(got, want, "table {table}");
+        }
+        let mut big = Vec::new();
+        encode_array(&[&[b'x'; 1234]], &mut big);
+        assert!(big.starts_with(b"*1\r\n$1234\r\nxx"));
     }
 
     #[test]
