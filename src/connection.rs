@@ -67,6 +67,7 @@ impl Connection {
         let mut output = BytesMut::with_capacity(READ_BUF);
         let mut local = LocalStats::default();
         let mut metrics = self.shared.metrics.local();
+        let mut ahead = Lookahead::default();
         loop {
             if input.capacity() - input.len() < 1024 {
                 input.reserve(READ_BUF);
@@ -98,7 +99,7 @@ impl Connection {
             let mut close = false;
             metrics.start_batch();
             loop {
-                match decoder.decode(&mut input) {
+                match ahead.next(&mut decoder, &mut input, &self.shared) {
                     Ok(Some(Request::Command(args))) => {
                         let mut reply =
                             cmd::execute(&self.shared, &mut self.session, &args, &mut local);
@@ -193,6 +194,68 @@ impl Connection {
                 return Ok(());
             }
         }
+    }
+}
+
+/// How many pipelined checks are decoded before the first of them runs.
+const AHEAD: usize = 16;
+
+/// Requests decoded ahead of execution. A pipeline of RL.CHECKs is decoded as a run (up to
+/// [`AHEAD`]) and every check's key is prefetched before the first one runs, so that with
+/// millions of keys their cache misses overlap instead of queueing one behind another. The
+/// run stops right after the first request that is not a check: everything after it stays
+/// undecoded in the input buffer, where a PSYNC (which takes the rest of the buffer over) or
+/// a QUIT expects it. Execution order and replies are exactly those of one-at-a-time decoding.
+#[derive(Default)]
+struct Lookahead {
+    queue: std::collections::VecDeque<Request>,
+    /// A framing error met while decoding ahead: it surfaces after the requests before it.
+    error: Option<ratelimitd_protocol::FrameError>,
+}
+
+impl Lookahead {
+    fn next(
+        &mut self,
+        decoder: &mut Decoder,
+        input: &mut BytesMut,
+        shared: &Shared,
+    ) -> Result<Option<Request>, ratelimitd_protocol::FrameError> {
+        if let Some(req) = self.queue.pop_front() {
+            return Ok(Some(req));
+        }
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        while self.queue.len() < AHEAD {
+            match decoder.decode(input) {
+                Ok(Some(req)) => {
+                    let check = match &req {
+                        Request::Command(args) => {
+                            args.len() >= 3 && args[0].eq_ignore_ascii_case(b"RL.CHECK")
+                        }
+                        Request::Rejected(_) => false,
+                    };
+                    if check {
+                        if let Request::Command(args) = &req {
+                            shared.engine.prefetch_check(&args[1], &args[2]);
+                        }
+                    }
+                    self.queue.push_back(req);
+                    if !check {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    if self.queue.is_empty() {
+                        return Err(e);
+                    }
+                    self.error = Some(e);
+                    break;
+                }
+            }
+        }
+        Ok(self.queue.pop_front())
     }
 }
 

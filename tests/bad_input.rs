@@ -189,3 +189,53 @@ fn maxclients_refuses_extra_connections() {
     let mut con = d.client();
     assert_eq!(common::run::<String>(&mut con, &["PING"]).unwrap(), "PONG");
 }
+
+/// Pipelined checks are decoded ahead of execution (to prefetch their keys); what follows
+/// them must still behave as if every request were decoded one at a time: checks before
+/// garbage are answered before the protocol error, and nothing after a QUIT is run.
+#[test]
+fn pipelined_checks_then_garbage_or_quit_answer_in_order() {
+    let d = Daemon::start();
+    let mut con = d.client();
+    let _: String = common::run(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "3/1h"]).unwrap();
+    let check = b"*3\r\n$8\r\nRL.CHECK\r\n$1\r\nk\r\n$2\r\n/e\r\n";
+    let mut raw = d.raw();
+    let mut bytes = Vec::new();
+    for _ in 0..4 {
+        bytes.extend_from_slice(check);
+    }
+    bytes.extend_from_slice(b"*1\r\n:1\r\n");
+    raw.send(&bytes);
+    for remaining in ["2", "1", "0"] {
+        assert_eq!(raw.line(), "*5");
+        assert_eq!(raw.line(), ":1");
+        assert_eq!(raw.line(), ":3");
+        assert_eq!(raw.line(), format!(":{remaining}"));
+        raw.line();
+        raw.line();
+    }
+    assert_eq!(raw.line(), "*5");
+    assert_eq!(raw.line(), ":0", "the fourth check is denied");
+    for _ in 0..4 {
+        raw.line();
+    }
+    raw.expect(b"-ERR Protocol error: expected '$', got ':'\r\n");
+    assert!(raw.closed());
+
+    // Checks, QUIT, and a check after it: the last one never runs.
+    let mut raw = d.raw();
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"*3\r\n$8\r\nRL.CHECK\r\n$1\r\nq\r\n$2\r\n/e\r\n");
+    bytes.extend_from_slice(b"*1\r\n$4\r\nQUIT\r\n");
+    bytes.extend_from_slice(b"*3\r\n$8\r\nRL.CHECK\r\n$1\r\nq\r\n$2\r\n/e\r\n");
+    raw.send(&bytes);
+    assert_eq!(raw.line(), "*5");
+    assert_eq!(raw.line(), ":1");
+    for _ in 0..4 {
+        raw.line();
+    }
+    raw.expect(b"+OK\r\n");
+    assert!(raw.closed());
+    let peek: Vec<i64> = common::run(&mut con, &["RL.PEEK", "q", "/e"]).unwrap();
+    assert_eq!(peek[2], 2, "one check of q ran, not two: {peek:?}");
+}
