@@ -28,10 +28,7 @@ impl Params {
     /// 0, which would make every cost free; T is then clamped to 1 ns, i.e. the rate is capped
     /// at one unit per nanosecond — far above anything a daemon can serve.
     pub fn of(w: &Window) -> Params {
-        // A period is at most 30 days, so its nanoseconds fit u64 and the division is a u64
-        // one (a u128 division is a library call, and this runs on every check).
-        let period_ns = w.period_ms() * NANOS_PER_MS as u64;
-        let t = u128::from((period_ns / w.count()).max(1));
+        let t = u128::from(w.interval_ns());
         let capacity = w.capacity();
         Params {
             t,
