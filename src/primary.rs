@@ -21,7 +21,7 @@
 
 use crate::server::Shared;
 use bytes::{Bytes, BytesMut};
-use ratelimitd_engine::{Limit, Scope};
+use ratelimitd_engine::{ChangeRef, Limit, Scope};
 use ratelimitd_protocol::parse::format_period;
 use ratelimitd_replication::{
     backlog::Backlog, decide, record, FullSync, PsyncDecision, Record, ReplId, ReplIds,
@@ -105,6 +105,8 @@ struct State {
     replicas: Vec<Attached>,
     /// Some: this node is a replica of that primary.
     master: Option<MasterAddr>,
+    /// The pump's RPL.STATES packer (its buffer is reused from one drain to the next).
+    states: record::StatesWriter,
 }
 
 /// Replication state of this node (one per process, in `Shared`).
@@ -145,6 +147,7 @@ impl Repl {
                 backlog: None,
                 replicas: Vec::new(),
                 master: master.clone(),
+                states: record::StatesWriter::default(),
             }),
             offset: AtomicU64::new(0),
             backlog_size: config.repl_backlog_size.0 as usize,
@@ -222,9 +225,17 @@ impl Repl {
         // Encoded straight from the shards into one buffer, reused between pumps: no
         // allocation per changed key (it was most of what a replica cost the primary).
         scratch.clear();
-        shared
-            .engine
-            .drain_changes_with(|change| record::encode_change(change, scratch));
+        let states = &mut st.states;
+        shared.engine.drain_changes_with(|change| match change {
+            ChangeRef::State {
+                table,
+                key,
+                words,
+                shape,
+            } => states.push(table, key, words, shape, scratch),
+            other => record::encode_change(other, scratch),
+        });
+        st.states.finish(scratch);
         self.publish(st, scratch);
     }
 

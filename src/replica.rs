@@ -346,6 +346,11 @@ async fn link_once(shared: &Arc<Shared>, addr: &MasterAddr) -> Result<(), LinkEr
             };
             match rec {
                 Record::Change(c) => shared.engine.apply_change(&c),
+                Record::States(changes) => {
+                    for c in &changes {
+                        shared.engine.apply_change(c);
+                    }
+                }
                 Record::Limit(args) => {
                     let s: &Shared = shared;
                     crate::persist::in_place(|| replay(s, &args))
