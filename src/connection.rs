@@ -103,6 +103,7 @@ impl Connection {
                     Ok(Some(Request::Command(args))) => {
                         let mut reply =
                             cmd::execute(&self.shared, &mut self.session, &args, &mut local);
+                        decoder.recycle(args);
                         // WAIT blocks this connection only; PSYNC turns it into a replica's
                         // stream (src/primary.rs).
                         match self.session.repl.blocking.take() {

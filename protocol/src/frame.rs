@@ -114,7 +114,13 @@ pub struct Decoder {
     /// (start, length) of each argument of the multibulk being scanned, relative to the start
     /// of the buffer; reused from request to request.
     spans: Vec<(usize, usize)>,
+    /// Argument vectors handed back by [`Decoder::recycle`], refilled by the next requests so
+    /// that a steady pipeline allocates none.
+    spare: Vec<Vec<Bytes>>,
 }
+
+/// Most argument vectors a decoder keeps for reuse (one lookahead run's worth).
+const MAX_SPARE: usize = 32;
 
 /// The part of a rejected request that has not arrived yet and must be skipped.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +196,16 @@ impl Decoder {
             discard: Discard::Nothing,
             progress: Progress::Fresh,
             spans: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// Give back a request's argument vector once it has run, for the next request to reuse.
+    /// Vectors grown by a huge request are dropped rather than kept.
+    pub fn recycle(&mut self, mut args: Vec<Bytes>) {
+        if self.spare.len() < MAX_SPARE && args.capacity() <= 64 {
+            args.clear();
+            self.spare.push(args);
         }
     }
 
@@ -228,11 +244,12 @@ impl Decoder {
                 Scan::Multibulk(n) => {
                     self.progress = Progress::Fresh;
                     let frame = buf.split_to(n).freeze();
-                    let args = self
-                        .spans
-                        .iter()
-                        .map(|&(start, len)| frame.slice(start..start + len))
-                        .collect();
+                    let mut args = self.spare.pop().unwrap_or_default();
+                    args.extend(
+                        self.spans
+                            .iter()
+                            .map(|&(start, len)| frame.slice(start..start + len)),
+                    );
                     return Ok(Some(Request::Command(args)));
                 }
                 Scan::Done(req) => {

@@ -63,6 +63,18 @@ impl<'a> Parse<'a> {
         self.try_next().ok_or_else(|| self.arity_error())
     }
 
+    /// Next argument, borrowed (no reference-count traffic: the check path reads its client
+    /// and endpoint this way), or `WrongArity` if there is none.
+    pub fn next_slice(&mut self) -> Result<&'a [u8], ParseError> {
+        match self.args.get(self.pos) {
+            Some(arg) => {
+                self.pos += 1;
+                Ok(&arg[..])
+            }
+            None => Err(self.arity_error()),
+        }
+    }
+
     /// Next argument if there is one.
     pub fn try_next(&mut self) -> Option<Bytes> {
         let arg = self.args.get(self.pos)?.clone();

@@ -300,3 +300,31 @@ fn arbitrary_bytes_never_panic() {
         }
     }
 }
+
+#[test]
+fn recycled_argument_vectors_are_refilled_with_only_the_new_request() {
+    let mut d = Decoder::new(Limits::default());
+    let mut buf = BytesMut::from(
+        &b"*4\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n$2\r\nEX\r\n*1\r\n$4\r\nPING\r\n"[..],
+    );
+    let Ok(Some(Request::Command(first))) = d.decode(&mut buf) else {
+        panic!("first request")
+    };
+    assert_eq!(first.len(), 4);
+    let capacity = first.capacity();
+    let ptr = first.as_ptr();
+    d.recycle(first);
+    let Ok(Some(Request::Command(second))) = d.decode(&mut buf) else {
+        panic!("second request")
+    };
+    assert_eq!(second, vec![Bytes::from_static(b"PING")]);
+    assert_eq!(second.as_ptr(), ptr, "the vector was reused");
+    assert_eq!(second.capacity(), capacity);
+    // A vector grown by a huge request is not kept.
+    d.recycle(vec![Bytes::new(); 1000]);
+    let mut buf = BytesMut::from(&b"*1\r\n$4\r\nPING\r\n"[..]);
+    let Ok(Some(Request::Command(third))) = d.decode(&mut buf) else {
+        panic!("third request")
+    };
+    assert!(third.capacity() < 1000);
+}

@@ -27,8 +27,8 @@ pub fn execute(
     let engine = &shared.engine;
     match id {
         CmdId::RlCheck => {
-            let client = parse.next_bytes()?;
-            let endpoint = parse.next_bytes()?;
+            let client = parse.next_slice()?;
+            let endpoint = parse.next_slice()?;
             let mut cost = 1;
             if let Some(opt) = parse.try_next() {
                 if !opt.eq_ignore_ascii_case(b"COST") {
@@ -37,7 +37,7 @@ pub fn execute(
                 cost = parse.next_u64()?;
                 parse.finish().map_err(|_| ParseError::Syntax)?;
             }
-            let result = engine.check(&client, &endpoint, cost);
+            let result = engine.check(client, endpoint, cost);
             if result.allowed {
                 local.allowed += 1;
             } else {
@@ -49,9 +49,9 @@ pub fn execute(
             Ok(check_reply(&result))
         }
         CmdId::RlPeek => {
-            let client = parse.next_bytes()?;
-            let endpoint = parse.next_bytes()?;
-            Ok(check_reply(&engine.peek(&client, &endpoint)))
+            let client = parse.next_slice()?;
+            let endpoint = parse.next_slice()?;
+            Ok(check_reply(&engine.peek(client, endpoint)))
         }
         CmdId::RlReset => {
             let client = parse.next_bytes()?;
