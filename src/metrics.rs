@@ -19,9 +19,9 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use quanta::Instant;
 use ratelimitd_engine::Scope;
 use ratelimitd_protocol::Reply;
-use std::time::Instant;
 
 /// The kinds of scope a check can be decided by, as the `scope` label says them.
 /// `none` is a check no limit applied to.
