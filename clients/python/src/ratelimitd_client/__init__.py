@@ -5,8 +5,8 @@ Layout (mirrors the Rust crate in ``client/``):
 - ``ring``: FNV-1a 64 + murmur3 finaliser and the rendezvous ring, as specified in
   docs/HASHING.md and checked against ``clients/vectors/ring.json``.
 - ``fallback``: the bounded local GCRA used in degraded mode (a node unreachable).
-- ``client``: ``Client`` itself: routing, failover between a node's addresses, degraded mode,
-  limit management.
+- ``client``: ``Client`` itself: routing, failover between a node's addresses (or to the
+  primary Redis Sentinel names, for a ``Node.from_sentinel``), degraded mode, limit management.
 """
 
 from .client import (

@@ -4,15 +4,23 @@ node's addresses, and decides locally (boundedly) while a node is unreachable.
 It mirrors ``client/src/client.rs`` so the two libraries behave the same in an outage:
 
 - Routing: the rendezvous ring of docs/HASHING.md over node *names* (default: the primary
-  address), keyed by ``default_route_key(client, endpoint)`` unless ``route_key`` is given.
+  address; for a Sentinel-backed node, its master name), keyed by
+  ``default_route_key(client, endpoint)`` unless ``route_key`` is given.
 - Failover: the address that last accepted a write is tried first, then the others in list
   order. A connection error or timeout puts that address in back-off (``down_backoff``); a
   ``READONLY`` (an unpromoted replica) just moves on to the next address. A write accepted by
   another address makes it the preferred one: that is how a promotion is followed.
+- Sentinel: a node declared with ``Node.from_sentinel`` has no fixed address; redis-py's
+  ``Sentinel(...).master_for(name)`` asks the Sentinels for the current primary whenever it opens
+  a connection. A connection error or timeout (including "no Sentinel names a healthy primary",
+  i.e. a failover in progress) puts the node in back-off like a fixed address; a ``READONLY``
+  (the primary was demoted) drops that connection and is retried once at once, on the primary
+  the Sentinels name now. The node's ring name is its master name, so a failover moves no key.
 - Degraded mode: when no address of the owning node answers, ``check`` decides from the local
   ``Fallback`` allowance and counts it in ``stats()``; it never raises for an outage.
 - Timeouts are explicit and short (50 ms connect, 10 ms per command by default), and redis-py's
-  own retries are switched off: the failover loop above is the only retry.
+  own retries are switched off: the failover loop above is the only retry. The same timeouts
+  apply to the Sentinels (each is asked in turn until one names a healthy primary).
 
 Limits and tiers are configuration that every node may need, so ``set_limit``/``del_limit``/
 ``set_tier``/``del_tier`` go to every node and raise ``PartialError`` when some fail.
@@ -21,7 +29,7 @@ Limits and tiers are configuration that every node may need, so ``set_limit``/``
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import redis
 from redis.backoff import NoBackoff
@@ -29,6 +37,7 @@ from redis.exceptions import BusyLoadingError, MasterDownError, ReadOnlyError, R
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from .fallback import Fallback, FallbackLimit
 from .ring import Ring, default_route_key
@@ -70,23 +79,77 @@ class PartialError(ClientError):
         self.failed = failed
 
 
+SentinelAddr = Union[str, Tuple[str, int]]
+
+
+def _sentinel_addr(a: SentinelAddr) -> Tuple[str, int]:
+    if isinstance(a, str):
+        host, sep, port = a.rpartition(":")
+        if not sep:
+            raise ValueError(f"Sentinel address {a!r} is not host:port")
+        return host.strip("[]") or "127.0.0.1", int(port)
+    host, port = a
+    return str(host), int(port)
+
+
 @dataclass(frozen=True)
 class Node:
     """One daemon: a primary address (``host:port`` or ``redis://`` URL), optional replicas,
-    and the name the ring hashes (default: the primary address)."""
+    and the name the ring hashes (default: the primary address).
+
+    Or, built with ``Node.from_sentinel``, a daemon whose primary is whatever the Redis
+    Sentinels monitoring ``master_name`` say it is now (``primary`` is then empty). Its ring
+    name defaults to ``master_name``: it must not depend on which process is primary, or keys
+    would move at every failover."""
 
     primary: str
     replicas: Tuple[str, ...] = ()
     name: Optional[str] = None
+    sentinels: Tuple[Tuple[str, int], ...] = ()
+    master_name: Optional[str] = None
+    # AUTH for the node's daemons (a password in a redis:// URL wins) and, for a
+    # Sentinel-backed node, for its Sentinels. Kept out of repr().
+    password: Optional[str] = field(default=None, repr=False)
+    sentinel_password: Optional[str] = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.sentinels or self.master_name is not None:
+            if not self.sentinels or not self.master_name:
+                raise ValueError("a Sentinel-backed node needs Sentinel addresses and a master name")
+            if self.primary or self.replicas:
+                raise ValueError("a Sentinel-backed node has no fixed primary or replicas")
+            object.__setattr__(self, "sentinels",
+                               tuple(_sentinel_addr(a) for a in self.sentinels))
+        elif self.sentinel_password is not None:
+            raise ValueError("sentinel_password is for a Sentinel-backed node")
+
+    @classmethod
+    def from_sentinel(cls, sentinels: Iterable[SentinelAddr], master_name: str, *,
+                      name: Optional[str] = None, password: Optional[str] = None,
+                      sentinel_password: Optional[str] = None) -> "Node":
+        """A node found through Redis Sentinel: ``sentinels`` are ``(host, port)`` pairs or
+        ``"host:port"`` strings, ``master_name`` the name they monitor the node's primary under
+        (``sentinel monitor <master_name> ...``). ``password`` is sent to the daemons,
+        ``sentinel_password`` to the Sentinels. The ring hashes ``name``, default
+        ``master_name``."""
+        return cls("", (), name, tuple(sentinels), master_name, password, sentinel_password)
+
+    @property
+    def is_sentinel(self) -> bool:
+        return bool(self.sentinels)
 
     @property
     def ring_name(self) -> str:
-        return self.name if self.name is not None else self.primary
+        if self.name is not None:
+            return self.name
+        return self.master_name if self.is_sentinel else self.primary
 
 
 @dataclass(frozen=True)
 class Decision:
-    """RL.CHECK's reply with -1 sentinels as None; ``degraded`` when decided locally."""
+    """RL.CHECK's reply with -1 sentinels as None; ``degraded`` when decided locally.
+    ``node`` is the node's ring name, ``address`` the ``host:port`` that answered (for a
+    Sentinel-backed node, the primary the Sentinels named), None when degraded."""
 
     allowed: bool
     limit: Optional[int]
@@ -131,8 +194,13 @@ class Stats:
     degraded_allowed: int = 0
     degraded_denied: int = 0
     degraded_table_full: int = 0
+    # A write answered by another address than before (fixed node), or by another primary
+    # than the last answer's (Sentinel-backed node).
     failovers: int = 0
+    # Connection errors and timeouts; for a Sentinel-backed node also "no Sentinel names a
+    # healthy primary" (a failover in progress) and unreachable Sentinels.
     transport_errors: int = 0
+    # READONLY/LOADING/MASTERDOWN replies (for a Sentinel-backed node: from a demoted primary).
     readonly_replies: int = 0
 
 
@@ -149,6 +217,21 @@ class _Addr:
     text: str
     conn: redis.Redis
     down_until: float = 0.0
+    # Set for a Sentinel-backed node: ``conn`` is ``sentinel.master_for(...)``, ``text`` a label
+    # for errors, and ``answered`` the primary ("host:port") that answered last.
+    sentinel: Optional[Sentinel] = None
+    answered: Optional[str] = None
+
+    def master_address(self) -> Optional[str]:
+        """The primary the Sentinel-backed pool connected to last (None before any)."""
+        addr = getattr(self.conn.connection_pool, "master_address", None)
+        return None if addr is None else f"{addr[0]}:{addr[1]}"
+
+
+def _demoted(e: BaseException) -> bool:
+    """redis-py's Sentinel connection turns ``READONLY`` from the primary it was using (now
+    demoted) into a ConnectionError raised while handling the ReadOnlyError."""
+    return isinstance(e, RedisConnectionError) and isinstance(e.__context__, ReadOnlyError)
 
 
 @dataclass
@@ -187,15 +270,46 @@ class Client:
         self._stats_lock = threading.Lock()
         self._nodes: List[_NodeState] = []
         for n in nodes:
-            addrs = []
-            for text in (n.primary, *n.replicas):
-                addrs.append(_Addr(text, self._connect(text, connect_timeout,
-                                                       command_timeout, pool_size)))
+            if n.is_sentinel:
+                addrs = [self._via_sentinel(n, connect_timeout, command_timeout, pool_size)]
+            else:
+                addrs = []
+                for text in (n.primary, *n.replicas):
+                    addrs.append(_Addr(text, self._connect(text, connect_timeout,
+                                                           command_timeout, pool_size,
+                                                           n.password)))
             self._nodes.append(_NodeState(n.ring_name, addrs))
 
     @staticmethod
+    def _via_sentinel(n: Node, connect_timeout: float, command_timeout: float,
+                      pool_size: int) -> _Addr:
+        """A Sentinel-backed node: one "address" whose pool asks the Sentinels for the primary
+        each time it opens a connection. The client's timeouts, and no redis-py retry, apply
+        both to the Sentinels and to the primary."""
+        sentinel = Sentinel(
+            list(n.sentinels),
+            sentinel_kwargs=dict(
+                socket_connect_timeout=connect_timeout,
+                socket_timeout=command_timeout,
+                retry=Retry(NoBackoff(), 0),
+                password=n.sentinel_password,
+                protocol=2,
+            ),
+        )
+        conn = sentinel.master_for(
+            n.master_name,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=command_timeout,
+            retry=Retry(NoBackoff(), 0),
+            max_connections=pool_size,
+            password=n.password,
+            protocol=2,
+        )
+        return _Addr(f"primary of '{n.master_name}' (via Sentinel)", conn, sentinel=sentinel)
+
+    @staticmethod
     def _connect(text: str, connect_timeout: float, command_timeout: float,
-                 pool_size: int) -> redis.Redis:
+                 pool_size: int, password: Optional[str] = None) -> redis.Redis:
         opts = dict(
             socket_connect_timeout=connect_timeout,
             socket_timeout=command_timeout,
@@ -203,6 +317,8 @@ class Client:
             max_connections=pool_size,
             protocol=2,
         )
+        if password is not None:
+            opts["password"] = password
         if "://" in text:
             return redis.Redis.from_url(text, **opts)
         host, _, port = text.rpartition(":")
@@ -226,7 +342,28 @@ class Client:
         return 0 if idx is None else idx
 
     def preferred_addresses(self) -> List[str]:
-        return [n.addrs[n.preferred].text for n in self._nodes]
+        """Per node, the address tried first; for a Sentinel-backed node, the primary that
+        answered last (its label until one has)."""
+        out = []
+        for n in self._nodes:
+            a = n.addrs[n.preferred]
+            out.append((a.answered or a.text) if a.sentinel is not None else a.text)
+        return out
+
+    def _call(self, addr: _Addr, args: Sequence) -> object:
+        """One command on one address. A Sentinel-backed address that meets a demoted primary
+        (READONLY) drops its idle connections and tries once more at once: the reconnection asks
+        the Sentinels, who normally name the new primary by the time the old one is demoted."""
+        if addr.sentinel is None:
+            return addr.conn.execute_command(*args)
+        try:
+            return addr.conn.execute_command(*args)
+        except RedisConnectionError as e:
+            if not _demoted(e):
+                raise
+            self._bump("readonly_replies")
+            addr.conn.connection_pool.disconnect(inuse_connections=False)
+        return addr.conn.execute_command(*args)
 
     def _exec(self, node: int, args: Sequence, write: bool) -> Tuple[object, str]:
         """Run a command on a node: preferred address first, then the others in order."""
@@ -239,12 +376,18 @@ class Client:
             if addr.down_until > time.monotonic():
                 continue
             try:
-                value = addr.conn.execute_command(*args)
+                value = self._call(addr, args)
             except (ReadOnlyError, BusyLoadingError, MasterDownError) as e:
                 self._bump("readonly_replies")
                 reason = f"{addr.text}: {e}"
                 continue
             except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+                if _demoted(e):
+                    # Still READONLY after asking the Sentinels again: like a replica of a
+                    # fixed node, not an outage of the address (no back-off).
+                    self._bump("readonly_replies")
+                    reason = f"{addr.text}: {e}"
+                    continue
                 self._bump("transport_errors")
                 addr.down_until = time.monotonic() + self._down_backoff
                 reason = f"{addr.text}: {e}"
@@ -252,6 +395,15 @@ class Client:
             except ResponseError as e:
                 raise ServerError(st.name, str(e)) from e
             addr.down_until = 0.0
+            if addr.sentinel is not None:
+                # The primary the Sentinels named; a new one since the last answer is a failover.
+                text = addr.master_address() or addr.text
+                with st.lock:
+                    moved = addr.answered is not None and addr.answered != text
+                    addr.answered = text
+                if moved:
+                    self._bump("failovers")
+                return value, text
             if write and i != preferred:
                 with st.lock:
                     st.preferred = i
@@ -357,6 +509,9 @@ class Client:
         for n in self._nodes:
             for a in n.addrs:
                 a.conn.close()
+                if a.sentinel is not None:
+                    for s in a.sentinel.sentinels:
+                        s.close()
 
 
 def _text(v: object) -> str:
