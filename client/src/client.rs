@@ -14,13 +14,21 @@
 //! back-off for `Config::down_backoff`: during it, checks for that node go straight to degraded
 //! mode instead of paying a connect timeout each, and after it one call probes again — which is
 //! how a restarted daemon is picked up again.
+//!
+//! A node built with [`Node::sentinel`] has no fixed addresses: its primary is the one its
+//! Sentinels name, asked by hand over plain connections (not the `redis` crate's sentinel
+//! feature) so that every timeout is ours and re-discovery is single-flight and rate-limited
+//! per node. See `SentinelState` and `Inner::exec_sentinel`.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ErrorKind, RedisError, Value};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
+    RedisConnectionInfo, RedisError, Value,
+};
 use tokio::task::JoinSet;
 
 use crate::error::ClientError;
@@ -28,16 +36,45 @@ use crate::fallback::{Fallback, FallbackLimit};
 use crate::ring::{default_route_key, Ring};
 use crate::types::{Decision, Scope, Source, Window};
 
-/// One daemon in the ring: a primary address and optional replica addresses.
+/// One daemon in the ring: a primary address and optional replica addresses — or, with
+/// [`Node::sentinel`], a set of Redis Sentinels that name the current primary.
 ///
 /// The node's *name* is what the ring hashes (docs/HASHING.md); it defaults to the primary
-/// address as written. Give nodes explicit names when addresses may change (a replica promoted
-/// in place, a host renumbered) so that keys do not move with them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// address as written (the master name for a Sentinel node). Give nodes explicit names when
+/// addresses may change (a replica promoted in place, a host renumbered) so that keys do not
+/// move with them.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Node {
     name: Option<String>,
     primary: String,
     replicas: Vec<String>,
+    sentinel: Option<SentinelSpec>,
+    password: Option<String>,
+}
+
+/// Where a Sentinel node finds its primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SentinelSpec {
+    sentinels: Vec<String>,
+    master_name: String,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Node");
+        d.field("name", &self.name);
+        match &self.sentinel {
+            Some(s) => d
+                .field("sentinels", &s.sentinels)
+                .field("master_name", &s.master_name),
+            None => d
+                .field("primary", &self.primary)
+                .field("replicas", &self.replicas),
+        };
+        // Never print the password itself.
+        d.field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Node {
@@ -47,6 +84,37 @@ impl Node {
             name: None,
             primary: primary.into(),
             replicas: Vec::new(),
+            sentinel: None,
+            password: None,
+        }
+    }
+
+    /// A node whose primary is whatever the Redis Sentinels at `sentinels` (`host:port` or
+    /// `redis://` URLs, e.g. `redis://:pw@host:26379` for a Sentinel with a password) name for
+    /// `master_name` (`SENTINEL get-master-addr-by-name`).
+    ///
+    /// The Sentinels are asked in turn (the last one that answered first) on the first call,
+    /// and again whenever the primary refuses the connection, times out, drops it or answers
+    /// `-READONLY` — at most once per [`Config::rediscover_interval`], each Sentinel within
+    /// [`Config::sentinel_timeout`]. While no primary answers, the node's keys are in degraded
+    /// mode as for any unreachable node.
+    ///
+    /// The ring hashes the master name (or [`Node::name`]), never the primary's address, so
+    /// keys stay on this node across failovers. A Sentinel node takes no
+    /// [`Node::replica`]: Sentinel knows the replicas ([`Client::with_config`] refuses one).
+    pub fn sentinel<S: Into<String>>(
+        sentinels: impl IntoIterator<Item = S>,
+        master_name: impl Into<String>,
+    ) -> Node {
+        Node {
+            name: None,
+            primary: String::new(),
+            replicas: Vec::new(),
+            sentinel: Some(SentinelSpec {
+                sentinels: sentinels.into_iter().map(Into::into).collect(),
+                master_name: master_name.into(),
+            }),
+            password: None,
         }
     }
 
@@ -56,15 +124,28 @@ impl Node {
         self
     }
 
-    /// Sets the name the ring hashes (default: the primary address).
+    /// Sets the name the ring hashes (default: the primary address; for a Sentinel node, the
+    /// master name).
     pub fn name(mut self, name: impl Into<String>) -> Node {
         self.name = Some(name.into());
         self
     }
 
+    /// The password sent with `AUTH` to this node's daemons (their `requirepass`): to the
+    /// primary Sentinel names, or to every address of a fixed node that does not carry its own
+    /// in a `redis://:pw@host:port` URL. Not sent to the Sentinels (put theirs in their URLs).
+    pub fn password(mut self, password: impl Into<String>) -> Node {
+        self.password = Some(password.into());
+        self
+    }
+
     /// The name the ring hashes.
     pub fn ring_name(&self) -> &str {
-        self.name.as_deref().unwrap_or(&self.primary)
+        match (&self.name, &self.sentinel) {
+            (Some(name), _) => name,
+            (None, Some(s)) => &s.master_name,
+            (None, None) => &self.primary,
+        }
     }
 }
 
@@ -81,6 +162,13 @@ pub struct Config {
     pub command_timeout: Duration,
     /// How long an address that failed is skipped before it is probed again (default 250 ms).
     pub down_backoff: Duration,
+    /// Sentinel nodes: time to connect to one Sentinel, and again to get its reply, before
+    /// asking the next one (default 100 ms).
+    pub sentinel_timeout: Duration,
+    /// Sentinel nodes: least time between two rounds of asking the Sentinels for a node's
+    /// primary (default 100 ms), so that an outage does not turn every check into Sentinel
+    /// queries.
+    pub rediscover_interval: Duration,
     /// Multiplexed connections per address (default 2).
     pub pool_size: usize,
     /// The local allowance used while a node is unreachable.
@@ -97,6 +185,8 @@ impl std::fmt::Debug for Config {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("down_backoff", &self.down_backoff)
+            .field("sentinel_timeout", &self.sentinel_timeout)
+            .field("rediscover_interval", &self.rediscover_interval)
             .field("pool_size", &self.pool_size)
             .field("fallback", &self.fallback)
             .finish_non_exhaustive()
@@ -109,6 +199,8 @@ impl Default for Config {
             connect_timeout: Duration::from_millis(50),
             command_timeout: Duration::from_millis(10),
             down_backoff: Duration::from_millis(250),
+            sentinel_timeout: Duration::from_millis(100),
+            rediscover_interval: Duration::from_millis(100),
             pool_size: 2,
             fallback: FallbackLimit::default(),
             route_key: Arc::new(|c: &str, e: &str| default_route_key(c, e)),
@@ -127,12 +219,18 @@ pub struct Stats {
     pub degraded_denied: u64,
     /// Of those denials, the ones due to the local key table being full.
     pub degraded_table_full: u64,
-    /// Times a node's preferred address changed because another one accepted a write.
+    /// Times a node's preferred address changed because another one accepted a write; for a
+    /// Sentinel node, times the Sentinels named a different primary than the one in use.
     pub failovers: u64,
     /// Requests that failed on an address by I/O error or timeout.
     pub transport_errors: u64,
     /// Requests an address refused with READONLY (or LOADING / MASTERDOWN).
     pub readonly_replies: u64,
+    /// Sentinel nodes: rounds of asking the Sentinels that got a primary's address.
+    pub discoveries: u64,
+    /// Sentinel nodes: Sentinel queries that failed (refused, timed out, unknown master name,
+    /// unexpected reply).
+    pub sentinel_errors: u64,
 }
 
 #[derive(Default)]
@@ -144,6 +242,8 @@ struct Counters {
     failovers: AtomicU64,
     transport_errors: AtomicU64,
     readonly_replies: AtomicU64,
+    discoveries: AtomicU64,
+    sentinel_errors: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -162,12 +262,77 @@ struct Addr {
     down_until: AtomicU64,
 }
 
+impl Addr {
+    fn new(text: String, client: redis::Client, pool_size: usize) -> Addr {
+        Addr {
+            text,
+            client,
+            pool: (0..pool_size)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next_slot: AtomicUsize::new(0),
+            down_until: AtomicU64::new(0),
+        }
+    }
+}
+
 struct NodeState {
     name: String,
+    /// The fixed addresses: primary first, then replicas. Empty for a Sentinel node.
     addrs: Vec<Addr>,
     /// Index of the address that last accepted a write: tried first. Starts at the primary;
     /// moves to a replica once that replica accepts a write (it was promoted).
     preferred: AtomicUsize,
+    /// Set for a node built with [`Node::sentinel`]: its primary is discovered, not fixed.
+    sentinel: Option<SentinelState>,
+}
+
+/// One Sentinel a node asks.
+struct SentinelAddr {
+    text: String,
+    client: redis::Client,
+}
+
+/// The discovery state of a Sentinel node.
+///
+/// The primary in use is an `Arc<Addr>` (with its own pool and back-off) that a discovery
+/// round replaces when the Sentinels name another address; callers that still hold the old one
+/// finish with it. Rounds are single-flight (`discovering`) and rate-limited (`next_round`):
+/// during an outage every check would otherwise query the Sentinels.
+struct SentinelState {
+    master_name: String,
+    sentinels: Vec<SentinelAddr>,
+    /// Indexes into `sentinels` in the order to ask them: the last one that answered first.
+    order: Mutex<Vec<usize>>,
+    /// AUTH password for the discovered primaries.
+    password: Option<String>,
+    pool_size: usize,
+    /// The primary in use; `None` until a Sentinel has named one.
+    current: Mutex<Option<Arc<Addr>>>,
+    /// Why the last Sentinel query failed, for `ClientError::Unavailable`.
+    last_error: Mutex<String>,
+    /// Held for the duration of one round of asking the Sentinels.
+    discovering: tokio::sync::Mutex<()>,
+    /// No new round before this time (ns since the client's epoch).
+    next_round: AtomicU64,
+}
+
+impl SentinelState {
+    fn current(&self) -> Option<Arc<Addr>> {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// `host:port`, with brackets around an IPv6 host.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// What went wrong with one attempt on one address, for the failover loop.
@@ -252,28 +417,66 @@ impl Client {
         let pool_size = config.pool_size.max(1);
         let mut states = Vec::with_capacity(nodes.len());
         for node in &nodes {
+            let invalid = |addr: &String, source| ClientError::InvalidAddress {
+                addr: addr.clone(),
+                source,
+            };
+            if let Some(spec) = &node.sentinel {
+                if spec.sentinels.is_empty() || spec.master_name.is_empty() {
+                    return Err(ClientError::InvalidArgument(
+                        "a Sentinel node needs at least one Sentinel and a master name".into(),
+                    ));
+                }
+                if !node.replicas.is_empty() {
+                    return Err(ClientError::InvalidArgument(format!(
+                        "node '{}' gets its primary from Sentinel, which knows the replicas: \
+                         do not list them",
+                        node.ring_name()
+                    )));
+                }
+                let mut sentinels = Vec::with_capacity(spec.sentinels.len());
+                for text in &spec.sentinels {
+                    let client =
+                        redis::Client::open(redis_url(text)).map_err(|e| invalid(text, e))?;
+                    sentinels.push(SentinelAddr {
+                        text: text.clone(),
+                        client,
+                    });
+                }
+                states.push(NodeState {
+                    name: node.ring_name().to_string(),
+                    addrs: Vec::new(),
+                    preferred: AtomicUsize::new(0),
+                    sentinel: Some(SentinelState {
+                        master_name: spec.master_name.clone(),
+                        order: Mutex::new((0..sentinels.len()).collect()),
+                        sentinels,
+                        password: node.password.clone(),
+                        pool_size,
+                        current: Mutex::new(None),
+                        last_error: Mutex::new(String::new()),
+                        discovering: tokio::sync::Mutex::new(()),
+                        next_round: AtomicU64::new(0),
+                    }),
+                });
+                continue;
+            }
             let mut addrs = Vec::new();
             for text in std::iter::once(&node.primary).chain(&node.replicas) {
-                let client = redis::Client::open(redis_url(text)).map_err(|source| {
-                    ClientError::InvalidAddress {
-                        addr: text.clone(),
-                        source,
-                    }
-                })?;
-                addrs.push(Addr {
-                    text: text.clone(),
-                    client,
-                    pool: (0..pool_size)
-                        .map(|_| tokio::sync::Mutex::new(None))
-                        .collect(),
-                    next_slot: AtomicUsize::new(0),
-                    down_until: AtomicU64::new(0),
-                });
+                let mut info = redis_url(text)
+                    .into_connection_info()
+                    .map_err(|e| invalid(text, e))?;
+                if info.redis.password.is_none() {
+                    info.redis.password.clone_from(&node.password);
+                }
+                let client = redis::Client::open(info).map_err(|e| invalid(text, e))?;
+                addrs.push(Addr::new(text.clone(), client, pool_size));
             }
             states.push(NodeState {
                 name: node.ring_name().to_string(),
                 addrs,
                 preferred: AtomicUsize::new(0),
+                sentinel: None,
             });
         }
         Ok(Client {
@@ -300,12 +503,16 @@ impl Client {
         self.inner.ring.locate(&key).unwrap_or(0)
     }
 
-    /// The address each node currently sends writes to first (follows failover).
+    /// The address each node currently sends writes to first (follows failover). For a
+    /// Sentinel node, the primary the Sentinels last named (empty before they named one).
     pub fn preferred_addresses(&self) -> Vec<String> {
         self.inner
             .nodes
             .iter()
             .map(|n| {
+                if let Some(s) = &n.sentinel {
+                    return s.current().map(|a| a.text.clone()).unwrap_or_default();
+                }
                 let i = n.preferred.load(Ordering::Relaxed).min(n.addrs.len() - 1);
                 n.addrs[i].text.clone()
             })
@@ -324,6 +531,8 @@ impl Client {
             failovers: get(&c.failovers),
             transport_errors: get(&c.transport_errors),
             readonly_replies: get(&c.readonly_replies),
+            discoveries: get(&c.discoveries),
+            sentinel_errors: get(&c.sentinel_errors),
         }
     }
 
@@ -527,6 +736,9 @@ impl Inner {
         write: bool,
     ) -> Result<(Value, String), ClientError> {
         let state = &self.nodes[node];
+        if let Some(sentinel) = &state.sentinel {
+            return self.exec_sentinel(state, sentinel, cmd).await;
+        }
         let preferred = state
             .preferred
             .load(Ordering::Relaxed)
@@ -572,6 +784,193 @@ impl Inner {
         Err(ClientError::Unavailable {
             node: state.name.clone(),
             reason,
+        })
+    }
+
+    /// Whether `addr` is in its back-off after a transport failure.
+    fn in_backoff(&self, addr: &Addr) -> bool {
+        addr.down_until.load(Ordering::Relaxed) > self.now()
+    }
+
+    fn back_off(&self, addr: &Addr) {
+        let backoff = u64::try_from(self.config.down_backoff.as_nanos()).unwrap_or(u64::MAX);
+        addr.down_until
+            .store(self.now().saturating_add(backoff).max(1), Ordering::Relaxed);
+    }
+
+    /// [`Inner::exec`] for a Sentinel node: the primary in use (discovered first if there is
+    /// none, or it is in back-off); when it fails by transport or READONLY, the Sentinels are
+    /// asked again (rate-limited) and the primary they name, if another, is tried once.
+    /// Reads go to the primary too: Sentinel nodes list no replicas.
+    async fn exec_sentinel(
+        &self,
+        state: &NodeState,
+        s: &SentinelState,
+        cmd: &redis::Cmd,
+    ) -> Result<(Value, String), ClientError> {
+        let mut reason = String::new();
+        let mut candidate = s.current();
+        let mut tried: Option<Arc<Addr>> = None;
+        // At most two addresses per call: the one in use and, when it fails, its successor.
+        for _ in 0..2 {
+            if candidate.as_ref().is_none_or(|a| self.in_backoff(a)) {
+                candidate = self.discover(s, candidate.as_ref()).await;
+            }
+            let Some(addr) = candidate.clone() else {
+                let last = s.last_error.lock().unwrap_or_else(PoisonError::into_inner);
+                reason = format!("no Sentinel has named a primary (last error: {last})");
+                break;
+            };
+            if tried.as_ref().is_some_and(|t| Arc::ptr_eq(t, &addr)) {
+                break;
+            }
+            if self.in_backoff(&addr) {
+                reason = format!(
+                    "{} (named by Sentinel) is in back-off after a failure",
+                    addr.text
+                );
+                break;
+            }
+            match self.attempt(&addr, cmd).await {
+                Ok(v) => {
+                    addr.down_until.store(0, Ordering::Relaxed);
+                    return Ok((v, addr.text.clone()));
+                }
+                Err(Attempt::Transport(r)) => {
+                    bump(&self.counters.transport_errors);
+                    self.back_off(&addr);
+                    reason = format!("{}: {r}", addr.text);
+                }
+                Err(Attempt::NotWritable(r)) => {
+                    bump(&self.counters.readonly_replies);
+                    reason = format!("{}: {r}", addr.text);
+                }
+                Err(Attempt::Server(message)) => {
+                    return Err(ClientError::Server {
+                        node: state.name.clone(),
+                        message,
+                    })
+                }
+            }
+            candidate = self.discover(s, Some(&addr)).await;
+            tried = Some(addr);
+        }
+        Err(ClientError::Unavailable {
+            node: state.name.clone(),
+            reason,
+        })
+    }
+
+    /// One round of asking the Sentinels for the node's primary, unless one is under way (then
+    /// it is awaited for at most `sentinel_timeout`), another caller's round has already
+    /// replaced `seen` (the primary the caller found wanting), or the last round ended less
+    /// than `rediscover_interval` ago. Returns the primary in use afterwards.
+    async fn discover(&self, s: &SentinelState, seen: Option<&Arc<Addr>>) -> Option<Arc<Addr>> {
+        let Ok(_round) =
+            tokio::time::timeout(self.config.sentinel_timeout, s.discovering.lock()).await
+        else {
+            return s.current();
+        };
+        let current = s.current();
+        let unchanged = match (&current, seen) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !unchanged || self.now() < s.next_round.load(Ordering::Relaxed) {
+            return current;
+        }
+        let named = self.ask_sentinels(s).await;
+        let interval =
+            u64::try_from(self.config.rediscover_interval.as_nanos()).unwrap_or(u64::MAX);
+        s.next_round
+            .store(self.now().saturating_add(interval), Ordering::Relaxed);
+        let Some((host, port)) = named else {
+            return current;
+        };
+        bump(&self.counters.discoveries);
+        let text = host_port(&host, port);
+        if current.as_ref().is_some_and(|c| c.text == text) {
+            return current;
+        }
+        let info = ConnectionInfo {
+            addr: ConnectionAddr::Tcp(host, port),
+            redis: RedisConnectionInfo {
+                password: s.password.clone(),
+                ..RedisConnectionInfo::default()
+            },
+        };
+        // Opening a client only parses: it cannot fail for a TCP address.
+        let Ok(client) = redis::Client::open(info) else {
+            return current;
+        };
+        let addr = Arc::new(Addr::new(text, client, s.pool_size));
+        *s.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&addr));
+        if current.is_some() {
+            bump(&self.counters.failovers);
+        }
+        Some(addr)
+    }
+
+    /// Asks the Sentinels in turn, the last one that answered first, for the primary's
+    /// address; `None` if none names one.
+    async fn ask_sentinels(&self, s: &SentinelState) -> Option<(String, u16)> {
+        let order = s
+            .order
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for i in order {
+            match self.ask_sentinel(&s.sentinels[i], &s.master_name).await {
+                Ok(named) => {
+                    let mut order = s.order.lock().unwrap_or_else(PoisonError::into_inner);
+                    if let Some(pos) = order.iter().position(|&j| j == i) {
+                        order[..=pos].rotate_right(1);
+                    }
+                    return Some(named);
+                }
+                Err(e) => {
+                    bump(&self.counters.sentinel_errors);
+                    *s.last_error.lock().unwrap_or_else(PoisonError::into_inner) = e;
+                }
+            }
+        }
+        None
+    }
+
+    /// `SENTINEL get-master-addr-by-name` on one Sentinel, on a fresh connection (rounds are
+    /// rare), within `sentinel_timeout` to connect and again for the reply.
+    async fn ask_sentinel(
+        &self,
+        sentinel: &SentinelAddr,
+        master_name: &str,
+    ) -> Result<(String, u16), String> {
+        let t = self.config.sentinel_timeout;
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(t)
+            .set_response_timeout(t);
+        let mut conn = sentinel
+            .client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+            .map_err(|e| format!("{}: {e}", sentinel.text))?;
+        let reply: Value = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(master_name)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| format!("{}: {e}", sentinel.text))?;
+        let parsed = match &reply {
+            Value::Array(items) if items.len() == 2 => text(&items[0])
+                .zip(text(&items[1]).and_then(|p| p.parse::<u16>().ok()))
+                .filter(|(host, port)| !host.is_empty() && *port != 0),
+            _ => None,
+        };
+        parsed.ok_or_else(|| {
+            format!(
+                "{}: get-master-addr-by-name {master_name} replied {reply:?}",
+                sentinel.text
+            )
         })
     }
 

@@ -7,6 +7,35 @@
 //! puts its keys in *degraded mode*, where a small local allowance per key decides — failing
 //! open, but never unboundedly.
 //!
+//! # Redis Sentinel
+//! A node can be given as a set of Sentinels and a master name instead of fixed addresses:
+//! [`Node::sentinel`]. The client asks the Sentinels in turn for the primary
+//! (`SENTINEL get-master-addr-by-name`, each within [`Config::sentinel_timeout`]), sends the
+//! node's commands there, and asks again when the primary refuses or drops the connection, times
+//! out, or answers `-READONLY` — at most once per [`Config::rediscover_interval`] per node — then
+//! follows the primary they name. The ring hashes the master name (or [`Node::name`]), not the
+//! primary's address, so keys stay put across failovers; until a primary answers, the node's
+//! keys are in degraded mode as for any unreachable node. [`Node::password`] is sent with
+//! `AUTH` to the primaries (a Sentinel's own password goes in its `redis://:pw@host:port`
+//! URL). [`Stats::discoveries`], [`Stats::sentinel_errors`] and [`Stats::failovers`] count what
+//! happened. A primary that keeps answering writes is not re-checked: the client relies on
+//! the failover itself (the old primary dies, is demoted and answers `-READONLY`, or has its
+//! clients killed by Sentinel). The failover drill with real `redis-sentinel` processes is
+//! `tests/sentinel.rs`; `tests/sentinel_discovery.rs` covers the discovery rules step by step.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ratelimitd_client::ClientError> {
+//! use ratelimitd_client::{Client, Node};
+//! let sentinels = ["10.0.0.11:26379", "10.0.0.12:26379", "10.0.0.13:26379"];
+//! let rl = Client::new(vec![
+//!     Node::sentinel(sentinels, "ratelimitd-a").password("s3cret"),
+//!     Node::sentinel(sentinels, "ratelimitd-b").password("s3cret"),
+//! ])?;
+//! let d = rl.check("alice", "GET /api", 1).await?;
+//! # let _ = d;
+//! # Ok(()) }
+//! ```
+//!
 //! # Layout
 //! - [`ring`] — the hash function and the rendezvous ring (the written spec's code).
 //! - [`fallback`] — the bounded local GCRA used in degraded mode.
