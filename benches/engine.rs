@@ -82,6 +82,42 @@ fn checks(c: &mut Criterion) {
                 start.elapsed() * iters as u32 / (iters.div_ceil(16) * 16) as u32
             })
         });
+        group.bench_with_input(
+            BenchmarkId::new("2_threads_batch16", keys),
+            &keys,
+            |b, &keys| {
+                // Both at once: two threads, each deciding batches of 16 (aggregate ns/check).
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    let handles: Vec<_> = (0..2u64)
+                        .map(|t| {
+                            let e = e.clone();
+                            std::thread::spawn(move || {
+                                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (t + 1);
+                                let mut out: Vec<CheckResult> = Vec::with_capacity(16);
+                                for _ in 0..(iters / 2).div_ceil(16) {
+                                    let ids: [[u8; 8]; 16] =
+                                        std::array::from_fn(|_| client(next(&mut x) % keys as u64));
+                                    let reqs: [CheckRequest<'_>; 16] =
+                                        std::array::from_fn(|i| CheckRequest {
+                                            client: &ids[i],
+                                            endpoint: b"/api/search",
+                                            cost: 1,
+                                        });
+                                    out.clear();
+                                    e.check_many(&reqs, &mut out);
+                                    criterion::black_box(&out);
+                                }
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    start.elapsed()
+                })
+            },
+        );
         group.bench_with_input(BenchmarkId::new("2_threads", keys), &keys, |b, &keys| {
             // Two threads share the iterations; time is wall-clock, so the figure is ns per
             // check of aggregate throughput.
