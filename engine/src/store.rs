@@ -19,7 +19,7 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::fptable::FpTable;
 use crate::kv::{Item, KvError, KvTable};
@@ -27,18 +27,29 @@ use crate::shape::SHAPE_BITS;
 use crate::wheel::{ref_index, ref_table, wheel_ref, Wheel, WheelRef};
 use crate::Nanos;
 
+/// A namespace tag: the xxh3 hash of its name, computed at compile time (it seeds every
+/// fingerprint of the namespace, and hashing the name on every check cost a few ns).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tag(u64);
+
+impl Tag {
+    const fn of(name: &[u8]) -> Tag {
+        Tag(xxhash_rust::const_xxh3::xxh3_64(name))
+    }
+}
+
 /// Namespace tag of RL.* state, hashed over (client, endpoint).
-pub(crate) const TAG_RL: &[u8] = b"rl";
+pub(crate) const TAG_RL: Tag = Tag::of(b"rl");
 /// Namespace tag of CL.THROTTLE state, hashed over the key.
-pub(crate) const TAG_CL: &[u8] = b"cl";
+pub(crate) const TAG_CL: Tag = Tag::of(b"cl");
 
 /// Fingerprint of `parts` under `tag`: each part is hashed with xxh3, seeded by the hash of
 /// the tag and the parts before it. Seeding (rather than concatenating) keeps ("ab", "c") and
 /// ("a", "bc") apart without building a buffer, and costs one short xxh3 per part.
-pub(crate) fn fingerprint(tag: &[u8], parts: &[&[u8]]) -> u64 {
+pub(crate) fn fingerprint(tag: Tag, parts: &[&[u8]]) -> u64 {
     // Parts are hashed last-first, so the client (the part that varies most) goes last; any
     // fixed order would do as long as it never changes.
-    let mut h = xxh3_64(tag);
+    let mut h = tag.0;
     for p in parts.iter().rev() {
         h = xxh3_64_with_seed(p, h);
     }
@@ -636,7 +647,7 @@ pub(crate) fn kv_fingerprint(key: &[u8]) -> u64 {
 }
 
 /// Namespace tag of key-value keys (only used to pick their shard).
-const TAG_KV: &[u8] = b"kv";
+const TAG_KV: Tag = Tag::of(b"kv");
 
 /// One shard, padded to its own cache lines so neighbouring locks do not false-share, with the
 /// address and capacity of its GCRA table published for prefetch hints (see
@@ -1016,6 +1027,16 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_the_runtime_hashes_of_their_names() {
+        use xxhash_rust::xxh3::xxh3_64;
+        // Fingerprints are persisted (snapshots, replication): the compile-time hash must be
+        // the very function the tags were hashed with before.
+        for (tag, name) in [(TAG_RL, &b"rl"[..]), (TAG_CL, b"cl"), (TAG_KV, b"kv")] {
+            assert_eq!(tag.0, xxh3_64(name));
+        }
+    }
 
     #[test]
     fn fingerprint_is_length_prefixed_and_tagged() {
