@@ -23,7 +23,8 @@ primary) and replicate; one loader thread sends RL.CHECK for 10 keys per shard t
 - shard-b is never disturbed and no key changes node (ring names are the master names);
 - every limit and the tier are intact on the new primary (read directly and through the client);
 - per shard-a key, admitted <= LIMIT + GCRA refill over the run + the local allowance
-  (FALLBACK + its refill) + what the old primary admitted in its last REPL_WINDOW (see ``bound``).
+  (FALLBACK + its refill) + what the old primary admitted in its last REPL_WINDOW + what a
+  primary Sentinel promoted and then replaced admitted (a second failover; see ``bound``).
 
 The drill prints what it measured (kill to first non-degraded answer, over-admission): run
 pytest with ``-s`` to see it. Every wait is a bounded poll with a generous deadline; nothing is
@@ -558,7 +559,7 @@ def drill() -> dict:
         # 9. Over-admission per shard-a key, against the bound computed from the config.
         elapsed = ended - began
         local_bound = FALLBACK + int(elapsed / (3600.0 / FALLBACK))
-        over, by_daemons, local, bounds = {}, {}, {}, {}
+        over, by_daemons, local, bounds, abandoned_by = {}, {}, {}, {}, {}
         for u in users[0]:
             mine = [e for e in a_events if e.user == u]
             total = sum(e.allowed for e in mine)
@@ -566,7 +567,15 @@ def drill() -> dict:
             lost = max(1, sum(1 for e in mine
                               if e.allowed and not e.degraded and e.address == old.addr
                               and killed - REPL_WINDOW <= e.t1 <= killed))
-            bounds[u] = bound(elapsed, lost)
+            # When Sentinel fails over a second time (see above), the first promoted primary
+            # lives on and keeps admitting until Sentinel converts it, and all of that is lost
+            # when it resyncs from the final primary: Sentinel's own split brain, allowed for
+            # here (and reported), not a limit of ours to hide.
+            abandoned = sum(1 for e in mine
+                            if e.allowed and not e.degraded and e.t0 > killed
+                            and e.address != promoted.addr)
+            bounds[u] = bound(elapsed, lost + abandoned)
+            abandoned_by[u] = abandoned
             assert total == admitted[u]
             assert local[u] <= local_bound, (u, local[u], local_bound)
             assert total <= bounds[u], (u, total, bounds[u])
@@ -584,6 +593,7 @@ def drill() -> dict:
             "over_admission_per_key": sorted(over.values()),
             "over_admission_max": max(over.values()),
             "bound_per_key": sorted(bounds.values()),
+            "admitted_by_an_abandoned_primary_per_key": sorted(abandoned_by.values()),
             "admitted_by_daemons_minus_limit_per_key": sorted(by_daemons.values()),
             "gcra_refills_possible": int(elapsed / (3600.0 / LIMIT)),
             "limit": LIMIT,
