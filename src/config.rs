@@ -141,6 +141,18 @@ pub struct Config {
     /// Replica priority for failover tools (INFO's slave_priority; lower is preferred, 0 never).
     #[arg(long, env = "RATELIMITD_REPLICA_PRIORITY", default_value_t = 100)]
     pub replica_priority: u32,
+
+    /// A primary refuses writes (checks, counters, limit changes) with `-NOREPLICAS` unless at
+    /// least this many replicas acknowledged within --min-replicas-max-lag seconds (Redis's
+    /// min-replicas-to-write; 0 = off). It bounds what a primary cut off from its replicas —
+    /// one that Sentinel has already replaced, say — can admit before it is demoted.
+    #[arg(long, env = "RATELIMITD_MIN_REPLICAS_TO_WRITE", default_value_t = 0)]
+    pub min_replicas_to_write: u32,
+
+    /// Seconds since a replica's last acknowledgement (replicas acknowledge every second)
+    /// within which it counts for --min-replicas-to-write.
+    #[arg(long, env = "RATELIMITD_MIN_REPLICAS_MAX_LAG", default_value_t = 10)]
+    pub min_replicas_max_lag: u64,
 }
 
 /// `host:port` (or `host port`) of a primary, for --replicaof.

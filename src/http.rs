@@ -7,8 +7,8 @@
 //! | `GET /metrics` | Prometheus text format (src/metrics.rs) |
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 once limits, log and snapshot are loaded (on a replica: and its link to the primary is up); 503 during shutdown |
-//! | `GET\|POST /v1/check?client=&endpoint=&cost=` | 200 allowed / 429 denied, JSON body |
-//! | `ANY /v1/forward-auth[/original/path]` | 200 / 429 for a gateway; client and endpoint from headers |
+//! | `GET\|POST /v1/check?client=&endpoint=&cost=` | 200 allowed / 429 denied, JSON body; 503 on a replica (READONLY) or a primary short of good replicas (NOREPLICAS) |
+//! | `ANY /v1/forward-auth[/original/path]` | 200 / 429 for a gateway; client and endpoint from headers; 503 as above |
 //!
 //! Why hyper: HTTP/1.1 parsing (chunked bodies, pipelining, keep-alive, header limits, slow
 //! clients) is where hand-written servers go wrong, and hyper is small, maintained and already
@@ -169,6 +169,14 @@ fn error(status: StatusCode, message: &str) -> Reply {
     json(status, serde_json::json!({ "error": message }))
 }
 
+/// A check is a write: a replica, or a primary short of good replicas
+/// (--min-replicas-to-write), answers 503 with the RESP refusal's text, as it would over RESP.
+/// Charging the key here would fork this node's state from the primary's.
+fn refused_write(shared: &Shared) -> Reply {
+    let why = crate::cmd::replication::write_refusal(shared).unwrap_or("unavailable");
+    error(StatusCode::SERVICE_UNAVAILABLE, why)
+}
+
 fn not_allowed(allow: &'static str) -> Reply {
     let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     r.headers_mut()
@@ -247,6 +255,7 @@ impl CheckParams {
 /// GET or POST /v1/check.
 async fn check(shared: &Shared, req: Request<Incoming>) -> Reply {
     match check_params(req).await {
+        Ok(_) if crate::cmd::replication::write_refusal(shared).is_some() => refused_write(shared),
         Ok((client, endpoint, cost)) => {
             let result = shared.engine.check(&client, &endpoint, cost);
             let (reply, _) = decision(
@@ -393,6 +402,9 @@ fn decision(
 /// - the denial status is 429, or what the `X-RateLimit-Deny-Status` request header asks for
 ///   (401, 403 or 429: nginx's auth_request only understands 401 and 403).
 fn forward_auth(shared: &Shared, peer: SocketAddr, req: &Request<Incoming>) -> Reply {
+    if crate::cmd::replication::write_refusal(shared).is_some() {
+        return refused_write(shared);
+    }
     let headers = req.headers();
     let header = |name: &str| {
         headers

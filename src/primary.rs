@@ -27,7 +27,7 @@ use ratelimitd_replication::{
     backlog::Backlog, decide, record, FullSync, PsyncDecision, Record, ReplId, ReplIds,
 };
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -130,6 +130,12 @@ pub struct Repl {
     epoch: Instant,
     /// The replica has a link to kill (for CLIENT KILL's count).
     pub link_open: AtomicBool,
+    /// --min-replicas-to-write and --min-replicas-max-lag (seconds), changeable by CONFIG SET.
+    pub min_replicas_to_write: AtomicU32,
+    pub min_replicas_max_lag: AtomicU64,
+    /// Replicas that acknowledged within the max lag, recounted by the pump every tick so that
+    /// a write checks one atomic instead of taking the replication lock.
+    good_replicas: AtomicU32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -166,7 +172,39 @@ impl Repl {
             }),
             epoch: now,
             link_open: AtomicBool::new(false),
+            min_replicas_to_write: AtomicU32::new(config.min_replicas_to_write),
+            min_replicas_max_lag: AtomicU64::new(config.min_replicas_max_lag),
+            good_replicas: AtomicU32::new(0),
         }
+    }
+
+    /// Replicas that acknowledged within --min-replicas-max-lag (as of the last pump tick).
+    pub fn good_replicas(&self) -> u32 {
+        self.good_replicas.load(Ordering::Relaxed)
+    }
+
+    /// False when --min-replicas-to-write is set and fewer replicas than that are good: the
+    /// primary then refuses writes (`-NOREPLICAS`).
+    pub fn enough_replicas(&self) -> bool {
+        let min = self.min_replicas_to_write.load(Ordering::Relaxed);
+        min == 0 || self.good_replicas() >= min
+    }
+
+    fn count_good_replicas(&self, st: &State) {
+        let max_lag_ms = self
+            .min_replicas_max_lag
+            .load(Ordering::Relaxed)
+            .saturating_mul(1000);
+        let now = self.now_ms();
+        let good = st
+            .replicas
+            .iter()
+            .filter(|r| {
+                now.saturating_sub(r.link.last_ack_ms.load(Ordering::Relaxed)) <= max_lag_ms
+            })
+            .count();
+        self.good_replicas
+            .store(u32::try_from(good).unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 
     pub fn is_replica(&self) -> bool {
@@ -442,6 +480,7 @@ pub fn spawn(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
             }
             let mut st = lock(&repl.state);
             repl.pump(&s, &mut st, &mut scratch);
+            repl.count_good_replicas(&st);
             if last_ping.elapsed() >= PING_INTERVAL {
                 last_ping = Instant::now();
                 if !st.replicas.is_empty() {

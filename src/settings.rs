@@ -360,6 +360,38 @@ pub static KNOBS: &[Knob] = &[
         }),
     },
     Knob {
+        name: "min-replicas-to-write",
+        get: |s| {
+            s.repl
+                .min_replicas_to_write
+                .load(Ordering::Relaxed)
+                .to_string()
+        },
+        set: Some(|s, v| {
+            let n: u32 = v.trim().parse().map_err(|_| {
+                format!("min-replicas-to-write must be a number of replicas, got '{v}'")
+            })?;
+            s.repl.min_replicas_to_write.store(n, Ordering::Relaxed);
+            Ok(())
+        }),
+    },
+    Knob {
+        name: "min-replicas-max-lag",
+        get: |s| {
+            s.repl
+                .min_replicas_max_lag
+                .load(Ordering::Relaxed)
+                .to_string()
+        },
+        set: Some(|s, v| {
+            let n: u64 = v.trim().parse().map_err(|_| {
+                format!("min-replicas-max-lag must be a number of seconds, got '{v}'")
+            })?;
+            s.repl.min_replicas_max_lag.store(n, Ordering::Relaxed);
+            Ok(())
+        }),
+    },
+    Knob {
         name: "dir",
         get: |s| s.persist.dir().display().to_string(),
         set: None,

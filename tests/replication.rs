@@ -672,3 +672,80 @@ fn one_worker_daemons_replicate_persist_and_save() {
             .is_some()
     });
 }
+
+fn http_get(d: &Daemon, path: &str) -> (u16, String) {
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{}{path}", d.http_url()))
+        .send()
+        .expect("http");
+    (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
+#[test]
+fn min_replicas_to_write_refuses_writes_without_good_replicas() {
+    let primary = Daemon::start_with(&[
+        "--http-port",
+        "0",
+        "--min-replicas-to-write",
+        "1",
+        "--min-replicas-max-lag",
+        "2",
+    ]);
+    let mut p = primary.client();
+    // No replica yet: writes are refused as Redis refuses them, reads are served.
+    let err = run::<Vec<i64>>(&mut p, &["RL.CHECK", "alice", "/login"]).unwrap_err();
+    assert!(err.contains("NOREPLICAS"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("Not enough good replicas to write"),
+        "{err}"
+    );
+    let err = run::<String>(&mut p, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "3/1h"]).unwrap_err();
+    assert!(err.contains("NOREPLICAS"), "{err}");
+    let _: Vec<i64> = run(&mut p, &["RL.PEEK", "alice", "/login"]).expect("reads are served");
+    let _: Option<String> = run(&mut p, &["GET", "x"]).expect("reads are served");
+    assert_eq!(field(&mut p, "replication", "min_slaves_good_slaves"), "0");
+    let (status, body) = http_get(&primary, "/v1/check?client=alice&endpoint=/login");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("NOREPLICAS"), "{body}");
+    assert_eq!(
+        run::<Vec<String>>(&mut p, &["CONFIG", "GET", "min-replicas-to-write"]).unwrap(),
+        vec!["min-replicas-to-write".to_string(), "1".into()]
+    );
+
+    // A replica that acknowledges: writes are accepted.
+    let replica = start_replica_of(&primary, &["--http-port", "0"]);
+    wait_link_up(&replica);
+    eventually("the replica counts as good", || {
+        field(&mut p, "replication", "min_slaves_good_slaves") == "1"
+    });
+    let _: String = run(&mut p, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "3/1h"]).expect("SET");
+    let ok: Vec<i64> = run(&mut p, &["RL.CHECK", "alice", "/login"]).expect("check");
+    assert_eq!(ok[..3], [1, 3, 2]);
+    assert_eq!(
+        http_get(&primary, "/v1/check?client=alice&endpoint=/login").0,
+        200
+    );
+
+    // The replica refuses checks over HTTP too (a check is a write), and charges nothing.
+    wait_caught_up(&primary, &replica);
+    let mut r = replica.client();
+    let before = peek(&mut r, "alice", "/login");
+    let (status, body) = http_get(&replica, "/v1/check?client=alice&endpoint=/login");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("READONLY"), "{body}");
+    assert_eq!(peek(&mut r, "alice", "/login")[..3], before[..3]);
+
+    // The replica goes away: within the max lag the primary refuses writes again.
+    drop(replica);
+    eventually("no good replica left", || {
+        field(&mut p, "replication", "min_slaves_good_slaves") == "0"
+    });
+    let err = run::<Vec<i64>>(&mut p, &["RL.CHECK", "alice", "/login"]).unwrap_err();
+    assert!(err.contains("NOREPLICAS"), "{err}");
+    // Turned off at runtime: writes are accepted again.
+    let _: String = run(&mut p, &["CONFIG", "SET", "min-replicas-to-write", "0"]).expect("SET");
+    let ok: Vec<i64> = run(&mut p, &["RL.CHECK", "alice", "/login"]).expect("check");
+    assert_eq!(ok[0], 1);
+    assert!(field(&mut p, "replication", "min_slaves_good_slaves").is_empty());
+}

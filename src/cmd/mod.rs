@@ -109,6 +109,10 @@ pub fn execute(
         session.tx.flag_error();
         return Reply::error(replication::READONLY);
     }
+    if !shared.repl.enough_replicas() && replication::is_write(spec, args) {
+        session.tx.flag_error();
+        return Reply::error(replication::NOREPLICAS);
+    }
     if session.pubsub.is_some() && pubsub::in_subscribed_mode(session) {
         if spec.id == CmdId::Ping {
             session.last_cmd = Some(spec.id);

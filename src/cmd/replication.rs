@@ -33,6 +33,20 @@ pub enum Blocking {
 
 /// Redis's text for a write on a replica.
 pub const READONLY: &str = "READONLY You can't write against a read only replica.";
+/// Redis's refusal when --min-replicas-to-write is not met.
+pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
+
+/// Why a write must be refused here, if it must: this node is a replica, or a primary short of
+/// good replicas (--min-replicas-to-write). The same rule for RESP and for the HTTP check.
+pub fn write_refusal(shared: &Shared) -> Option<&'static str> {
+    if shared.repl.is_replica() {
+        Some(READONLY)
+    } else if !shared.repl.enough_replicas() {
+        Some(NOREPLICAS)
+    } else {
+        None
+    }
+}
 
 /// True when `spec` with `args` changes state (refused on a replica). RL.LIMIT and RL.TIER
 /// are flagged "write" as a whole, but their GET and LIST read.
@@ -268,6 +282,9 @@ pub fn info_replication(shared: &Shared, out: &mut String) {
     );
     if v.master.is_none() {
         let _ = write!(out, "slave_priority:{}\r\n", repl.priority);
+    }
+    if v.master.is_none() && repl.min_replicas_to_write.load(Ordering::Relaxed) > 0 {
+        let _ = write!(out, "min_slaves_good_slaves:{}\r\n", repl.good_replicas());
     }
 }
 
