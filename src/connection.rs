@@ -230,17 +230,18 @@ impl Lookahead {
         while self.queue.len() < AHEAD {
             match decoder.decode(input) {
                 Ok(Some(req)) => {
-                    let check = match &req {
-                        Request::Command(args) => {
-                            args.len() >= 3 && args[0].eq_ignore_ascii_case(b"RL.CHECK")
-                        }
-                        Request::Rejected(_) => false,
-                    };
-                    if check {
-                        if let Request::Command(args) = &req {
-                            shared.engine.prefetch_check(&args[1], &args[2]);
+                    // Each check's key is prefetched as soon as it is decoded, so the miss
+                    // overlaps with decoding the rest; but not a lone request's, which runs at
+                    // once (the prefetch would only hash its key twice): the first check is
+                    // prefetched when a second request follows it.
+                    let key = check_key(&req);
+                    if !self.queue.is_empty() {
+                        let first = self.queue.front().filter(|_| self.queue.len() == 1);
+                        for (client, endpoint) in first.and_then(check_key).into_iter().chain(key) {
+                            shared.engine.prefetch_check(client, endpoint);
                         }
                     }
+                    let check = key.is_some();
                     self.queue.push_back(req);
                     if !check {
                         break;
@@ -257,6 +258,16 @@ impl Lookahead {
             }
         }
         Ok(self.queue.pop_front())
+    }
+}
+
+/// (client, endpoint) of an RL.CHECK request.
+fn check_key(req: &Request) -> Option<(&[u8], &[u8])> {
+    match req {
+        Request::Command(args) if args.len() >= 3 && args[0].eq_ignore_ascii_case(b"RL.CHECK") => {
+            Some((&args[1], &args[2]))
+        }
+        _ => None,
     }
 }
 
