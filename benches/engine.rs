@@ -47,6 +47,19 @@ fn next(x: &mut u64) -> u64 {
     *x
 }
 
+/// One `check_many` call over 16 pseudo-random keys of `keys`.
+fn check_batch(e: &Engine<SystemClock>, x: &mut u64, keys: u64, out: &mut Vec<CheckResult>) {
+    let ids: [[u8; 8]; 16] = std::array::from_fn(|_| client(next(x) % keys));
+    let reqs: [CheckRequest<'_>; 16] = std::array::from_fn(|i| CheckRequest {
+        client: &ids[i],
+        endpoint: b"/api/search",
+        cost: 1,
+    });
+    out.clear();
+    e.check_many(&reqs, out);
+    criterion::black_box(&*out);
+}
+
 fn checks(c: &mut Criterion) {
     let mut group = c.benchmark_group("rl_check");
     group.measurement_time(Duration::from_secs(5));
@@ -68,16 +81,7 @@ fn checks(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 for _ in 0..iters.div_ceil(16) {
-                    let ids: [[u8; 8]; 16] =
-                        std::array::from_fn(|_| client(next(&mut x) % keys as u64));
-                    let reqs: [CheckRequest<'_>; 16] = std::array::from_fn(|i| CheckRequest {
-                        client: &ids[i],
-                        endpoint: b"/api/search",
-                        cost: 1,
-                    });
-                    out.clear();
-                    e.check_many(&reqs, &mut out);
-                    criterion::black_box(&out);
+                    check_batch(&e, &mut x, keys as u64, &mut out);
                 }
                 start.elapsed() * iters as u32 / (iters.div_ceil(16) * 16) as u32
             })
@@ -96,17 +100,7 @@ fn checks(c: &mut Criterion) {
                                 let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (t + 1);
                                 let mut out: Vec<CheckResult> = Vec::with_capacity(16);
                                 for _ in 0..(iters / 2).div_ceil(16) {
-                                    let ids: [[u8; 8]; 16] =
-                                        std::array::from_fn(|_| client(next(&mut x) % keys as u64));
-                                    let reqs: [CheckRequest<'_>; 16] =
-                                        std::array::from_fn(|i| CheckRequest {
-                                            client: &ids[i],
-                                            endpoint: b"/api/search",
-                                            cost: 1,
-                                        });
-                                    out.clear();
-                                    e.check_many(&reqs, &mut out);
-                                    criterion::black_box(&out);
+                                    check_batch(&e, &mut x, keys as u64, &mut out);
                                 }
                             })
                         })
