@@ -46,11 +46,15 @@ fn home(fp: u64, cap: usize) -> usize {
     ((u128::from(mixed) * cap as u128) >> 64) as usize
 }
 
-/// Ask the CPU to start loading the home slot of `fp` in a table of `cap` slots of `slot_size`
-/// bytes at `addr`. At a million keys the table is far larger than the caches and this load is
-/// most of a check's cost; issued before the limit lookup, clock read and lock, it overlaps with
-/// them. The hint may be stale (the table rebuilt since): a prefetch never faults, so a wrong
-/// address only wastes the hint.
+/// Ask the CPU to start loading the first slots of `fp`'s probe run in a table of `cap` slots
+/// of `slot_size` bytes at `addr`. At a million keys the table is far larger than the caches
+/// and this load is most of a check's cost; issued before the limit lookup, clock read and
+/// lock, it overlaps with them. Two lines are asked for, the home slot's and the one holding
+/// the fourth slot of the run: at 64–80 % load about one lookup in five runs past the home
+/// slot's line, and at 10M keys that second, unrequested miss cost more (~20 ns per check
+/// batched, docs/PERFORMANCE.md) than the extra hint. When both are the same line the second
+/// hint merges with the first. A hint may be stale (the table rebuilt since): a prefetch never
+/// faults, so a wrong address only wastes it.
 #[inline]
 pub(crate) fn prefetch(addr: usize, cap: usize, slot_size: usize, fp: u64) {
     if addr == 0 || cap == 0 {
@@ -61,19 +65,23 @@ pub(crate) fn prefetch(addr: usize, cap: usize, slot_size: usize, fp: u64) {
     // SAFETY: PREFETCHT0 only hints the cache; it never dereferences in a way that can fault,
     // whatever the address, and SSE is part of the x86_64 baseline.
     unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-            target as *const i8,
-        );
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(target as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(target.wrapping_add(3 * slot_size) as *const i8);
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = target;
 }
 
+/// `repr(C)` and 32-bit counts keep the table's header in 32 bytes, so that a shard's lock
+/// word, its GCRA table header and its prefetch hints share one cache line (`store::Padded`).
+/// A table never holds 2^32 entries: slot indices are 30 bits in wheel references.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct FpTable<V: Copy> {
     slots: Vec<(u64, V)>,
-    live: usize,
-    tombs: usize,
+    live: u32,
+    tombs: u32,
 }
 
 impl<V: Copy + Default> Default for FpTable<V> {
@@ -89,7 +97,7 @@ impl<V: Copy + Default> Default for FpTable<V> {
 impl<V: Copy + Default> FpTable<V> {
     /// Number of live entries.
     pub fn len(&self) -> usize {
-        self.live
+        self.live as usize
     }
 
     pub fn capacity(&self) -> usize {
@@ -159,7 +167,8 @@ impl<V: Copy + Default> FpTable<V> {
     /// with [`FpTable::grown_capacity`] first).
     #[inline]
     pub fn full(&self) -> bool {
-        (self.live + self.tombs + 1) * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM
+        (self.live as usize + self.tombs as usize + 1) * MAX_LOAD_DEN
+            > self.slots.len() * MAX_LOAD_NUM
     }
 
     /// The capacity a rebuild should use to hold `live` entries at the target load.
@@ -169,7 +178,7 @@ impl<V: Copy + Default> FpTable<V> {
 
     /// Capacity for one more key than now.
     pub fn grown_capacity(&self) -> usize {
-        Self::capacity_for(self.live + 1)
+        Self::capacity_for(self.len() + 1)
     }
 
     /// Insert a key known to be absent (after `find` returned None) into the first empty or
@@ -212,7 +221,7 @@ impl<V: Copy + Default> FpTable<V> {
     /// change: the owner must rebuild anything that refers to them.
     pub fn rebuild(&mut self, cap: usize) {
         let cap = cap
-            .max(self.live * MAX_LOAD_DEN / MAX_LOAD_NUM + 1)
+            .max(self.len() * MAX_LOAD_DEN / MAX_LOAD_NUM + 1)
             .max(MIN_CAPACITY);
         let old = std::mem::replace(&mut self.slots, vec![(EMPTY, V::default()); cap]);
         self.live = 0;
@@ -227,7 +236,7 @@ impl<V: Copy + Default> FpTable<V> {
     /// True when the table is mostly empty or mostly tombstones and worth re-packing smaller.
     pub fn sparse(&self) -> bool {
         let cap = self.slots.len();
-        cap > MIN_CAPACITY * 4 && (self.live * 5 < cap || self.tombs * 2 > cap)
+        cap > MIN_CAPACITY * 4 && (self.len() * 5 < cap || self.tombs as usize * 2 > cap)
     }
 
     /// Live entries as (slot index, fingerprint, value).

@@ -133,7 +133,7 @@ pub enum KvError {
 /// read and write in one transaction sees one consistent state: the shards of all its keys stay
 /// locked until it is dropped.
 pub struct KvTxn<'a> {
-    pub(crate) guards: Vec<(usize, std::sync::MutexGuard<'a, crate::store::Shard>)>,
+    pub(crate) guards: Vec<(usize, crate::shardlock::ShardGuard<'a, crate::store::Shard>)>,
     pub(crate) store: &'a crate::store::Store,
     pub(crate) now: Nanos,
     pub(crate) cas: &'a std::sync::atomic::AtomicU64,

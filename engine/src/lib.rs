@@ -24,6 +24,7 @@ mod gcra;
 mod kv;
 mod limit;
 mod shape;
+mod shardlock;
 mod snapshot;
 mod store;
 mod table;
