@@ -612,15 +612,14 @@ impl<C: Clock> Engine<C> {
             };
             let p = Params::of(window);
             let mut locked = self.store.lock(fp);
-            let tat = locked
-                .shard
-                .gcra_get(fp)
-                .and_then(|w| self.read_gcra(w, &win, &p, now));
+            let slot = locked.shard.gcra_slot(fp);
+            let tat = slot.and_then(|(_, w)| self.read_gcra(w, &win, &p, now));
             let d = gcra::decide(&p, tat, now, cost);
             let mut result = summarize_one(p.capacity, &d);
             result.scope = kind;
             if charge && cost > 0 && d.allowed {
-                if let Put::Refused(policy) = locked.gcra_put(fp, pack(d.new_tat, win.shape)) {
+                let word = pack(d.new_tat, win.shape);
+                if let Put::Refused(policy) = locked.gcra_set(fp, slot.map(|(i, _)| i), word) {
                     result = refused(result, policy);
                 }
             }
