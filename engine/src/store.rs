@@ -410,7 +410,10 @@ impl Shard {
         let full = self.table_full(t);
         let (grown_cap, grown_bytes, table_bytes) = self.growth(t);
         let over_keys = self.len() >= max_keys;
-        let over_bytes = full && self.bytes() - table_bytes + grown_bytes > max_bytes;
+        // `bytes()` walks the wheel's slot vectors: only worth it when there is a byte bound
+        // (a growth comes often when short-lived keys churn through a small table).
+        let over_bytes =
+            full && max_bytes != usize::MAX && self.bytes() - table_bytes + grown_bytes > max_bytes;
         if !over_keys && !over_bytes {
             if full {
                 self.rebuild(Rebuild::Grow(t, grown_cap));

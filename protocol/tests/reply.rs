@@ -203,6 +203,7 @@ fn inline_integer_arrays_encode_like_arrays_of_integers() {
         &[][..],
         &[1, -1, 0, i64::MAX, i64::MIN][..],
         &[7; 8][..],
+        &[i64::MIN; 8][..],
         &[3; 9][..],
     ] {
         let plain = Reply::Array(items.iter().map(|&n| Reply::Integer(n)).collect());
