@@ -51,8 +51,8 @@ fn home(fp: u64, cap: usize) -> usize {
 /// and this load is most of a check's cost; issued before the limit lookup, clock read and
 /// lock, it overlaps with them. Two lines are asked for, the home slot's and the one holding
 /// the fourth slot of the run: at 64–80 % load about one lookup in five runs past the home
-/// slot's line, and at 10M keys that second, unrequested miss cost more (~20 ns per check
-/// batched, docs/PERFORMANCE.md) than the extra hint. When both are the same line the second
+/// slot's line, and at 10M keys that second, unrequested miss cost more than the extra hint
+/// (batched, 174 ns per check with both lines against 235 ns with one; docs/PERFORMANCE.md). When both are the same line the second
 /// hint merges with the first. A hint may be stale (the table rebuilt since): a prefetch never
 /// faults, so a wrong address only wastes it.
 #[inline]
