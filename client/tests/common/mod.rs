@@ -4,7 +4,8 @@
 //! via `RATELIMITD_BIN`, else `$CARGO_TARGET_DIR/debug/ratelimitd`, else the workspace's
 //! `target/debug/ratelimitd` (built by `cargo build -p ratelimitd`, which `cargo test
 //! --workspace` does anyway). A missing binary fails the test with that instruction: it never
-//! skips. Dropping a [`Daemon`] kills it, so a failing test leaves nothing behind.
+//! skips. Dropping a [`Daemon`] kills it and removes its data directory, so a test, failing or
+//! not, leaves nothing behind.
 
 #![allow(dead_code)]
 
@@ -34,6 +35,8 @@ pub fn binary() -> PathBuf {
 pub struct Daemon {
     child: Option<Child>,
     pub port: u16,
+    /// Its `--dir`, removed on drop.
+    dir: PathBuf,
 }
 
 impl Daemon {
@@ -106,6 +109,7 @@ impl Daemon {
         Daemon {
             child: Some(child),
             port,
+            dir,
         }
     }
 
@@ -149,5 +153,6 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
