@@ -605,57 +605,27 @@ impl<C: Clock> Engine<C> {
     ) -> CheckResult {
         let algo = limit.algorithm();
         if let ([window], Algorithm::Gcra) = (limit.windows(), algo) {
-            return self.decide_gcra_one(fp, window, limit.shape(0), kind, now, cost, charge);
-        }
-        self.decide_windows(fp, limit, kind, now, cost, charge)
-    }
-
-    /// [`Engine::decide_key`] for the common case, one GCRA window, without the per-window
-    /// arrays of the general path (kept out of line so this one stays small).
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    fn decide_gcra_one(
-        &self,
-        fp: u64,
-        window: &Window,
-        shape: u16,
-        kind: ScopeKind,
-        now: Nanos,
-        cost: u64,
-        charge: bool,
-    ) -> CheckResult {
-        let win = Win {
-            window: *window,
-            shape,
-        };
-        let p = Params::of(window);
-        let mut locked = self.store.lock(fp);
-        let slot = locked.shard.gcra_slot(fp);
-        let tat = slot.and_then(|(_, w)| self.read_gcra(w, &win, &p, now));
-        let d = gcra::decide(&p, tat, now, cost);
-        let mut result = summarize_one(p.capacity, &d);
-        result.scope = kind;
-        if charge && cost > 0 && d.allowed {
-            let word = pack(d.new_tat, win.shape);
-            if let Put::Refused(policy) = locked.gcra_set(fp, slot.map(|(i, _)| i), word) {
-                result = refused(result, policy);
+            // The common case, without the per-window arrays: one GCRA window, its slot found
+            // once and, if the check is charged, written in place.
+            let win = Win {
+                window: *window,
+                shape: limit.shape(0),
+            };
+            let p = Params::of(window);
+            let mut locked = self.store.lock(fp);
+            let slot = locked.shard.gcra_slot(fp);
+            let tat = slot.and_then(|(_, w)| self.read_gcra(w, &win, &p, now));
+            let d = gcra::decide(&p, tat, now, cost);
+            let mut result = summarize_one(p.capacity, &d);
+            result.scope = kind;
+            if charge && cost > 0 && d.allowed {
+                let word = pack(d.new_tat, win.shape);
+                if let Put::Refused(policy) = locked.gcra_set(fp, slot.map(|(i, _)| i), word) {
+                    result = refused(result, policy);
+                }
             }
+            return result;
         }
-        result
-    }
-
-    /// [`Engine::decide_key`] for several windows or a counting algorithm.
-    #[inline(never)]
-    fn decide_windows(
-        &self,
-        fp: u64,
-        limit: &Limit,
-        kind: ScopeKind,
-        now: Nanos,
-        cost: u64,
-        charge: bool,
-    ) -> CheckResult {
-        let algo = limit.algorithm();
         let mut wins = [None; MAX_WINDOWS];
         for (i, (slot, w)) in wins.iter_mut().zip(limit.windows()).enumerate() {
             *slot = Some(Win {
