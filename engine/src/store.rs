@@ -459,8 +459,16 @@ impl Shard {
     }
 
     pub fn gcra_put(&mut self, key: u64, word: u64, bounds: &Bounds) -> Put {
+        let slot = self.gcra.find(key);
+        self.gcra_store(key, slot, word, bounds)
+    }
+
+    /// Store `word` for `key`, whose slot (None: absent) was found under the same lock: an
+    /// existing key is written in place, a new one goes through the bounds.
+    #[inline]
+    fn gcra_store(&mut self, key: u64, slot: Option<usize>, word: u64, bounds: &Bounds) -> Put {
         self.mark(T_GCRA, key);
-        if let Some(i) = self.gcra.find(key) {
+        if let Some(i) = slot {
             self.gcra.set_at(i, word);
             return Put::Stored;
         }
@@ -731,17 +739,10 @@ impl Locked<'_> {
         self.shard.gcra_put(key, word, self.bounds)
     }
     /// Store `word` for `key`, whose slot (if it has one) [`Shard::gcra_slot`] found under this
-    /// same lock: an existing key is written in place, a new one goes through the bounds.
+    /// same lock, without probing the table again.
     #[inline]
     pub fn gcra_set(&mut self, key: u64, slot: Option<usize>, word: u64) -> Put {
-        match slot {
-            Some(i) => {
-                self.shard.mark(T_GCRA, key);
-                self.shard.gcra.set_at(i, word);
-                Put::Stored
-            }
-            None => self.gcra_put(key, word),
-        }
+        self.shard.gcra_store(key, slot, word, self.bounds)
     }
     pub fn win_put(&mut self, key: u64, state: [u64; 3]) -> Put {
         self.shard.win_put(key, state, self.bounds)
