@@ -101,8 +101,9 @@ impl Connection {
             loop {
                 match ahead.next(&mut decoder, &mut input, &self.shared) {
                     Ok(Some(Request::Command(args))) => {
-                        let mut reply =
-                            cmd::execute(&self.shared, &mut self.session, &args, &mut local);
+                        let mut reply = args.with_slices(|argv| {
+                            cmd::execute(&self.shared, &mut self.session, argv, &mut local)
+                        });
                         decoder.recycle(args);
                         // WAIT blocks this connection only; PSYNC turns it into a replica's
                         // stream (src/primary.rs).
@@ -264,8 +265,10 @@ impl Lookahead {
 /// (client, endpoint) of an RL.CHECK request.
 fn check_key(req: &Request) -> Option<(&[u8], &[u8])> {
     match req {
-        Request::Command(args) if args.len() >= 3 && args[0].eq_ignore_ascii_case(b"RL.CHECK") => {
-            Some((&args[1], &args[2]))
+        Request::Command(args) if args.len() >= 3 => {
+            let name = args.get(0)?;
+            name.eq_ignore_ascii_case(b"RL.CHECK")
+                .then_some((args.get(1)?, args.get(2)?))
         }
         _ => None,
     }

@@ -177,7 +177,7 @@ fn unix_now() -> i64 {
 }
 
 /// Encode a command as a log record: header and RESP payload.
-fn encode_record(args: &[Bytes]) -> Vec<u8> {
+fn encode_record(args: &[&[u8]]) -> Vec<u8> {
     let mut payload = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
     payload.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
     for a in args {
@@ -203,7 +203,9 @@ fn decode_payload(payload: &[u8]) -> Option<Vec<Bytes>> {
     });
     let mut buf = BytesMut::from(payload);
     match decoder.decode(&mut buf) {
-        Ok(Some(Request::Command(args))) if buf.is_empty() && !args.is_empty() => Some(args),
+        Ok(Some(Request::Command(args))) if buf.is_empty() && !args.is_empty() => {
+            Some(args.to_bytes())
+        }
         _ => None,
     }
 }
@@ -430,7 +432,7 @@ impl Persist {
     /// changes are rare and must not be acknowledged before they are durable.
     pub fn commit<R>(
         &self,
-        args: &[Bytes],
+        args: &[&[u8]],
         key: RecordKey,
         kind: ChangeKind,
         noop: impl FnOnce() -> bool,
@@ -672,11 +674,8 @@ mod tests {
         d
     }
 
-    fn args(words: &[&str]) -> Vec<Bytes> {
-        words
-            .iter()
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect()
+    fn args<'a>(words: &[&'a str]) -> Vec<&'a [u8]> {
+        words.iter().map(|w| w.as_bytes()).collect()
     }
 
     fn tier_key(c: &str) -> RecordKey {

@@ -281,7 +281,7 @@ impl Repl {
     /// from inside the persistence commit, so the stream's order is the log's order. A no-op
     /// on a replica (it forwards its primary's bytes instead) and before any replica attached
     /// (a full sync will carry the limit).
-    pub fn feed_limit(&self, args: &[Bytes]) {
+    pub fn feed_limit(&self, args: &[&[u8]]) {
         if self.is_replica() {
             return;
         }
@@ -289,7 +289,9 @@ impl Repl {
         if st.backlog.is_none() || st.master.is_some() {
             return;
         }
-        let bytes = record::to_bytes(&Record::Limit(args.to_vec()));
+        let bytes = record::to_bytes(&Record::Limit(
+            args.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
+        ));
         self.publish(&mut st, &bytes);
     }
 

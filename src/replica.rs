@@ -311,7 +311,7 @@ fn scope_of(args: &[bytes::Bytes]) -> Option<Vec<bytes::Bytes>> {
 
 /// Apply a limit change through the live parser (and this node's limits log).
 fn replay(shared: &Shared, args: &[bytes::Bytes]) {
-    if let Err(e) = crate::cmd::rl::replay(shared, args) {
+    if let Err(e) = crate::cmd::rl::replay(shared, &crate::cmd::slices(args)) {
         tracing::error!(
             "replicated limit change not applied: {e} ({})",
             args.iter()

@@ -421,11 +421,11 @@ pub fn config_set(
     let mut pairs = Vec::new();
     while let Some(name) = parse.try_next() {
         let value = parse.next_bytes()?;
-        let setter = knob(&name).and_then(|k| k.set.map(|s| (k.name, s)));
+        let setter = knob(name).and_then(|k| k.set.map(|s| (k.name, s)));
         let Some((name, set)) = setter else {
             return Err(ParseError::Invalid(format!(
                 "Unknown option or number of arguments for CONFIG SET - '{}'",
-                crate::cmd::shorten(&name, 64)
+                crate::cmd::shorten(name, 64)
             )));
         };
         pairs.push((name, set, value));
@@ -434,7 +434,7 @@ pub fn config_set(
         return Err(ParseError::WrongArity("config|set".into()));
     }
     for (name, set, value) in pairs {
-        let value = String::from_utf8_lossy(&value);
+        let value = String::from_utf8_lossy(value);
         set(shared, &value).map_err(|e| {
             ParseError::Invalid(format!(
                 "CONFIG SET failed (possibly related to argument '{name}') - {e}"

@@ -79,9 +79,11 @@ pub fn prepare(settings: Settings, port: u16) -> Result<Arc<Shared>, StartupErro
     }
 
     for (label, args) in &settings.preload {
-        crate::cmd::rl::replay(&shared, args).map_err(|e| StartupError::Preload {
-            label: label.clone(),
-            message: e.to_string(),
+        crate::cmd::rl::replay(&shared, &crate::cmd::slices(args)).map_err(|e| {
+            StartupError::Preload {
+                label: label.clone(),
+                message: e.to_string(),
+            }
         })?;
     }
     if !settings.preload.is_empty() {
@@ -94,7 +96,7 @@ pub fn prepare(settings: Settings, port: u16) -> Result<Arc<Shared>, StartupErro
     shared.persist.begin_replay();
     let mut skipped = 0;
     for args in &loaded.records {
-        if let Err(e) = crate::cmd::rl::replay(&shared, args) {
+        if let Err(e) = crate::cmd::rl::replay(&shared, &crate::cmd::slices(args)) {
             // Valid when written (it was validated then); refused now, e.g. after a downgrade.
             // Skipping one limit is better than refusing to start.
             skipped += 1;

@@ -5,8 +5,9 @@
 //! complete, acceptable frame is then cut into its arguments. Nothing is allocated for a half
 //! frame.
 //!
-//! The scan already finds where every argument starts and ends, so the arguments are cut
-//! straight from those positions (zero-copy slices of the frame). The first version handed the
+//! The scan already finds where every argument starts and ends, so the frame is copied once into
+//! an [`Args`] buffer the decoder reuses, with those positions (why a copy and not reference-
+//! counted slices of the read buffer: see src/args.rs). The first version handed the
 //! checked frame to `redis-protocol` for a second parse; at 220 ns per RL.CHECK request that
 //! was more than the engine's check itself (`cargo bench --bench protocol`), so `redis-protocol`
 //! now serves as the test oracle instead: a differential test asserts that both agree.
@@ -18,8 +19,9 @@
 //! stream cannot be resynchronised, so the server replies `-ERR Protocol error: ...` and closes,
 //! as Redis does.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
+use crate::args::Args;
 use crate::parse::parse_i64;
 
 /// Input size limits, checked before anything is buffered or allocated.
@@ -50,8 +52,8 @@ impl Default for Limits {
 /// One decoded request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// A command and its arguments (`args[0]` is the command name, never empty).
-    Command(Vec<Bytes>),
+    /// A command and its arguments (`args.get(0)` is the command name; never empty).
+    Command(Args),
     /// A request refused for its size; reply with this error and carry on. The decoder discards
     /// the rest of the request's bytes on later calls.
     Rejected(RejectReason),
@@ -116,11 +118,15 @@ pub struct Decoder {
     spans: Vec<(usize, usize)>,
     /// Argument vectors handed back by [`Decoder::recycle`], refilled by the next requests so
     /// that a steady pipeline allocates none.
-    spare: Vec<Vec<Bytes>>,
+    spare: Vec<Args>,
 }
 
-/// Most argument vectors a decoder keeps for reuse (one lookahead run's worth).
+/// Most argument buffers a decoder keeps for reuse (one lookahead run's worth).
 const MAX_SPARE: usize = 32;
+
+/// Largest argument buffer (bytes of storage) kept for reuse: a request far above the usual
+/// size does not keep its memory pinned to the connection.
+const MAX_SPARE_BYTES: usize = 4096;
 
 /// The part of a rejected request that has not arrived yet and must be skipped.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -200,10 +206,10 @@ impl Decoder {
         }
     }
 
-    /// Give back a request's argument vector once it has run, for the next request to reuse.
-    /// Vectors grown by a huge request are dropped rather than kept.
-    pub fn recycle(&mut self, mut args: Vec<Bytes>) {
-        if self.spare.len() < MAX_SPARE && args.capacity() <= 64 {
+    /// Give back a request's arguments once it has run, for the next request to reuse their
+    /// storage. Buffers grown by a huge request are dropped rather than kept.
+    pub fn recycle(&mut self, mut args: Args) {
+        if self.spare.len() < MAX_SPARE && args.capacity() <= MAX_SPARE_BYTES {
             args.clear();
             self.spare.push(args);
         }
@@ -243,13 +249,10 @@ impl Decoder {
                 }
                 Scan::Multibulk(n) => {
                     self.progress = Progress::Fresh;
-                    let frame = buf.split_to(n).freeze();
+                    // Copied, not split off: see src/args.rs for why.
                     let mut args = self.spare.pop().unwrap_or_default();
-                    args.extend(
-                        self.spans
-                            .iter()
-                            .map(|&(start, len)| frame.slice(start..start + len)),
-                    );
+                    args.fill_frame(&buf[..n], &self.spans);
+                    buf.advance(n);
                     return Ok(Some(Request::Command(args)));
                 }
                 Scan::Done(req) => {
@@ -432,19 +435,18 @@ impl Decoder {
             return Scan::Incomplete;
         };
         let nl = checked + nl;
-        let line = buf.split_to(nl + 1).freeze();
-        let content_len = if nl > 0 && line[nl - 1] == b'\r' {
+        let content_len = if nl > 0 && buf[nl - 1] == b'\r' {
             nl - 1
         } else {
             nl
         };
-        if content_len > max {
-            return Scan::Done(Request::Rejected(RejectReason::InlineTooLong));
-        }
-        match split_args(&line.slice(..content_len)) {
-            None => Scan::Done(Request::Rejected(RejectReason::UnbalancedQuotes)),
-            Some(args) if args.is_empty() => Scan::Skip(0),
-            Some(args) => Scan::Done(Request::Command(args)),
+        let split = (content_len <= max).then(|| split_args(&buf[..content_len]));
+        buf.advance(nl + 1);
+        match split {
+            None => Scan::Done(Request::Rejected(RejectReason::InlineTooLong)),
+            Some(None) => Scan::Done(Request::Rejected(RejectReason::UnbalancedQuotes)),
+            Some(Some(args)) if args.is_empty() => Scan::Skip(0),
+            Some(Some(args)) => Scan::Done(Request::Command(args)),
         }
     }
 }
@@ -460,12 +462,12 @@ fn is_c_space(b: u8) -> bool {
 /// understands only `\'`; a closing quote must be followed by a blank or the end of the line.
 /// Like the C original, a NUL byte ends the line. `None` means unbalanced quotes.
 ///
-/// Unquoted arguments are zero-copy slices of `line`; quoted ones are unescaped into a copy.
-fn split_args(line: &Bytes) -> Option<Vec<Bytes>> {
+/// Quoted arguments are unescaped into a copy first.
+fn split_args(line: &[u8]) -> Option<Args> {
     // The C code reads a NUL-terminated string: everything after an embedded NUL is invisible.
     let len = line.iter().position(|&b| b == 0).unwrap_or(line.len());
     let at = |i: usize| if i < len { line[i] } else { 0 };
-    let mut args = Vec::new();
+    let mut args = Args::default();
     let mut p = 0;
     loop {
         while p < len && is_c_space(line[p]) {
@@ -548,10 +550,10 @@ fn split_args(line: &Bytes) -> Option<Vec<Bytes>> {
             }
             p += 1;
         }
-        args.push(match owned {
-            Some(v) => Bytes::from(v),
-            None => line.slice(start..p),
-        });
+        match owned {
+            Some(v) => args.push(&v),
+            None => args.push(&line[start..p]),
+        }
     }
 }
 

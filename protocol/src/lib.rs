@@ -31,11 +31,13 @@
 //! it returns `Ok(None)` or `Err`. [`parse::parse_rate`], [`parse::parse_i64`] and
 //! [`parse::glob_match`] are total functions over bytes too.
 
+pub mod args;
 pub mod frame;
 pub mod memcache;
 pub mod parse;
 pub mod reply;
 
+pub use args::Args;
 pub use frame::{Decoder, FrameError, Limits, RejectReason, Request};
 pub use parse::{Parse, ParseError};
 pub use reply::{compose, ProtoVersion, Reply};

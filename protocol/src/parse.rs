@@ -4,8 +4,6 @@
 //! wording (`ERR wrong number of arguments for 'x' command`, `ERR value is not an integer or out
 //! of range`, `ERR syntax error`), so a client library sees what it would see from Redis.
 
-use bytes::Bytes;
-
 /// Why a command's arguments were refused. `Display` is the full error line, code included.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -34,15 +32,15 @@ pub struct RateSpec {
 #[derive(Debug)]
 pub struct Parse<'a> {
     name: &'a [u8],
-    args: &'a [Bytes],
+    args: &'a [&'a [u8]],
     pos: usize,
 }
 
 impl<'a> Parse<'a> {
     /// A cursor positioned after the command name.
-    pub fn new(args: &'a [Bytes]) -> Parse<'a> {
+    pub fn new(args: &'a [&'a [u8]]) -> Parse<'a> {
         Parse {
-            name: args.first().map(|b| &b[..]).unwrap_or(&[]),
+            name: args.first().copied().unwrap_or(&[]),
             args,
             pos: 1,
         }
@@ -58,26 +56,15 @@ impl<'a> Parse<'a> {
         self.args.len().saturating_sub(self.pos)
     }
 
-    /// Next argument, or `WrongArity` if there is none.
-    pub fn next_bytes(&mut self) -> Result<Bytes, ParseError> {
+    /// Next argument, or `WrongArity` if there is none. Borrowed: a command that keeps an
+    /// argument beyond the request copies it.
+    pub fn next_bytes(&mut self) -> Result<&'a [u8], ParseError> {
         self.try_next().ok_or_else(|| self.arity_error())
     }
 
-    /// Next argument, borrowed (no reference-count traffic: the check path reads its client
-    /// and endpoint this way), or `WrongArity` if there is none.
-    pub fn next_slice(&mut self) -> Result<&'a [u8], ParseError> {
-        match self.args.get(self.pos) {
-            Some(arg) => {
-                self.pos += 1;
-                Ok(&arg[..])
-            }
-            None => Err(self.arity_error()),
-        }
-    }
-
     /// Next argument if there is one.
-    pub fn try_next(&mut self) -> Option<Bytes> {
-        let arg = self.args.get(self.pos)?.clone();
+    pub fn try_next(&mut self) -> Option<&'a [u8]> {
+        let arg = *self.args.get(self.pos)?;
         self.pos += 1;
         Some(arg)
     }
@@ -92,12 +79,12 @@ impl<'a> Parse<'a> {
     /// Next argument as a signed 64-bit decimal integer, exactly as Redis's `string2ll` accepts
     /// (no spaces, no '+', no leading zeros except "0"); `NotInteger` otherwise.
     pub fn next_i64(&mut self) -> Result<i64, ParseError> {
-        parse_i64(&self.next_bytes()?).ok_or(ParseError::NotInteger)
+        parse_i64(self.next_bytes()?).ok_or(ParseError::NotInteger)
     }
 
     /// Next argument as a non-negative integer fitting u64; `NotInteger` otherwise.
     pub fn next_u64(&mut self) -> Result<u64, ParseError> {
-        parse_u64(&self.next_bytes()?).ok_or(ParseError::NotInteger)
+        parse_u64(self.next_bytes()?).ok_or(ParseError::NotInteger)
     }
 
     /// True (and consumed) if the next argument equals `word`, ASCII case-insensitively.

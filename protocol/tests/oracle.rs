@@ -87,7 +87,7 @@ fn our_framing_agrees_with_redis_protocol() {
             at += n;
             while let Some(req) = decoder.decode(&mut buf).expect("valid input") {
                 match req {
-                    Request::Command(args) => got.push(args),
+                    Request::Command(args) => got.push(args.to_bytes()),
                     Request::Rejected(r) => panic!("round {round}: rejected {r:?}"),
                 }
             }

@@ -1,15 +1,12 @@
 //! Argument parsing: the `Parse` cursor, Redis-compatible integers, rates, periods and glob
 //! patterns.
 
-use bytes::Bytes;
 use ratelimitd_protocol::parse::{
     format_period, glob_match, parse_i64, parse_rate, Parse, ParseError, RateSpec,
 };
 
-fn args(list: &[&str]) -> Vec<Bytes> {
-    list.iter()
-        .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-        .collect()
+fn args<'a>(list: &[&'a str]) -> Vec<&'a [u8]> {
+    list.iter().map(|s| s.as_bytes()).collect()
 }
 
 #[test]
@@ -186,7 +183,7 @@ fn cursor() {
     assert_eq!(p.next_string(), Ok("key".to_string()));
     assert!(!p.eat_keyword("burst"));
     assert!(p.eat_keyword("rate"));
-    assert_eq!(p.next_bytes(), Ok(Bytes::from_static(b"5/1s")));
+    assert_eq!(p.next_bytes(), Ok(&b"5/1s"[..]));
     assert_eq!(p.next_u64(), Ok(42));
     assert_eq!(p.finish(), Err(ParseError::WrongArity("rl.check".into())));
     assert_eq!(p.remaining(), 2);
@@ -219,13 +216,13 @@ fn cursor_value_errors() {
     );
     assert_eq!(ParseError::Syntax.to_string(), "ERR syntax error");
 
-    let bad = vec![Bytes::from_static(b"cmd"), Bytes::from_static(b"\xff\xfe")];
+    let bad: Vec<&[u8]> = vec![b"cmd", b"\xff\xfe"];
     let mut p = Parse::new(&bad);
     assert!(
         matches!(p.next_string(), Err(ParseError::Invalid(m)) if m.starts_with("invalid UTF-8"))
     );
 
-    let empty: Vec<Bytes> = Vec::new();
+    let empty: Vec<&[u8]> = Vec::new();
     let p = Parse::new(&empty);
     assert_eq!(p.remaining(), 0);
     assert_eq!(p.finish(), Ok(()));

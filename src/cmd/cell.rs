@@ -4,13 +4,12 @@
 
 use crate::server::Shared;
 use crate::stats::LocalStats;
-use bytes::Bytes;
 use ratelimitd_engine::parse_throttle_args;
 use ratelimitd_protocol::{ParseError, Reply};
 
 pub fn execute(
     shared: &Shared,
-    args: &[Bytes],
+    args: &[&[u8]],
     local: &mut LocalStats,
 ) -> Result<Reply, ParseError> {
     let rest: Vec<&[u8]> = args[1..].iter().map(|a| a.as_ref()).collect();

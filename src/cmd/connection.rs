@@ -18,7 +18,7 @@ pub fn execute(
     id: CmdId,
     shared: &Shared,
     session: &mut Session,
-    args: &[Bytes],
+    args: &[&[u8]],
 ) -> Result<Reply, ParseError> {
     let mut parse = Parse::new(args);
     match id {
@@ -26,10 +26,10 @@ pub fn execute(
             None => Ok(Reply::simple("PONG")),
             Some(msg) => {
                 parse.finish()?;
-                Ok(Reply::Bulk(msg))
+                Ok(Reply::Bulk(Bytes::copy_from_slice(msg)))
             }
         },
-        CmdId::Echo => Ok(Reply::Bulk(parse.next_bytes()?)),
+        CmdId::Echo => Ok(Reply::Bulk(Bytes::copy_from_slice(parse.next_bytes()?))),
         CmdId::Quit => {
             session.quit = true;
             Ok(Reply::ok())
@@ -78,7 +78,7 @@ fn auth(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<Rep
         }
         _ => return Err(ParseError::Syntax),
     };
-    Ok(match check_password(shared, user.as_deref(), &pass) {
+    Ok(match check_password(shared, user, pass) {
         Ok(()) => {
             session.authenticated = true;
             Reply::ok()
@@ -91,7 +91,7 @@ fn hello(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<Re
     let mut proto = session.proto;
     let mut setname = None;
     if let Some(ver) = parse.try_next() {
-        let ver = ratelimitd_protocol::parse::parse_i64(&ver).ok_or_else(|| {
+        let ver = ratelimitd_protocol::parse::parse_i64(ver).ok_or_else(|| {
             ParseError::Invalid("Protocol version is not an integer or out of range".into())
         })?;
         proto = match ver {
@@ -103,18 +103,18 @@ fn hello(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<Re
             if opt.eq_ignore_ascii_case(b"AUTH") && parse.remaining() >= 2 {
                 let user = parse.next_bytes()?;
                 let pass = parse.next_bytes()?;
-                if let Err(reply) = check_password(shared, Some(&user), &pass) {
+                if let Err(reply) = check_password(shared, Some(user), pass) {
                     return Ok(reply);
                 }
                 session.authenticated = true;
             } else if opt.eq_ignore_ascii_case(b"SETNAME") && parse.remaining() >= 1 {
                 let name = parse.next_bytes()?;
-                validate_name(&name)?;
+                validate_name(name)?;
                 setname = Some(name);
             } else {
                 return Err(ParseError::Invalid(format!(
                     "Syntax error in HELLO option '{}'",
-                    shorten(&opt, 64)
+                    shorten(opt, 64)
                 )));
             }
         }
@@ -165,9 +165,13 @@ fn validate_name(name: &[u8]) -> Result<(), ParseError> {
     }
 }
 
-fn set_name(session: &Session, name: Bytes) {
+fn set_name(session: &Session, name: &[u8]) {
     if let Ok(mut n) = session.handle.name.lock() {
-        *n = if name.is_empty() { None } else { Some(name) };
+        *n = if name.is_empty() {
+            None
+        } else {
+            Some(Bytes::copy_from_slice(name))
+        };
     }
 }
 
@@ -177,7 +181,7 @@ fn client(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<R
     if sub_is("SETNAME") {
         let name = parse.next_bytes().map_err(|_| client_arity("setname"))?;
         parse.finish().map_err(|_| client_arity("setname"))?;
-        validate_name(&name)?;
+        validate_name(name)?;
         set_name(session, name);
         Ok(Reply::ok())
     } else if sub_is("GETNAME") {
@@ -203,7 +207,7 @@ fn client(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<R
                     }
                     return Err(ParseError::Invalid(format!(
                         "Unknown client type '{}'",
-                        shorten(&t, 64)
+                        shorten(t, 64)
                     )));
                 }
             } else if opt.eq_ignore_ascii_case(b"ID") {
@@ -240,7 +244,7 @@ fn client(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<R
         } else {
             Err(ParseError::Invalid(format!(
                 "Unrecognized option '{}'",
-                shorten(&attr, 64)
+                shorten(attr, 64)
             )))
         }
     } else if sub_is("NO-EVICT") || sub_is("NO-TOUCH") {
@@ -274,7 +278,7 @@ fn client(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<R
                 .collect(),
         ))
     } else {
-        Err(unknown_subcommand(&sub, "CLIENT"))
+        Err(unknown_subcommand(sub, "CLIENT"))
     }
 }
 

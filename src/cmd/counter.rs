@@ -76,7 +76,7 @@ pub fn is_kv(id: CmdId) -> bool {
 
 /// The keys a request names, from the command table's key positions (the same metadata
 /// COMMAND reports, so the two cannot disagree).
-pub fn keys_of(id: CmdId, args: &[Bytes]) -> Vec<&[u8]> {
+pub fn keys_of<'a>(id: CmdId, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
     let spec = spec_of(id);
     if spec.first_key <= 0 || spec.step <= 0 {
         return Vec::new();
@@ -94,7 +94,7 @@ pub fn keys_of(id: CmdId, args: &[Bytes]) -> Vec<&[u8]> {
 }
 
 /// Run one command atomically: lock its keys, apply, unlock.
-pub fn execute(id: CmdId, shared: &Shared, args: &[Bytes]) -> Reply {
+pub fn execute(id: CmdId, shared: &Shared, args: &[&[u8]]) -> Reply {
     let keys = keys_of(id, args);
     let max_value = shared.config.max_value_size;
     shared
@@ -103,13 +103,13 @@ pub fn execute(id: CmdId, shared: &Shared, args: &[Bytes]) -> Reply {
 }
 
 /// Run one command inside an open transaction (which must cover its keys).
-pub fn apply(id: CmdId, args: &[Bytes], txn: &mut KvTxn<'_>, max_value: usize) -> Reply {
+pub fn apply(id: CmdId, args: &[&[u8]], txn: &mut KvTxn<'_>, max_value: usize) -> Reply {
     run(id, args, txn, max_value).unwrap_or_else(|e| Reply::error(e.to_string()))
 }
 
 fn run(
     id: CmdId,
-    args: &[Bytes],
+    args: &[&[u8]],
     txn: &mut KvTxn<'_>,
     max_value: usize,
 ) -> Result<Reply, KvCmdError> {
@@ -119,12 +119,12 @@ fn run(
         CmdId::Get => {
             let key = p.next_bytes()?;
             p.finish()?;
-            Ok(value_reply(txn.get(&key)))
+            Ok(value_reply(txn.get(key)))
         }
         CmdId::Mget => {
             let mut out = Vec::with_capacity(p.remaining());
             while let Some(key) = p.try_next() {
-                out.push(value_reply(txn.get(&key)));
+                out.push(value_reply(txn.get(key)));
             }
             Ok(Reply::Array(out))
         }
@@ -137,35 +137,35 @@ fn run(
             let unit = if id == CmdId::Setex { 1000 } else { 1 };
             let name = p.command_name();
             let at = deadline(now, amount, unit, false, &name)?;
-            check_size(&value, max_value)?;
-            put(txn, &key, value.to_vec(), 0, Some(at))?;
+            check_size(value, max_value)?;
+            put(txn, key, value.to_vec(), 0, Some(at))?;
             Ok(Reply::ok())
         }
         CmdId::Setnx => {
             let key = p.next_bytes()?;
             let value = p.next_bytes()?;
             p.finish()?;
-            check_size(&value, max_value)?;
-            if txn.get(&key).is_some() {
+            check_size(value, max_value)?;
+            if txn.get(key).is_some() {
                 return Ok(Reply::Integer(0));
             }
-            put(txn, &key, value.to_vec(), 0, None)?;
+            put(txn, key, value.to_vec(), 0, None)?;
             Ok(Reply::Integer(1))
         }
         CmdId::Getdel => {
             let key = p.next_bytes()?;
             p.finish()?;
-            let reply = value_reply(txn.get(&key));
+            let reply = value_reply(txn.get(key));
             if !matches!(reply, Reply::Null) {
-                txn.write(&key, KvWrite::Delete)?;
+                txn.write(key, KvWrite::Delete)?;
             }
             Ok(reply)
         }
         CmdId::Del | CmdId::Unlink => {
             let mut n = 0;
             while let Some(key) = p.try_next() {
-                if txn.get(&key).is_some() {
-                    txn.write(&key, KvWrite::Delete)?;
+                if txn.get(key).is_some() {
+                    txn.write(key, KvWrite::Delete)?;
                     n += 1;
                 }
             }
@@ -174,7 +174,7 @@ fn run(
         CmdId::Exists => {
             let mut n = 0;
             while let Some(key) = p.try_next() {
-                n += i64::from(txn.get(&key).is_some());
+                n += i64::from(txn.get(key).is_some());
             }
             Ok(Reply::Integer(n))
         }
@@ -190,7 +190,7 @@ fn run(
                 }
             };
             p.finish()?;
-            let (current, flags, expires_at) = match txn.get(&key) {
+            let (current, flags, expires_at) = match txn.get(key) {
                 Some(item) => (
                     parse_i64(&item.value).ok_or(ParseError::NotInteger)?,
                     item.flags,
@@ -199,7 +199,7 @@ fn run(
                 None => (0, 0, None),
             };
             let next = current.checked_add(delta).ok_or(KvCmdError::Overflow)?;
-            put(txn, &key, next.to_string().into_bytes(), flags, expires_at)?;
+            put(txn, key, next.to_string().into_bytes(), flags, expires_at)?;
             Ok(Reply::Integer(next))
         }
         CmdId::Expire | CmdId::Pexpire | CmdId::Expireat | CmdId::Pexpireat => {
@@ -208,7 +208,7 @@ fn run(
         CmdId::Ttl | CmdId::Pttl => {
             let key = p.next_bytes()?;
             p.finish()?;
-            let Some(item) = txn.get(&key) else {
+            let Some(item) = txn.get(key) else {
                 return Ok(Reply::Integer(-2));
             };
             let Some(at) = item.expires_at else {
@@ -224,13 +224,13 @@ fn run(
         CmdId::Persist => {
             let key = p.next_bytes()?;
             p.finish()?;
-            match txn.get(&key) {
+            match txn.get(key) {
                 Some(item) if item.expires_at.is_some() => {
                     let item = Item {
                         expires_at: None,
                         ..item.clone()
                     };
-                    txn.write(&key, KvWrite::Put(item))?;
+                    txn.write(key, KvWrite::Put(item))?;
                     Ok(Reply::Integer(1))
                 }
                 _ => Ok(Reply::Integer(0)),
@@ -239,7 +239,7 @@ fn run(
         CmdId::Type => {
             let key = p.next_bytes()?;
             p.finish()?;
-            Ok(Reply::simple(if txn.get(&key).is_some() {
+            Ok(Reply::simple(if txn.get(key).is_some() {
                 "string"
             } else {
                 "none"
@@ -327,7 +327,7 @@ fn set(p: &mut Parse<'_>, txn: &mut KvTxn<'_>, max_value: usize) -> Result<Reply
                 let Some(n) = p.try_next() else {
                     return Err(ParseError::Syntax.into());
                 };
-                let amount = parse_i64(&n).ok_or(ParseError::NotInteger)?;
+                let amount = parse_i64(n).ok_or(ParseError::NotInteger)?;
                 let unit = if o[0] == b'E' { 1000 } else { 1 };
                 expire = Some((unit, o.len() == 4, amount));
             }
@@ -339,8 +339,8 @@ fn set(p: &mut Parse<'_>, txn: &mut KvTxn<'_>, max_value: usize) -> Result<Reply
         Some((unit, absolute, amount)) => Some(deadline(now, amount, unit, absolute, "set")?),
         None => None,
     };
-    check_size(&value, max_value)?;
-    let old = txn.get(&key).cloned();
+    check_size(value, max_value)?;
+    let old = txn.get(key).cloned();
     let old_reply = || value_reply(old.as_ref());
     if (nx && old.is_some()) || (xx && old.is_none()) {
         return Ok(if get { old_reply() } else { Reply::Null });
@@ -352,9 +352,9 @@ fn set(p: &mut Parse<'_>, txn: &mut KvTxn<'_>, max_value: usize) -> Result<Reply
     };
     if expires_at.is_some_and(|at| at <= now) {
         // An EXAT/PXAT in the past: the key is set and expires at once, as in Redis.
-        txn.write(&key, KvWrite::Delete)?;
+        txn.write(key, KvWrite::Delete)?;
     } else {
-        put(txn, &key, value.to_vec(), 0, expires_at)?;
+        put(txn, key, value.to_vec(), 0, expires_at)?;
     }
     Ok(if get { old_reply() } else { Reply::ok() })
 }
@@ -373,7 +373,7 @@ fn expire(id: CmdId, p: &mut Parse<'_>, txn: &mut KvTxn<'_>) -> Result<Reply, Kv
             b"GT" => gt = true,
             b"LT" => lt = true,
             _ => {
-                return Err(KvCmdError::UnsupportedOption(super::shorten(&opt, 128)));
+                return Err(KvCmdError::UnsupportedOption(super::shorten(opt, 128)));
             }
         }
     }
@@ -395,7 +395,7 @@ fn expire(id: CmdId, p: &mut Parse<'_>, txn: &mut KvTxn<'_>) -> Result<Reply, Kv
     if matches!(id, CmdId::Expire | CmdId::Pexpire) {
         at_ms = at_ms.checked_add(now_ms).ok_or_else(invalid)?;
     }
-    let Some(item) = txn.get(&key).cloned() else {
+    let Some(item) = txn.get(key).cloned() else {
         return Ok(Reply::Integer(0));
     };
     let current_ms = item.expires_at.map(|at| (at / NS_PER_MS) as i64);
@@ -407,13 +407,13 @@ fn expire(id: CmdId, p: &mut Parse<'_>, txn: &mut KvTxn<'_>) -> Result<Reply, Kv
         return Ok(Reply::Integer(0));
     }
     if at_ms <= now_ms {
-        txn.write(&key, KvWrite::Delete)?;
+        txn.write(key, KvWrite::Delete)?;
     } else {
         let item = Item {
             expires_at: Some((at_ms as u64).saturating_mul(NS_PER_MS)),
             ..item
         };
-        txn.write(&key, KvWrite::Put(item))?;
+        txn.write(key, KvWrite::Put(item))?;
     }
     Ok(Reply::Integer(1))
 }
@@ -422,10 +422,8 @@ fn expire(id: CmdId, p: &mut Parse<'_>, txn: &mut KvTxn<'_>) -> Result<Reply, Kv
 mod tests {
     use super::*;
 
-    fn args(a: &[&str]) -> Vec<Bytes> {
-        a.iter()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect()
+    fn args<'a>(a: &[&'a str]) -> Vec<&'a [u8]> {
+        a.iter().map(|s| s.as_bytes()).collect()
     }
 
     #[test]

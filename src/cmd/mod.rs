@@ -82,7 +82,7 @@ impl Session {
 pub fn execute(
     shared: &Shared,
     session: &mut Session,
-    args: &[Bytes],
+    args: &[&[u8]],
     local: &mut LocalStats,
 ) -> Reply {
     local.commands += 1;
@@ -184,7 +184,7 @@ pub fn execute(
 }
 
 /// Redis's text: `ERR unknown command 'foo', with args beginning with: 'a' 'b' `.
-fn unknown_command(name: &Bytes, rest: &[Bytes]) -> Reply {
+fn unknown_command(name: &[u8], rest: &[&[u8]]) -> Reply {
     let mut msg = format!(
         "ERR unknown command '{}', with args beginning with: ",
         shorten(name, 128)
@@ -196,6 +196,11 @@ fn unknown_command(name: &Bytes, rest: &[Bytes]) -> Reply {
         }
     }
     Reply::error(msg)
+}
+
+/// Borrowed views of owned arguments (a MULTI queue, a replayed record), the form commands take.
+pub fn slices(args: &[Bytes]) -> Vec<&[u8]> {
+    args.iter().map(|a| &a[..]).collect()
 }
 
 /// Client-sent bytes made safe for an error line: lossy UTF-8, at most `max` characters.

@@ -58,7 +58,7 @@ pub fn runs_immediately(id: CmdId) -> bool {
 }
 
 /// Queue a request (already checked for name, arity and authentication): `+QUEUED`.
-pub fn queue(session: &mut Session, args: &[Bytes]) -> Reply {
+pub fn queue(session: &mut Session, args: &[&[u8]]) -> Reply {
     if let Some(q) = session.tx.queue.as_mut() {
         if q.len() >= MAX_QUEUED {
             session.tx.failed = true;
@@ -66,7 +66,7 @@ pub fn queue(session: &mut Session, args: &[Bytes]) -> Reply {
                 "ERR too many commands in a transaction (limit {MAX_QUEUED})"
             ));
         }
-        q.push(args.to_vec());
+        q.push(args.iter().map(|a| Bytes::copy_from_slice(a)).collect());
     }
     Reply::simple("QUEUED")
 }
@@ -75,7 +75,7 @@ pub fn execute(
     id: CmdId,
     shared: &Shared,
     session: &mut Session,
-    args: &[Bytes],
+    args: &[&[u8]],
     local: &mut LocalStats,
 ) -> Result<Reply, ParseError> {
     match id {
@@ -105,7 +105,7 @@ pub fn execute(
                     continue;
                 }
                 let cas = shared.engine.kv_get(key).map(|i| i.cas);
-                session.tx.watched.push((key.clone(), cas));
+                session.tx.watched.push((Bytes::copy_from_slice(key), cas));
             }
             Ok(Reply::ok())
         }
@@ -132,6 +132,8 @@ fn exec(
             "EXECABORT Transaction discarded because of previous errors.",
         ));
     }
+    // Borrowed views of the queued (owned) requests, the form commands take.
+    let queue: Vec<Vec<&[u8]>> = queue.iter().map(|args| super::slices(args)).collect();
     let ids: Vec<Option<CmdId>> = queue
         .iter()
         .map(|args| args.first().and_then(|n| lookup(n)).map(|s| s.id))

@@ -7,10 +7,9 @@
 
 use crate::cmd::table::CmdId;
 use crate::server::Shared;
-use bytes::Bytes;
 use ratelimitd_protocol::{Parse, ParseError, Reply};
 
-pub fn execute(id: CmdId, shared: &Shared, args: &[Bytes]) -> Result<Reply, ParseError> {
+pub fn execute(id: CmdId, shared: &Shared, args: &[&[u8]]) -> Result<Reply, ParseError> {
     let mut parse = Parse::new(args);
     match id {
         CmdId::Save => {

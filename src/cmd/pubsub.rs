@@ -42,10 +42,12 @@ pub fn refused_when_subscribed(name: &str) -> Reply {
 }
 
 /// PING in subscribed RESP2 mode: `["pong", message or ""]`, as Redis answers there.
-pub fn subscribed_ping(args: &[Bytes]) -> Reply {
+pub fn subscribed_ping(args: &[&[u8]]) -> Reply {
     Reply::Array(vec![
         Reply::bulk("pong"),
-        Reply::Bulk(args.get(1).cloned().unwrap_or_default()),
+        Reply::Bulk(Bytes::copy_from_slice(
+            args.get(1).copied().unwrap_or_default(),
+        )),
     ])
 }
 
@@ -53,7 +55,7 @@ pub fn execute(
     id: CmdId,
     shared: &Shared,
     session: &mut Session,
-    args: &[Bytes],
+    args: &[&[u8]],
 ) -> Result<Reply, ParseError> {
     let kind = match id {
         CmdId::Subscribe => Kind::Subscribe,
@@ -65,7 +67,10 @@ pub fn execute(
             let channel = parse.next_bytes()?;
             let payload = parse.next_bytes()?;
             parse.finish()?;
-            let n = shared.pubsub.publish(channel, payload);
+            let n = shared.pubsub.publish(
+                Bytes::copy_from_slice(channel),
+                Bytes::copy_from_slice(payload),
+            );
             return Ok(Reply::Integer(n as i64));
         }
         CmdId::Pubsub => return pubsub(shared, args),
@@ -77,13 +82,17 @@ pub fn execute(
     let sub = session
         .pubsub
         .get_or_insert_with(|| Box::new(Subscriber::new(handle)));
-    sub.apply(&shared.pubsub, kind, &args[1..], proto);
+    let names: Vec<Bytes> = args[1..]
+        .iter()
+        .map(|a| Bytes::copy_from_slice(a))
+        .collect();
+    sub.apply(&shared.pubsub, kind, &names, proto);
     // The confirmations are in `sub.frames`; the connection writes them instead of this.
     Ok(Reply::Null)
 }
 
 /// PUBSUB CHANNELS [pattern] | NUMSUB [channel ...] | NUMPAT.
-fn pubsub(shared: &Shared, args: &[Bytes]) -> Result<Reply, ParseError> {
+fn pubsub(shared: &Shared, args: &[&[u8]]) -> Result<Reply, ParseError> {
     let mut parse = Parse::new(args);
     let sub = parse.next_bytes()?;
     if sub.eq_ignore_ascii_case(b"CHANNELS") {
@@ -92,7 +101,7 @@ fn pubsub(shared: &Shared, args: &[Bytes]) -> Result<Reply, ParseError> {
         Ok(Reply::Array(
             shared
                 .pubsub
-                .channels(pattern.as_deref())
+                .channels(pattern)
                 .into_iter()
                 .map(Reply::Bulk)
                 .collect(),
@@ -100,8 +109,8 @@ fn pubsub(shared: &Shared, args: &[Bytes]) -> Result<Reply, ParseError> {
     } else if sub.eq_ignore_ascii_case(b"NUMSUB") {
         let mut out = Vec::new();
         while let Some(ch) = parse.try_next() {
-            let n = shared.pubsub.subscribers(&ch);
-            out.push(Reply::Bulk(ch));
+            let n = shared.pubsub.subscribers(ch);
+            out.push(Reply::Bulk(Bytes::copy_from_slice(ch)));
             out.push(Reply::Integer(n as i64));
         }
         Ok(Reply::Array(out))
@@ -109,6 +118,6 @@ fn pubsub(shared: &Shared, args: &[Bytes]) -> Result<Reply, ParseError> {
         parse.finish()?;
         Ok(Reply::Integer(shared.pubsub.pattern_count() as i64))
     } else {
-        Err(unknown_subcommand(&sub, "PUBSUB"))
+        Err(unknown_subcommand(sub, "PUBSUB"))
     }
 }

@@ -50,7 +50,7 @@ pub fn write_refusal(shared: &Shared) -> Option<&'static str> {
 
 /// True when `spec` with `args` changes state (refused on a replica). RL.LIMIT and RL.TIER
 /// are flagged "write" as a whole, but their GET and LIST read.
-pub fn is_write(spec: &CommandSpec, args: &[Bytes]) -> bool {
+pub fn is_write(spec: &CommandSpec, args: &[&[u8]]) -> bool {
     if !spec.flags.contains(&"write") {
         return false;
     }
@@ -66,7 +66,7 @@ pub fn execute(
     id: CmdId,
     shared: &Shared,
     session: &mut Session,
-    args: &[Bytes],
+    args: &[&[u8]],
 ) -> Result<Reply, ParseError> {
     let mut parse = Parse::new(args);
     match id {
@@ -80,11 +80,11 @@ pub fn execute(
                 }
                 return Ok(Reply::ok());
             }
-            let port = std::str::from_utf8(&port)
+            let port = std::str::from_utf8(port)
                 .ok()
                 .and_then(|p| p.parse::<u16>().ok())
                 .ok_or_else(|| ParseError::Invalid("Invalid master port".into()))?;
-            let host = String::from_utf8_lossy(&host).into_owned();
+            let host = String::from_utf8_lossy(host).into_owned();
             tracing::info!("REPLICAOF {host} {port}: becoming a replica");
             if shared
                 .repl
@@ -120,7 +120,7 @@ pub fn execute(
             while let Some(opt) = parse.try_next() {
                 let value = parse.next_bytes()?;
                 if opt.eq_ignore_ascii_case(b"listening-port") {
-                    session.repl.listening_port = std::str::from_utf8(&value)
+                    session.repl.listening_port = std::str::from_utf8(value)
                         .ok()
                         .and_then(|p| p.parse().ok())
                         .ok_or(ParseError::NotInteger)?;
@@ -133,7 +133,7 @@ pub fn execute(
                 {
                     return Err(ParseError::Invalid(format!(
                         "Unrecognized REPLCONF option: {}",
-                        shorten(&opt, 64)
+                        shorten(opt, 64)
                     )));
                 }
             }
@@ -144,7 +144,7 @@ pub fn execute(
             let (replid, offset) = if legacy {
                 (Bytes::from_static(b"?"), -1)
             } else {
-                let replid = parse.next_bytes()?;
+                let replid = Bytes::copy_from_slice(parse.next_bytes()?);
                 let offset = parse.next_i64().map_err(|_| ParseError::NotInteger)?;
                 (replid, offset)
             };
@@ -334,7 +334,7 @@ pub fn client_kill(shared: &Shared, parse: &mut Parse, caller: u64) -> Result<Re
         } else {
             return Err(ParseError::Invalid(format!(
                 "Unknown client type '{}'",
-                shorten(&t, 64)
+                shorten(t, 64)
             )));
         }
     }
@@ -349,11 +349,8 @@ mod tests {
     use super::*;
     use crate::cmd::table::lookup;
 
-    fn args(words: &[&str]) -> Vec<Bytes> {
-        words
-            .iter()
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect()
+    fn args<'a>(words: &[&'a str]) -> Vec<&'a [u8]> {
+        words.iter().map(|w| w.as_bytes()).collect()
     }
 
     #[test]

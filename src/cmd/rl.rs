@@ -20,15 +20,15 @@ pub fn execute(
     id: CmdId,
     shared: &Shared,
     _session: &mut Session,
-    args: &[Bytes],
+    args: &[&[u8]],
     local: &mut LocalStats,
 ) -> Result<Reply, ParseError> {
     let mut parse = Parse::new(args);
     let engine = &shared.engine;
     match id {
         CmdId::RlCheck => {
-            let client = parse.next_slice()?;
-            let endpoint = parse.next_slice()?;
+            let client = parse.next_bytes()?;
+            let endpoint = parse.next_bytes()?;
             let mut cost = 1;
             if let Some(opt) = parse.try_next() {
                 if !opt.eq_ignore_ascii_case(b"COST") {
@@ -49,19 +49,19 @@ pub fn execute(
             Ok(check_reply(&result))
         }
         CmdId::RlPeek => {
-            let client = parse.next_slice()?;
-            let endpoint = parse.next_slice()?;
+            let client = parse.next_bytes()?;
+            let endpoint = parse.next_bytes()?;
             Ok(check_reply(&engine.peek(client, endpoint)))
         }
         CmdId::RlReset => {
             let client = parse.next_bytes()?;
             let endpoint = parse.next_bytes()?;
-            Ok(Reply::Integer(engine.reset(&client, &endpoint) as i64))
+            Ok(Reply::Integer(engine.reset(client, endpoint) as i64))
         }
         CmdId::RlExplain => {
             let client = parse.next_bytes()?;
             let endpoint = parse.next_bytes()?;
-            Ok(explain(shared, &client, &endpoint))
+            Ok(explain(shared, client, endpoint))
         }
         CmdId::RlLimit => limit(shared, args, &mut parse),
         CmdId::RlTier => tier(shared, args, &mut parse),
@@ -83,7 +83,7 @@ fn check_reply(r: &CheckResult) -> Reply {
 /// Apply a limits-log record or a config-file limit (`RL.LIMIT SET|DEL ...`,
 /// `RL.TIER SET|DEL ...`) through exactly the code that serves the live command, so that what
 /// was accepted once is read back the same way.
-pub fn replay(shared: &Shared, args: &[Bytes]) -> Result<(), ParseError> {
+pub fn replay(shared: &Shared, args: &[&[u8]]) -> Result<(), ParseError> {
     let mut parse = Parse::new(args);
     let name = args.first().map(|a| &a[..]).unwrap_or_default();
     if name.eq_ignore_ascii_case(b"RL.LIMIT") {
@@ -104,7 +104,7 @@ pub fn replay(shared: &Shared, args: &[Bytes]) -> Result<(), ParseError> {
 /// scope), which is then not logged.
 fn change<R>(
     shared: &Shared,
-    args: &[Bytes],
+    args: &[&[u8]],
     key: RecordKey,
     kind: ChangeKind,
     noop: impl FnOnce() -> bool,
@@ -138,7 +138,7 @@ fn parse_scope(parse: &mut Parse) -> Result<Scope, ParseError> {
     let word = parse.next_bytes()?;
     let optional_endpoint = |parse: &mut Parse| -> Result<Option<EndpointPattern>, ParseError> {
         if parse.eat_keyword("ENDPOINT") {
-            Ok(Some(pattern(&parse.next_bytes()?)?))
+            Ok(Some(pattern(parse.next_bytes()?)?))
         } else {
             Ok(None)
         }
@@ -158,11 +158,11 @@ fn parse_scope(parse: &mut Parse) -> Result<Scope, ParseError> {
             endpoint: optional_endpoint(parse)?,
         })
     } else if word.eq_ignore_ascii_case(b"ENDPOINT") {
-        Ok(Scope::Endpoint(pattern(&parse.next_bytes()?)?))
+        Ok(Scope::Endpoint(pattern(parse.next_bytes()?)?))
     } else {
         Err(ParseError::Invalid(format!(
             "unknown scope '{}': expected DEFAULT, CLIENT <id> [ENDPOINT <pattern>], TIER <name> [ENDPOINT <pattern>] or ENDPOINT <pattern>",
-            shorten(&word, 64)
+            shorten(word, 64)
         )))
     }
 }
@@ -179,10 +179,10 @@ fn parse_windows(parse: &mut Parse) -> Result<Limit, ParseError> {
             if algorithm.is_some() {
                 return Err(ParseError::Invalid("ALGO given twice".into()));
             }
-            algorithm = Some(Algorithm::from_name(&name).ok_or_else(|| {
+            algorithm = Some(Algorithm::from_name(name).ok_or_else(|| {
                 ParseError::Invalid(format!(
                     "unknown algorithm '{}': expected gcra, sliding or fixed",
-                    shorten(&name, 64)
+                    shorten(name, 64)
                 ))
             })?);
             continue;
@@ -191,14 +191,14 @@ fn parse_windows(parse: &mut Parse) -> Result<Limit, ParseError> {
             let word = parse.next_bytes()?;
             return Err(ParseError::Invalid(format!(
                 "expected RATE <n>/<period> [BURST <b>], got '{}'",
-                shorten(&word, 64)
+                shorten(word, 64)
             )));
         }
         let text = parse.next_bytes()?;
-        let rate = parse_rate(&text).ok_or_else(|| {
+        let rate = parse_rate(text).ok_or_else(|| {
             ParseError::Invalid(format!(
                 "invalid rate '{}': expected <n>/<period> with period <int>ms|s|m|h|d, e.g. 10/1s",
-                shorten(&text, 64)
+                shorten(text, 64)
             ))
         })?;
         let burst = if parse.eat_keyword("BURST") {
@@ -240,7 +240,7 @@ fn limit_reply(limit: &Limit) -> Reply {
     Reply::Array(out)
 }
 
-fn limit(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, ParseError> {
+fn limit(shared: &Shared, args: &[&[u8]], parse: &mut Parse) -> Result<Reply, ParseError> {
     let engine = &shared.engine;
     let sub = parse.next_bytes()?;
     if sub.eq_ignore_ascii_case(b"SET") {
@@ -277,7 +277,7 @@ fn limit(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, Pa
         let mut count = usize::MAX;
         while let Some(opt) = parse.try_next() {
             if opt.eq_ignore_ascii_case(b"MATCH") {
-                glob = Some(parse.next_bytes()?);
+                glob = Some(Bytes::copy_from_slice(parse.next_bytes()?));
             } else if opt.eq_ignore_ascii_case(b"COUNT") {
                 let n = parse.next_u64()?;
                 if n == 0 {
@@ -300,11 +300,11 @@ fn limit(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, Pa
         }
         Ok(Reply::Array(out))
     } else {
-        Err(unknown_subcommand(&sub, "RL.LIMIT"))
+        Err(unknown_subcommand(sub, "RL.LIMIT"))
     }
 }
 
-fn tier(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, ParseError> {
+fn tier(shared: &Shared, args: &[&[u8]], parse: &mut Parse) -> Result<Reply, ParseError> {
     let engine = &shared.engine;
     let sub = parse.next_bytes()?;
     if sub.eq_ignore_ascii_case(b"SET") {
@@ -321,27 +321,27 @@ fn tier(shared: &Shared, args: &[Bytes], parse: &mut Parse) -> Result<Reply, Par
             key,
             ChangeKind::Set,
             || false,
-            || engine.set_tier(&client, &tier),
+            || engine.set_tier(client, tier),
         )?;
         Ok(Reply::ok())
     } else if sub.eq_ignore_ascii_case(b"GET") {
         let client = parse.next_bytes()?;
         parse.finish()?;
         Ok(engine
-            .get_tier(&client)
+            .get_tier(client)
             .map(|t| Reply::Bulk(Bytes::from(t)))
             .unwrap_or(Reply::Null))
     } else if sub.eq_ignore_ascii_case(b"DEL") {
         let client = parse.next_bytes()?;
         parse.finish()?;
         let key = RecordKey::Tier(client.to_vec());
-        let absent = || engine.get_tier(&client).is_none();
+        let absent = || engine.get_tier(client).is_none();
         let deleted = change(shared, args, key, ChangeKind::Del, absent, || {
-            engine.del_tier(&client)
+            engine.del_tier(client)
         })?;
         Ok(Reply::Integer(deleted as i64))
     } else {
-        Err(unknown_subcommand(&sub, "RL.TIER"))
+        Err(unknown_subcommand(sub, "RL.TIER"))
     }
 }
 

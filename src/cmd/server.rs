@@ -17,7 +17,7 @@ pub fn execute(
     id: CmdId,
     shared: &Shared,
     session: &mut Session,
-    args: &[Bytes],
+    args: &[&[u8]],
 ) -> Result<Reply, ParseError> {
     let mut parse = Parse::new(args);
     match id {
@@ -25,7 +25,7 @@ pub fn execute(
         CmdId::Info => {
             let mut sections = Vec::new();
             while let Some(s) = parse.try_next() {
-                sections.push(String::from_utf8_lossy(&s).to_ascii_lowercase());
+                sections.push(String::from_utf8_lossy(s).to_ascii_lowercase());
             }
             Ok(text_reply(info(shared, &sections)))
         }
@@ -104,7 +104,7 @@ fn command(parse: &mut Parse) -> Result<Reply, ParseError> {
         let mut out = Vec::new();
         while let Some(name) = parse.try_next() {
             out.push(
-                super::table::lookup(&name)
+                super::table::lookup(name)
                     .map(command_info)
                     .unwrap_or(Reply::NullArray),
             );
@@ -118,13 +118,13 @@ fn command(parse: &mut Parse) -> Result<Reply, ParseError> {
             }
         }
         while let Some(name) = parse.try_next() {
-            if let Some(c) = super::table::lookup(&name) {
+            if let Some(c) = super::table::lookup(name) {
                 out.push((Reply::bulk(c.name), command_docs(c)));
             }
         }
         Ok(Reply::Map(out))
     } else {
-        Err(unknown_subcommand(&sub, "COMMAND"))
+        Err(unknown_subcommand(sub, "COMMAND"))
     }
 }
 
@@ -321,6 +321,6 @@ fn config(shared: &Shared, _session: &mut Session, parse: &mut Parse) -> Result<
             .map(|_| Reply::ok())
             .map_err(|e| ParseError::Invalid(format!("Rewriting config file: {e}")))
     } else {
-        Err(unknown_subcommand(&sub, "CONFIG"))
+        Err(unknown_subcommand(sub, "CONFIG"))
     }
 }

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Interleaved A/B load runs of the daemon for two or more commits, with redis-benchmark.
+#
+#   benches/load-ab.sh ROUNDS REV...
+#   benches/load-ab.sh 5 bed4676 HEAD
+#   P=1 N=600000 benches/load-ab.sh 5 bed4676 HEAD
+#
+# Each REV is checked out into its own worktree under target/ab/ and its daemon built there
+# (release). Then, ROUNDS times, every build in turn is started fresh (one worker thread pinned
+# to core 0, limit 100/1m) and loaded by redis-benchmark pinned to core 1 with
+# `-c 50 -r 1000000 -P $P -n $N` running $CMD (default: RL.CHECK k:__rand_int__ /api). Prints
+# every requests/s figure and the median per REV. Same reason to interleave as
+# benches/engine-ab.sh: this VM's speed drifts from minute to minute. 127.0.0.1 only.
+# Remove the worktrees afterwards with `git worktree remove --force target/ab/<sha>`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 2 ] || { sed -n '2,14p' "$0"; exit 2; }
+rounds=$1
+shift
+N=${N:-3000000}
+P=${P:-16}
+PORT=${PORT:-16390}
+read -r -a CMD <<<"${CMD:-RL.CHECK k:__rand_int__ /api}"
+command -v redis-benchmark >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null
+}
+top=$PWD
+bins=()
+for rev in "$@"; do
+  sha=$(git rev-parse --short "$rev")
+  tree="$top/target/ab/$sha"
+  [ -d "$tree" ] || git worktree add --detach "$tree" "$sha" >/dev/null
+  (cd "$tree" && CARGO_TARGET_DIR="$tree/target" cargo build --release --bin ratelimitd -q)
+  bins+=("$sha:$tree/target/release/ratelimitd")
+done
+work=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+declare -A got
+for _ in $(seq "$rounds"); do
+  for entry in "${bins[@]}"; do
+    sha=${entry%%:*} bin=${entry#*:}
+    rm -rf "$work/d"
+    taskset -c 0 "$bin" --port "$PORT" --threads 1 --dir "$work/d" >"$work/log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
+    redis-cli -p "$PORT" RL.LIMIT SET DEFAULT RATE 100/1m >/dev/null
+    v=$(taskset -c 1 redis-benchmark -p "$PORT" -c 50 -r 1000000 -n "$N" -P "$P" --csv \
+      "${CMD[@]}" | tail -1 | cut -d, -f2 | tr -d '"')
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    pid=
+    got[$sha]="${got[$sha]:-} ${v%.*}"
+  done
+done
+echo "${CMD[*]} -c 50 -r 1000000 -P $P -n $N, rounds=$rounds (requests/s)"
+for entry in "${bins[@]}"; do
+  sha=${entry%%:*}
+  med=$(echo ${got[$sha]} | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  echo "$sha: median $med  [${got[$sha]} ]"
+done
