@@ -1,11 +1,12 @@
-//! RESP request parsing cost: ns per command for a pipelined batch of RL.CHECK requests, the
-//! shape redis-benchmark -P 16 sends.
+//! RESP costs per command for a pipelined batch of 16 RL.CHECKs, the shape redis-benchmark
+//! -P 16 sends: parsing the requests (argument buffers recycled, as the connection does) and
+//! encoding their replies (five integers each, typical values of an admitted check).
 //!
 //! Run: `cargo bench --bench protocol`.
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ratelimitd_protocol::{Decoder, Limits, Request};
+use ratelimitd_protocol::{compose, Decoder, Limits, ProtoVersion, Reply, Request};
 
 fn batch(n: usize) -> Vec<u8> {
     let mut out = Vec::new();
@@ -33,6 +34,7 @@ fn parse(c: &mut Criterion) {
             let mut n = 0;
             while let Ok(Some(Request::Command(args))) = decoder.decode(&mut buf) {
                 n += args.len();
+                decoder.recycle(args);
             }
             n
         })
@@ -40,5 +42,25 @@ fn parse(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse);
+fn encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("resp_encode");
+    group.throughput(Throughput::Elements(16));
+    group.bench_function("check_reply_x16", |b| {
+        let mut out = BytesMut::with_capacity(16 * 1024);
+        let mut i = 0i64;
+        b.iter(|| {
+            out.clear();
+            for _ in 0..16 {
+                i = (i + 1) % 100;
+                // allowed, limit, remaining, retry_after_ms, reset_after_ms
+                let reply = Reply::ints(&[1, 100, 99 - i, -1, 600 + 6 * i]);
+                compose(&reply, ProtoVersion::Resp2, &mut out);
+            }
+            out.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parse, encode);
 criterion_main!(benches);

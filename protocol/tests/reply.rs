@@ -187,6 +187,22 @@ fn integers_at_the_edges() {
             want.as_bytes()
         );
     }
+    // Every digit count, both sides of each power of ten, and a spread of values in between,
+    // against the standard library's formatting.
+    let mut values = vec![0i64, 1, -1, 99, 100, 101, -99, -100, i64::MAX, i64::MIN];
+    let mut p = 1i64;
+    while let Some(next) = p.checked_mul(10) {
+        values.extend([p - 1, p, p + 1, -p, -(p - 1), next / 3, -(next / 7)]);
+        p = next;
+    }
+    values.extend((0..2000).map(|i| i * 37 - 1000));
+    for n in values {
+        assert_eq!(
+            &to_bytes(&Reply::Integer(n), ProtoVersion::Resp2)[..],
+            format!(":{n}\r\n").as_bytes(),
+            "{n}"
+        );
+    }
     // Lengths use the same writer.
     assert_eq!(
         &to_bytes(
