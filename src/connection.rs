@@ -97,10 +97,12 @@ impl Connection {
                 return Ok(());
             }
             let mut close = false;
-            metrics.start_batch();
             loop {
                 match ahead.next(&mut decoder, &mut input, &self.shared) {
                     Ok(Some(Request::Command(args))) => {
+                        let now = self.shared.engine.now();
+                        metrics.begin(now);
+                        local.now = Some(now);
                         let mut reply = args.with_slices(|argv| {
                             cmd::execute(&self.shared, &mut self.session, argv, &mut local)
                         });
@@ -183,6 +185,9 @@ impl Connection {
                         break;
                     }
                 }
+            }
+            if metrics.is_open() {
+                metrics.close(self.shared.engine.now());
             }
             metrics.flush(&self.shared, &local);
             local.flush(&self.shared.stats);

@@ -19,8 +19,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use quanta::Instant;
-use ratelimitd_engine::Scope;
+use ratelimitd_engine::{Nanos, Scope};
 use ratelimitd_protocol::Reply;
 
 /// The kinds of scope a check can be decided by, as the `scope` label says them.
@@ -371,7 +370,8 @@ impl Metrics {
             errors: vec![0; self.commands.len()],
             latency: self.latency.iter().map(|h| h.local()).collect(),
             families: self.families.clone(),
-            last: Instant::now(),
+            last: 0,
+            open: None,
         }
     }
 
@@ -485,25 +485,42 @@ pub struct LocalMetrics {
     latency: Vec<LocalHistogram>,
     /// The family of each command slot (a copy of [`Metrics`]'s table: a few dozen bytes).
     families: Vec<usize>,
-    last: Instant,
+    /// When the command being timed started (engine clock).
+    last: Nanos,
+    /// The latency histogram of the command recorded last, still waiting for its end time.
+    open: Option<usize>,
 }
 
 impl LocalMetrics {
-    /// Start timing a batch (call right after the read returns).
-    pub fn start_batch(&mut self) {
-        self.last = Instant::now();
+    /// A command starts at `now` (engine clock; the connection reads it once per command and
+    /// the engine's check uses the same reading): this ends the previous command's latency.
+    pub fn begin(&mut self, now: Nanos) {
+        self.close(now);
+        self.last = now;
     }
 
-    /// Record one executed command: `id` as dispatch saw it (None: unknown command), whether
-    /// its reply is an error, and its latency since the previous command of the batch.
+    /// The batch ends at `now`: the last command's latency ends here. Only call it (and read
+    /// the clock) if [`LocalMetrics::is_open`].
+    pub fn close(&mut self, now: Nanos) {
+        if let Some(h) = self.open.take().and_then(|f| self.latency.get_mut(f)) {
+            h.observe(now.saturating_sub(self.last) as f64 / 1e9);
+        }
+    }
+
+    /// Whether a recorded command still waits for its end time.
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Record one executed command: `id` as dispatch saw it (None: unknown command) and
+    /// whether its reply is an error. Its latency, from its [`LocalMetrics::begin`], ends at
+    /// the next command's `begin` or at [`LocalMetrics::close`]: one clock read per command
+    /// serves both the end of one and the start of the next.
     pub fn record(&mut self, id: Option<CmdId>, reply: &Reply) {
         let slot = id
             .map(|id| id as usize)
             .unwrap_or(self.calls.len().saturating_sub(1))
             .min(self.calls.len().saturating_sub(1));
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.last).as_secs_f64();
-        self.last = now;
         if let Some(c) = self.calls.get_mut(slot) {
             *c += 1;
         }
@@ -512,10 +529,7 @@ impl LocalMetrics {
                 *e += 1;
             }
         }
-        let family = self.families.get(slot).copied().unwrap_or(3);
-        if let Some(h) = self.latency.get_mut(family) {
-            h.observe(elapsed);
-        }
+        self.open = Some(self.families.get(slot).copied().unwrap_or(3));
     }
 
     /// Add the batch to the shared metrics. `local` is the batch's INFO counters, read for the

@@ -61,11 +61,11 @@ pub const THROTTLE_USAGE: &str =
 /// zero arguments). Numbers are parsed with Rust's `i64::from_str`: an optional `+` or `-`,
 /// digits only, no spaces; negative values are accepted (redis-cell has no range checks).
 /// Arguments are checked left to right; the first bad one is reported.
-pub fn parse_throttle_args(args: &[&[u8]]) -> Result<(Vec<u8>, ThrottleArgs), CellError> {
+pub fn parse_throttle_args<'a>(args: &[&'a [u8]]) -> Result<(&'a [u8], ThrottleArgs), CellError> {
     if args.len() != 4 && args.len() != 5 {
         return Err(CellError(THROTTLE_USAGE.to_string()));
     }
-    let key = args[0].to_vec();
+    let key = args[0];
     let max_burst = parse_i64(args[1])?;
     let count = parse_i64(args[2])?;
     let period_s = parse_i64(args[3])?;
@@ -220,7 +220,7 @@ mod tests {
 
     fn args(parts: &[&str]) -> Parsed {
         let bytes: Vec<&[u8]> = parts.iter().map(|s| s.as_bytes()).collect();
-        parse_throttle_args(&bytes)
+        parse_throttle_args(&bytes).map(|(k, a)| (k.to_vec(), a))
     }
 
     fn err(s: &str) -> Parsed {
@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn binary_key_accepted_binary_number_refused() {
         let got = parse_throttle_args(&[&[0xff, 0x00], b"1", b"1", b"1"]);
-        assert_eq!(got.map(|(k, _)| k), Ok(vec![0xff, 0x00]));
+        assert_eq!(got.map(|(k, _)| k.to_vec()), Ok(vec![0xff, 0x00]));
         let got = parse_throttle_args(&[b"k", &[0xff], b"1", b"1"]);
         assert_eq!(
             got,

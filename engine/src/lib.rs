@@ -436,7 +436,15 @@ impl<C: Clock> Engine<C> {
     /// is the wait after which every window fits, or -1 if some window can never fit `cost`.
     /// `reset_after_ms` is the longest over all windows. Cost 0 behaves as a peek.
     pub fn check(&self, client: &[u8], endpoint: &[u8], cost: u64) -> CheckResult {
-        self.evaluate(client, endpoint, cost, true)
+        self.evaluate(client, endpoint, cost, true, None)
+    }
+
+    /// [`Engine::check`] at `now`, a reading of this engine's clock ([`Engine::now`]) the
+    /// caller already took: the daemon reads the clock once per command and times the command
+    /// with the same reading. A reading a little in the past is harmless (it is what a check
+    /// that lost the race for the shard lock sees anyway).
+    pub fn check_at(&self, client: &[u8], endpoint: &[u8], cost: u64, now: Nanos) -> CheckResult {
+        self.evaluate(client, endpoint, cost, true, Some(now))
     }
 
     /// What a cost-1 check would decide, consuming nothing. `allowed` and `retry_after_ms` are
@@ -444,9 +452,9 @@ impl<C: Clock> Engine<C> {
     /// the state as it is now (nothing charged), so a fresh key peeks as `remaining == limit`.
     /// A key decayed to full reads as fresh.
     pub fn peek(&self, client: &[u8], endpoint: &[u8]) -> CheckResult {
-        let one = self.evaluate(client, endpoint, 1, false);
+        let one = self.evaluate(client, endpoint, 1, false, None);
         if one.allowed {
-            self.evaluate(client, endpoint, 0, false)
+            self.evaluate(client, endpoint, 0, false, None)
         } else {
             one
         }
@@ -578,7 +586,14 @@ impl<C: Clock> Engine<C> {
 
     /// The shared body of check and peek: decide every window under one shard lock, then
     /// commit all new states (only if `charge`, the cost is non-zero and every window allows).
-    fn evaluate(&self, client: &[u8], endpoint: &[u8], cost: u64, charge: bool) -> CheckResult {
+    fn evaluate(
+        &self,
+        client: &[u8],
+        endpoint: &[u8],
+        cost: u64,
+        charge: bool,
+        now: Option<Nanos>,
+    ) -> CheckResult {
         // Fingerprint first and start loading the key's slot, so that the limit lookup and the
         // clock read below overlap with what is, at millions of keys, a cache miss.
         let fp = fingerprint(TAG_RL, &[client, endpoint]);
@@ -587,7 +602,7 @@ impl<C: Clock> Engine<C> {
         let Some(resolved) = self.table(&guard).resolve(client, endpoint) else {
             return UNLIMITED;
         };
-        let now = self.clock.now();
+        let now = now.unwrap_or_else(|| self.clock.now());
         self.decide_key(fp, resolved.limit, resolved.kind(), now, cost, charge)
     }
 
@@ -797,9 +812,19 @@ impl<C: Clock> Engine<C> {
 
     /// CL.THROTTLE with redis-cell's semantics (quantity 0 peeks).
     pub fn throttle(&self, key: &[u8], args: ThrottleArgs) -> Result<ThrottleResult, CellError> {
+        self.throttle_at(key, args, self.clock.now())
+    }
+
+    /// [`Engine::throttle`] at `now`, a reading of this engine's clock the caller already took
+    /// (see [`Engine::check_at`]).
+    pub fn throttle_at(
+        &self,
+        key: &[u8],
+        args: ThrottleArgs,
+        now: Nanos,
+    ) -> Result<ThrottleResult, CellError> {
         let params = cell::CellParams::new(&args)?;
         let fp = fingerprint(TAG_CL, &[key]);
-        let now = self.clock.now();
         let mut locked = self.store.lock(fp);
         let tat = locked.shard.cl_get(fp).filter(|&t| t > now);
         let (mut result, write) = cell::decide(&params, tat, now);

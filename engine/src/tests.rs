@@ -71,6 +71,42 @@ fn five_per_second_six_at_once() {
 }
 
 #[test]
+fn checks_at_a_given_instant_judge_at_that_instant() {
+    // The daemon reads the clock once per command and passes the reading in: the decision
+    // must be the one the engine's own clock would give at that instant.
+    let (e, clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(1, 1000, 0)]));
+    assert!(e.check_at(b"c", b"/e", 1, T0).allowed);
+    let denied = e.check_at(b"c", b"/e", 1, T0 + 400_000_000);
+    assert!(!denied.allowed);
+    assert_eq!(denied.retry_after_ms, 600);
+    // A second later by the given reading, although the engine's clock has not moved.
+    assert!(e.check_at(b"c", b"/e", 1, T0 + 1_000_000_000).allowed);
+    // The same sequence through the engine's clock agrees.
+    assert!(e.check(b"d", b"/e", 1).allowed);
+    clock.advance(ms(400));
+    assert_eq!(e.check(b"d", b"/e", 1), denied);
+
+    let args = ThrottleArgs {
+        max_burst: 0,
+        count: 1,
+        period_s: 1,
+        quantity: 1,
+    };
+    assert!(!e.throttle_at(b"k", args, T0).expect("valid").limited);
+    assert!(
+        e.throttle_at(b"k", args, T0 + 500_000_000)
+            .expect("valid")
+            .limited
+    );
+    assert!(
+        !e.throttle_at(b"k", args, T0 + 1_000_000_000)
+            .expect("valid")
+            .limited
+    );
+}
+
+#[test]
 fn burst_adds_instant_capacity() {
     let (e, _clock) = engine();
     e.set_limit(Scope::Default, limit(&[window(5, 1000, 2)]));
@@ -468,7 +504,7 @@ fn cl_throttle_matches_redis_cell_vectors() {
         ];
         let words: Vec<&[u8]> = words.iter().map(|s| s.as_bytes()).collect();
         let (key, args) = parse_throttle_args(&words).expect("valid args");
-        let r = e.throttle(&key, args).expect("valid rate");
+        let r = e.throttle(key, args).expect("valid rate");
         let got = [
             i64::from(r.limited),
             r.limit,

@@ -12,12 +12,15 @@ pub fn execute(
     args: &[&[u8]],
     local: &mut LocalStats,
 ) -> Result<Reply, ParseError> {
-    let rest: Vec<&[u8]> = args[1..].iter().map(|a| a.as_ref()).collect();
-    let (key, throttle) = match parse_throttle_args(&rest) {
+    let (key, throttle) = match parse_throttle_args(&args[1..]) {
         Ok(parsed) => parsed,
         Err(e) => return Ok(Reply::error(e.to_string())),
     };
-    match shared.engine.throttle(&key, throttle) {
+    let result = match local.now {
+        Some(now) => shared.engine.throttle_at(key, throttle, now),
+        None => shared.engine.throttle(key, throttle),
+    };
+    match result {
         Ok(r) => {
             if r.limited {
                 local.denied += 1;

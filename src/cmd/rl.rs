@@ -37,7 +37,10 @@ pub fn execute(
                 cost = parse.next_u64()?;
                 parse.finish().map_err(|_| ParseError::Syntax)?;
             }
-            let result = engine.check(client, endpoint, cost);
+            let result = match local.now {
+                Some(now) => engine.check_at(client, endpoint, cost, now),
+                None => engine.check(client, endpoint, cost),
+            };
             if result.allowed {
                 local.allowed += 1;
             } else {
