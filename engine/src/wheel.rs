@@ -169,10 +169,17 @@ impl Wheel {
         None
     }
 
-    /// Forget every reference (the owner rebuilt or cleared its tables).
+    /// Forget every reference (the owner re-packed its tables and schedules every entry again
+    /// right after). Slot vectors keep their storage up to the size a drained slot keeps (see
+    /// `drain_slot`): the re-scheduling refills them at once, and growing 320 vectors from
+    /// nothing one push at a time was most of the allocator's share of a busy worker.
     pub fn clear(&mut self) {
         for s in &mut self.slots {
-            *s = Vec::new();
+            if s.capacity() > 64 {
+                *s = Vec::new();
+            } else {
+                s.clear();
+            }
         }
         self.pending = Vec::new();
         self.len = 0;
