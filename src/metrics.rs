@@ -4,8 +4,10 @@
 //! Cost on the hot path: a connection counts commands, errors and latencies in a
 //! [`LocalMetrics`] (plain integers and prometheus `LocalHistogram`s, no atomics) and flushes
 //! it once per read batch, exactly as `stats::LocalStats` does for INFO. Latency is measured
-//! for every command with one monotonic clock read per command: the time since the previous
-//! command of the batch ended (so it includes that request's decoding). Gauges that describe
+//! for every command with one read of the engine's clock per command, taken just before it
+//! runs (the same reading its rate check uses): a command's latency runs from that reading to
+//! the next command's, or to one more reading at the end of the batch, so it covers its
+//! execution, its reply's encoding and the decoding of the request after it. Gauges that describe
 //! the whole daemon (keys, memory, connections) are read at scrape time, not maintained.
 //!
 //! Cardinality is bounded by construction: labels are command names from the command table,

@@ -31,6 +31,19 @@ fn roll(state: Option<Counts>, idx_now: u64, sliding: bool) -> (u64, u64) {
     }
 }
 
+/// `now`, or the start of the stored state's window if that is later. A reading older than
+/// the stored state happens when another thread judged the key at a later instant first (each
+/// thread reads the clock before taking the shard lock), or when EXEC judges its whole queue
+/// at the instant it started. Judged in the earlier window, [`roll`] would see no count for it
+/// and the commit would overwrite the newer window's count, admitting its requests again; so
+/// such a reading is judged at the start of the stored window instead.
+fn not_before_state(state: Option<Counts>, period_ns: u64, now: u64) -> u64 {
+    match state {
+        Some(c) if c.idx > now / period_ns => now.max(c.idx.saturating_mul(period_ns)),
+        _ => now,
+    }
+}
+
 /// Fixed window. `period_ns` > 0.
 pub(crate) fn decide_fixed(
     capacity: u64,
@@ -39,6 +52,7 @@ pub(crate) fn decide_fixed(
     now: u64,
     cost: u64,
 ) -> (Decision, Counts) {
+    let now = not_before_state(state, period_ns, now);
     let p = u128::from(period_ns);
     let idx_now = now / period_ns;
     let end = u128::from(idx_now + 1) * p;
@@ -90,6 +104,7 @@ pub(crate) fn decide_sliding(
     now: u64,
     cost: u64,
 ) -> (Decision, Counts) {
+    let now = not_before_state(state, period_ns, now);
     let p = u128::from(period_ns);
     let idx_now = now / period_ns;
     let start = u128::from(idx_now) * p;
@@ -258,6 +273,22 @@ mod tests {
         assert_eq!(d.retry_after_ns, Some(2 * S as u128));
         assert_eq!(d.reset_uncharged_ns, 2 * S as u128);
         assert!(run(decide_sliding, 4, S, &mut st, 7 * S, 4).allowed);
+    }
+
+    #[test]
+    fn a_reading_older_than_the_state_never_erases_it() {
+        // Window 101 is full; a check whose clock reading is still in window 100 (read before
+        // another thread's check took the lock) must not reset window 101's count.
+        for f in [decide_fixed as Decide, decide_sliding] {
+            let mut st = None;
+            assert!(run(f, 2, S, &mut st, 101 * S + 10, 2).allowed);
+            let d = run(f, 2, S, &mut st, 101 * S - 5, 1);
+            assert!(
+                !d.allowed,
+                "the older reading was judged in the stored window"
+            );
+            assert_eq!(st.map(|c| (c.idx, c.cur)), Some((101, 2)));
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //!
 //! The scan already finds where every argument starts and ends, so the frame is copied once into
 //! an [`Args`] buffer the decoder reuses, with those positions (why a copy and not reference-
-//! counted slices of the read buffer: see src/args.rs). The first version handed the
+//! counted slices of the read buffer: see protocol/src/args.rs). The first version handed the
 //! checked frame to `redis-protocol` for a second parse; at 220 ns per RL.CHECK request that
 //! was more than the engine's check itself (`cargo bench --bench protocol`), so `redis-protocol`
 //! now serves as the test oracle instead: a differential test asserts that both agree.
@@ -116,13 +116,15 @@ pub struct Decoder {
     /// (start, length) of each argument of the multibulk being scanned, relative to the start
     /// of the buffer; reused from request to request.
     spans: Vec<(usize, usize)>,
-    /// Argument vectors handed back by [`Decoder::recycle`], refilled by the next requests so
+    /// Argument buffers handed back by [`Decoder::recycle`], refilled by the next requests so
     /// that a steady pipeline allocates none.
     spare: Vec<Args>,
 }
 
-/// Most argument buffers a decoder keeps for reuse (one lookahead run's worth).
-const MAX_SPARE: usize = 32;
+/// Most argument buffers a decoder keeps for reuse: one lookahead run's worth (the daemon
+/// decodes up to 16 pipelined checks ahead), so at most 16 x [`MAX_SPARE_BYTES`] per
+/// connection.
+const MAX_SPARE: usize = 16;
 
 /// Largest argument buffer (bytes of storage) kept for reuse: a request far above the usual
 /// size does not keep its memory pinned to the connection.
@@ -161,7 +163,8 @@ enum Progress {
 enum Scan {
     /// More bytes are needed.
     Incomplete,
-    /// A request that carries no command (`*0`, `*-1`, an empty inline line) of this many bytes.
+    /// A request that carries no command (`*0`, `*-1`, an empty inline line): this many bytes
+    /// are still to be skipped (0 for an inline line, already consumed).
     Skip(usize),
     /// A whole, acceptable multibulk frame of this many bytes.
     Multibulk(usize),
@@ -249,7 +252,7 @@ impl Decoder {
                 }
                 Scan::Multibulk(n) => {
                     self.progress = Progress::Fresh;
-                    // Copied, not split off: see src/args.rs for why.
+                    // Copied, not split off: see protocol/src/args.rs for why.
                     let mut args = self.spare.pop().unwrap_or_default();
                     args.fill_frame(&buf[..n], &self.spans);
                     buf.advance(n);
@@ -440,7 +443,11 @@ impl Decoder {
         } else {
             nl
         };
-        let split = (content_len <= max).then(|| split_args(&buf[..content_len]));
+        let split = (content_len <= max).then(|| {
+            let mut args = self.spare.pop().unwrap_or_default();
+            args.clear();
+            split_args(&buf[..content_len], args)
+        });
         buf.advance(nl + 1);
         match split {
             None => Scan::Done(Request::Rejected(RejectReason::InlineTooLong)),
@@ -462,12 +469,12 @@ fn is_c_space(b: u8) -> bool {
 /// understands only `\'`; a closing quote must be followed by a blank or the end of the line.
 /// Like the C original, a NUL byte ends the line. `None` means unbalanced quotes.
 ///
-/// Quoted arguments are unescaped into a copy first.
-fn split_args(line: &[u8]) -> Option<Args> {
+/// The arguments are appended to `args` (an empty buffer, reused). Quoted arguments are
+/// unescaped into a copy first.
+fn split_args(line: &[u8], mut args: Args) -> Option<Args> {
     // The C code reads a NUL-terminated string: everything after an embedded NUL is invisible.
     let len = line.iter().position(|&b| b == 0).unwrap_or(line.len());
     let at = |i: usize| if i < len { line[i] } else { 0 };
-    let mut args = Args::default();
     let mut p = 0;
     loop {
         while p < len && is_c_space(line[p]) {
