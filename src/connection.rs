@@ -123,6 +123,11 @@ impl Connection {
                                     .handle
                                     .replica_link
                                     .store(true, Ordering::Relaxed);
+                                // The batch's counts and latencies, PSYNC's included, before
+                                // the connection becomes a replica stream for good.
+                                metrics.record(local.last_cmd.take(), &reply);
+                                metrics.close(self.shared.engine.now());
+                                metrics.flush(&self.shared, &local);
                                 local.flush(&self.shared.stats);
                                 self.socket.write_all(&output).await?;
                                 let rest = input.split();

@@ -618,6 +618,13 @@ fn readiness_and_metrics_follow_the_replica_link() {
         metrics.contains("ratelimitd_replication_lag_seconds"),
         "{metrics}"
     );
+    // The replica's PSYNC is counted, although its connection never returns to serving
+    // commands (it turned into the replication stream in the same batch).
+    let psyncs = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ratelimitd_commands_total{command=\"psync\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(matches!(psyncs, Some(n) if n >= 1), "{metrics}");
     // The primary goes away: the replica is up (healthz) but not ready (readyz).
     drop(primary);
     eventually("the replica notices its link is down", || {
