@@ -1,5 +1,6 @@
 //! Memory per tracked GCRA key: insert N distinct keys and report, divided by N, the live heap
-//! bytes (a counting global allocator: every allocation minus every free), the engine's own
+//! bytes (a counting global allocator: every allocation minus every free; plus what the
+//! engine's huge-page arena has handed out, which bypasses the allocator), the engine's own
 //! accounting (table and wheel capacity), and the process RSS growth (which adds what the
 //! allocator keeps from freed growth steps).
 //!
@@ -46,6 +47,12 @@ fn rss() -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes the engine's slot-table arena has handed out (memory the counting allocator does not
+/// see).
+fn arena_used() -> i64 {
+    i64::try_from(ratelimitd_engine::arena::usage().1).unwrap_or(i64::MAX)
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` does not, and then this runs
     // as a quick smoke test on 10k keys.
@@ -63,14 +70,14 @@ fn main() {
     e.set_limit(Scope::Default, Limit::new(vec![w]).expect("valid"));
     let before_rss = rss();
     let before = e.memory_bytes();
-    let before_live = LIVE.load(Ordering::Relaxed);
+    let before_live = LIVE.load(Ordering::Relaxed) + arena_used();
     for i in 0..n {
         e.check(&i.to_le_bytes(), b"/api/search", 1);
     }
     let after_rss = rss();
     let after = e.memory_bytes();
     let keys = e.key_count();
-    let live = LIVE.load(Ordering::Relaxed) - before_live;
+    let live = LIVE.load(Ordering::Relaxed) + arena_used() - before_live;
     println!("keys: {keys}");
     println!(
         "live heap: {live} bytes -> {:.1} B/key",
@@ -85,5 +92,9 @@ fn main() {
         "RSS growth: {} bytes -> {:.1} B/key",
         after_rss.saturating_sub(before_rss),
         after_rss.saturating_sub(before_rss) as f64 / keys as f64
+    );
+    println!(
+        "live heap in the huge-page arena (slot arrays of 256 KiB and up): {} bytes",
+        ratelimitd_engine::arena::usage().1
     );
 }

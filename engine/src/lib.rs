@@ -16,6 +16,7 @@
 //! - `cell`: `CL.THROTTLE`, with redis-cell's exact arithmetic, argument handling and errors.
 //! - `tests`: engine-level tests through the public API (FakeClock only; no sleeping).
 
+pub mod arena;
 mod cell;
 mod clock;
 mod counting;
@@ -25,6 +26,7 @@ mod kv;
 mod limit;
 mod shape;
 mod shardlock;
+mod slots;
 mod snapshot;
 mod store;
 mod table;
