@@ -19,12 +19,11 @@ cd "$(dirname "$0")/.."
 [ $# -ge 4 ] || { sed -n '2,17p' "$0"; exit 2; }
 rounds=$1 keys=$2 filter=$3
 shift 3
-top=$PWD
+source benches/ab-common.sh
 bins=()
 for rev in "$@"; do
+  tree=$(ab_tree "$rev")
   sha=$(git rev-parse --short "$rev")
-  tree="$top/target/ab/$sha"
-  [ -d "$tree" ] || git worktree add --detach "$tree" "$sha" >/dev/null
   if [ "${HARNESS:-current}" = current ]; then
     cp benches/engine.rs "$tree/benches/engine.rs"
   else
@@ -45,8 +44,4 @@ for _ in $(seq "$rounds"); do
   done
 done
 echo "keys=$keys filter=$filter rounds=$rounds (ns per check, middle estimates)"
-for entry in "${bins[@]}"; do
-  sha=${entry%%:*}
-  med=$(echo ${got[$sha]} | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  echo "$sha: median $med  [${got[$sha]} ]"
-done
+ab_report

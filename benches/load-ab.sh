@@ -24,12 +24,11 @@ read -r -a CMD <<<"${CMD:-RL.CHECK k:__rand_int__ /api}"
 command -v redis-benchmark >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null
 }
-top=$PWD
+source benches/ab-common.sh
 bins=()
 for rev in "$@"; do
+  tree=$(ab_tree "$rev")
   sha=$(git rev-parse --short "$rev")
-  tree="$top/target/ab/$sha"
-  [ -d "$tree" ] || git worktree add --detach "$tree" "$sha" >/dev/null
   (cd "$tree" && CARGO_TARGET_DIR="$tree/target" cargo build --release --bin ratelimitd -q)
   bins+=("$sha:$tree/target/release/ratelimitd")
 done
@@ -55,8 +54,4 @@ for _ in $(seq "$rounds"); do
   done
 done
 echo "${CMD[*]} -c 50 -r 1000000 -P $P -n $N, rounds=$rounds (requests/s)"
-for entry in "${bins[@]}"; do
-  sha=${entry%%:*}
-  med=$(echo ${got[$sha]} | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  echo "$sha: median $med  [${got[$sha]} ]"
-done
+ab_report

@@ -54,8 +54,8 @@ struct Arena {
 static ARENA: Mutex<Arena> = Mutex::new(Arena { chunks: Vec::new() });
 
 fn arena() -> std::sync::MutexGuard<'static, Arena> {
-    // A panic while holding the lock cannot leave the free lists half-updated in a way that
-    // matters more than refusing every later table would, so a poisoned lock is used as is.
+    // Nothing under this lock panics on a valid use (only a double free could, through the
+    // `used` subtraction); a poisoned lock is used as is rather than refusing every table.
     ARENA.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -93,7 +93,12 @@ pub(crate) fn alloc(bytes: usize) -> Option<(NonNull<u8>, usize)> {
         free: BTreeMap::from([(base, len)]),
         used: 0,
     };
-    let addr = chunk.take(size)?;
+    // The chunk holds at least `size` bytes, so this cannot fail; if it did, the mapping is
+    // given back rather than leaked.
+    let Some(addr) = chunk.take(size) else {
+        unmap(base, len);
+        return None;
+    };
     a.chunks.push(chunk);
     NonNull::new(addr as *mut u8).map(|p| (p, size))
 }
@@ -244,7 +249,12 @@ mod tests {
             x ^= x << 17;
             if !x.is_multiple_of(3) || owned.is_empty() {
                 let size = (1 + (x >> 8) as usize % 6) * GRANULE;
+                let need = size / GRANULE;
+                // First fit: the lowest run of enough free granules.
+                let lowest = (0..=in_use.len().saturating_sub(need))
+                    .find(|&g| in_use[g..g + need].iter().all(|u| !u));
                 if let Some(addr) = chunk.take(size) {
+                    assert_eq!(Some((addr - base) / GRANULE), lowest, "not the first fit");
                     assert!(addr >= base && addr + size <= base + len);
                     let granules = (addr - base) / GRANULE..(addr - base + size) / GRANULE;
                     for used in &mut in_use[granules] {
@@ -253,10 +263,7 @@ mod tests {
                     }
                     owned.push((addr, size));
                 } else {
-                    // Refused only if no run of free granules is long enough.
-                    let need = size / GRANULE;
-                    let longest = in_use.split(|&u| u).map(<[bool]>::len).max().unwrap_or(0);
-                    assert!(longest < need, "a fit of {need} granules was missed");
+                    assert_eq!(lowest, None, "a fit of {need} granules was missed");
                 }
             } else {
                 let (addr, size) = owned.swap_remove((x >> 16) as usize % owned.len());
@@ -323,7 +330,6 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn blocks_are_usable_aligned_and_chunks_go_back_when_empty() {
-        let (mapped_before, _) = usage();
         let (a, sa) = alloc(MIN_BYTES + 1).expect("mapped");
         let (b, sb) = alloc(3 * MIN_BYTES).expect("mapped");
         assert_eq!(sa, MIN_BYTES + GRANULE);
@@ -339,9 +345,19 @@ mod tests {
             free(a, sa);
             free(b, sb);
         }
-        // Other tests may hold blocks in the same process, so only check that this test's
-        // chunk did not stay mapped on its own account.
-        let (mapped_after, _) = usage();
-        assert!(mapped_after <= mapped_before.max(CHUNK));
+        // A block larger than a chunk gets a chunk of its own, which goes back to the system
+        // when the block is freed. (Other tests map chunks concurrently, possibly at the same
+        // address, but never of this length.)
+        let big = CHUNK + MIN_BYTES;
+        let (p, size) = alloc(big).expect("mapped");
+        let own = |a: &Arena| {
+            a.chunks
+                .iter()
+                .any(|c| c.len == round_up(big, HUGE_PAGE) && c.base == p.as_ptr() as usize)
+        };
+        assert!(own(&arena()), "the big block has its own chunk");
+        // SAFETY: the block is ours, of `size` bytes, freed once.
+        unsafe { free(p, size) };
+        assert!(!own(&arena()), "its chunk was unmapped");
     }
 }

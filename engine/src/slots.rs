@@ -36,8 +36,13 @@ impl<T: Copy> Slots<T> {
 
     /// `len` slots holding `value`.
     pub fn filled(len: usize, value: T) -> Slots<T> {
+        // A Vec of a zero-sized type reports a capacity of usize::MAX, whose top bit is the
+        // arena tag: slots are never zero-sized, and this keeps it so.
+        const { assert!(std::mem::size_of::<T>() != 0) };
         let bytes = len.saturating_mul(std::mem::size_of::<T>());
-        if bytes >= arena::MIN_BYTES && std::mem::align_of::<T>() <= arena::GRANULE {
+        if (arena::MIN_BYTES..ARENA_BLOCK).contains(&bytes)
+            && std::mem::align_of::<T>() <= arena::GRANULE
+        {
             if let Some((block, size)) = arena::alloc(bytes) {
                 let ptr = block.cast::<T>();
                 for i in 0..len {
