@@ -346,9 +346,10 @@ mod tests {
             free(b, sb);
         }
         // A block larger than a chunk gets a chunk of its own, which goes back to the system
-        // when the block is freed. (Other tests map chunks concurrently, possibly at the same
-        // address, but never of this length.)
-        let big = CHUNK + MIN_BYTES;
+        // when the block is freed. The block fills its chunk exactly, so no block of the tests
+        // running concurrently can land in the same chunk; they map chunks of their own,
+        // possibly at the same address once this one is gone, but never of this length.
+        let big = CHUNK + HUGE_PAGE;
         let (p, size) = alloc(big).expect("mapped");
         let own = |a: &Arena| {
             a.chunks
