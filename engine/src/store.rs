@@ -864,7 +864,6 @@ impl Store {
             .sum()
     }
 
-    /// One expiry step over every shard, `budget` entries each at most; returns entries dropped.
     /// One expiry step: visit `visit` shards, round-robin from where the last step stopped,
     /// looking at no more than `budget` due entries in all, so one step is short (about 50 ns
     /// an entry) whatever is due. Returns entries dropped.
