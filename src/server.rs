@@ -62,6 +62,8 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config, port: u16, persist: crate::persist::Persist) -> Shared {
+        // Before the engine allocates anything (process-wide; engine/src/arena.rs).
+        ratelimitd_engine::arena::set_enabled(config.huge_pages == "yes");
         let engine = Engine::new(
             SystemClock::new(),
             EngineConfig {

@@ -206,14 +206,51 @@ fn a_flood_of_distinct_keys_stays_within_the_memory_bound() {
 }
 
 #[test]
+fn large_tables_go_to_the_huge_page_arena_unless_turned_off() {
+    // One shard, so 30k keys make a table of ~750 KiB: above the arena's 256 KiB threshold.
+    for (flag, in_arena) in [("yes", true), ("no", false)] {
+        let d = Daemon::start_with(&["--shards", "1", "--huge-pages", flag]);
+        let mut con = d.client();
+        run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "100/1h"]).unwrap();
+        for batch in 0..3 {
+            let mut pipe = redis::pipe();
+            for i in 0..10_000 {
+                pipe.cmd("RL.CHECK")
+                    .arg(format!("k{batch}-{i}"))
+                    .arg("/e")
+                    .ignore();
+            }
+            let () = pipe.query(&mut con).unwrap();
+        }
+        assert_eq!(run::<u64>(&mut con, &["DBSIZE"]).unwrap(), 30_000);
+        assert_eq!(info_field(&mut con, "rl_huge_pages"), flag);
+        let used: u64 = info_field(&mut con, "rl_huge_page_arena_used")
+            .parse()
+            .unwrap();
+        assert_eq!(
+            used > 0,
+            in_arena,
+            "--huge-pages {flag}: arena holds {used} bytes"
+        );
+        // Either way the same answers.
+        let r: Vec<i64> = run(&mut con, &["RL.CHECK", "k0-0", "/e"]).unwrap();
+        assert_eq!(&r[..3], &[1, 100, 98]);
+    }
+}
+
+#[test]
 fn bad_bound_flags_are_refused_clearly() {
-    for args in [["--maxmemory", "12parsecs"], ["--maxmemory-policy", "lru"]] {
+    for (args, says) in [
+        (["--maxmemory", "12parsecs"], "unknown"),
+        (["--maxmemory-policy", "lru"], "unknown"),
+        (["--huge-pages", "maybe"], "possible values: yes, no"),
+    ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimitd"))
             .args(args)
             .output()
             .unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("unknown"), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
     }
 }

@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Slot arrays at least this large come from the arena (at 256 shards, from about 4M keys in
@@ -52,6 +53,22 @@ struct Arena {
 }
 
 static ARENA: Mutex<Arena> = Mutex::new(Arena { chunks: Vec::new() });
+
+/// Whether new large arrays come from the arena (the daemon's `--huge-pages`).
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turn the arena on or off for the arrays allocated from now on. Process-wide, like the
+/// arena itself; arrays already in it stay there until their table is re-packed. Off, every
+/// table comes from the global allocator, as before the arena existed: for hosts where
+/// transparent huge pages are unwanted (see docs/OPERATIONS.md).
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// See [`set_enabled`].
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
 
 fn arena() -> std::sync::MutexGuard<'static, Arena> {
     // Nothing under this lock panics on a valid use (only a double free could, through the

@@ -42,6 +42,7 @@ impl<T: Copy> Slots<T> {
         let bytes = len.saturating_mul(std::mem::size_of::<T>());
         if (arena::MIN_BYTES..ARENA_BLOCK).contains(&bytes)
             && std::mem::align_of::<T>() <= arena::GRANULE
+            && arena::enabled()
         {
             if let Some((block, size)) = arena::alloc(bytes) {
                 let ptr = block.cast::<T>();

@@ -213,14 +213,16 @@ pub fn info(shared: &Shared, requested: &[String]) -> String {
                 let rss = rss_bytes();
                 let (max_keys, maxmemory, policy) = shared.engine.bounds();
                 let maxmemory = maxmemory.unwrap_or(0);
+                let (arena_mapped, arena_used) = ratelimitd_engine::arena::usage();
                 let _ = write!(
                     out,
-                    "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmax_keys:{}\r\nmem_allocator:libc\r\n",
+                    "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmax_keys:{}\r\nmem_allocator:libc\r\nrl_huge_pages:{}\r\nrl_huge_page_arena_mapped:{arena_mapped}\r\nrl_huge_page_arena_used:{arena_used}\r\n",
                     human(used),
                     human(rss),
                     human(maxmemory),
                     policy.name(),
                     max_keys.unwrap_or(0),
+                    if ratelimitd_engine::arena::enabled() { "yes" } else { "no" },
                 );
             }
             "stats" => {
