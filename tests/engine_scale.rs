@@ -14,6 +14,20 @@ fn info_field(con: &mut redis::Connection, field: &str) -> String {
         .to_string()
 }
 
+/// `batches` pipelines of 10,000 RL.CHECKs of distinct clients `<prefix><batch>-<i>` on `/e`.
+fn check_distinct_keys(con: &mut redis::Connection, prefix: &str, batches: usize) {
+    for batch in 0..batches {
+        let mut pipe = redis::pipe();
+        for i in 0..10_000 {
+            pipe.cmd("RL.CHECK")
+                .arg(format!("{prefix}{batch}-{i}"))
+                .arg("/e")
+                .ignore();
+        }
+        let () = pipe.query(con).unwrap();
+    }
+}
+
 #[test]
 fn algorithms_are_chosen_per_limit() {
     let d = Daemon::start();
@@ -187,16 +201,7 @@ fn a_flood_of_distinct_keys_stays_within_the_memory_bound() {
     let d = Daemon::start_with(&["--maxmemory", "2mb", "--shards", "16"]);
     let mut con = d.client();
     run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "10/1h"]).unwrap();
-    for batch in 0..20 {
-        let mut pipe = redis::pipe();
-        for i in 0..10_000 {
-            pipe.cmd("RL.CHECK")
-                .arg(format!("flood{batch}-{i}"))
-                .arg("/e")
-                .ignore();
-        }
-        let () = pipe.query(&mut con).unwrap();
-    }
+    check_distinct_keys(&mut con, "flood", 20);
     let used: u64 = info_field(&mut con, "used_memory").parse().unwrap();
     // The bound covers the tables; allow the fixed per-shard overhead on top.
     assert!(used <= (2 << 20) + (2 << 20) / 4, "used_memory {used}");
@@ -212,16 +217,7 @@ fn large_tables_go_to_the_huge_page_arena_unless_turned_off() {
         let d = Daemon::start_with(&["--shards", "1", "--huge-pages", flag]);
         let mut con = d.client();
         run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "100/1h"]).unwrap();
-        for batch in 0..3 {
-            let mut pipe = redis::pipe();
-            for i in 0..10_000 {
-                pipe.cmd("RL.CHECK")
-                    .arg(format!("k{batch}-{i}"))
-                    .arg("/e")
-                    .ignore();
-            }
-            let () = pipe.query(&mut con).unwrap();
-        }
+        check_distinct_keys(&mut con, "k", 3);
         assert_eq!(run::<u64>(&mut con, &["DBSIZE"]).unwrap(), 30_000);
         assert_eq!(info_field(&mut con, "rl_huge_pages"), flag);
         let used: u64 = info_field(&mut con, "rl_huge_page_arena_used")
