@@ -289,9 +289,7 @@ impl Repl {
         if st.backlog.is_none() || st.master.is_some() {
             return;
         }
-        let bytes = record::to_bytes(&Record::Limit(
-            args.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
-        ));
+        let bytes = record::to_bytes(&Record::Limit(crate::cmd::owned(args)));
         self.publish(&mut st, &bytes);
     }
 

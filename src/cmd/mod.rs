@@ -203,6 +203,12 @@ pub fn slices(args: &[Bytes]) -> Vec<&[u8]> {
     args.iter().map(|a| &a[..]).collect()
 }
 
+/// Owned copies of a request's arguments, for what outlives the request (a MULTI queue,
+/// subscriptions, a replication record): the inverse of [`slices`].
+pub fn owned(args: &[&[u8]]) -> Vec<Bytes> {
+    args.iter().map(|a| Bytes::copy_from_slice(a)).collect()
+}
+
 /// Client-sent bytes made safe for an error line: lossy UTF-8, at most `max` characters.
 pub fn shorten(b: &[u8], max: usize) -> String {
     String::from_utf8_lossy(b)

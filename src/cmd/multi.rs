@@ -66,7 +66,7 @@ pub fn queue(session: &mut Session, args: &[&[u8]]) -> Reply {
                 "ERR too many commands in a transaction (limit {MAX_QUEUED})"
             ));
         }
-        q.push(args.iter().map(|a| Bytes::copy_from_slice(a)).collect());
+        q.push(super::owned(args));
     }
     Reply::simple("QUEUED")
 }

@@ -82,11 +82,7 @@ pub fn execute(
     let sub = session
         .pubsub
         .get_or_insert_with(|| Box::new(Subscriber::new(handle)));
-    let names: Vec<Bytes> = args[1..]
-        .iter()
-        .map(|a| Bytes::copy_from_slice(a))
-        .collect();
-    sub.apply(&shared.pubsub, kind, &names, proto);
+    sub.apply(&shared.pubsub, kind, &super::owned(&args[1..]), proto);
     // The confirmations are in `sub.frames`; the connection writes them instead of this.
     Ok(Reply::Null)
 }
