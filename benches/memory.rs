@@ -94,7 +94,8 @@ fn main() {
         after_rss.saturating_sub(before_rss) as f64 / keys as f64
     );
     println!(
-        "live heap in the huge-page arena (slot arrays of 256 KiB and up): {} bytes",
+        "live heap in the huge-page arena (slot arrays of {} KiB and up): {} bytes",
+        ratelimitd_engine::arena::MIN_BYTES >> 10,
         ratelimitd_engine::arena::usage().1
     );
 }

@@ -212,7 +212,7 @@ fn a_flood_of_distinct_keys_stays_within_the_memory_bound() {
 
 #[test]
 fn large_tables_go_to_the_huge_page_arena_unless_turned_off() {
-    // One shard, so 30k keys make a table of ~750 KiB: above the arena's 256 KiB threshold.
+    // One shard, so 30k keys make a table of ~750 KiB: far above the arena's 32 KiB threshold.
     for (flag, in_arena) in [("yes", true), ("no", false)] {
         let d = Daemon::start_with(&["--shards", "1", "--huge-pages", flag]);
         let mut con = d.client();

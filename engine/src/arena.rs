@@ -12,7 +12,7 @@
 //!
 //! So slot arrays of at least [`MIN_BYTES`] come from here instead: chunks of 64 MiB (or more,
 //! for a larger array), 2 MiB-aligned, mapped with `mmap` and advised `MADV_HUGEPAGE` before
-//! anything touches them, and shared out first-fit in 4 KiB granules. Freed blocks merge with
+//! anything touches them, and shared out first-fit in cache-line granules. Freed blocks merge with
 //! free neighbours; the whole 2 MiB pages inside a free block are given back to the system
 //! (`MADV_DONTNEED`), and a chunk with nothing allocated in it is unmapped, so after a mass
 //! expiry the memory goes back as it does through malloc. Allocation and freeing happen only
@@ -26,14 +26,19 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-/// Slot arrays at least this large come from the arena (at 256 shards, from about 4M keys in
-/// all). Smaller ones stay with the global allocator: a few huge pages shared by many small
-/// tables would gain nothing, and the 1M-key memory target is met with exact-size allocations.
-pub const MIN_BYTES: usize = 256 << 10;
+/// Slot arrays at least this large come from the arena (a shard of about 1,300 GCRA keys; at
+/// 256 shards, from about 350k keys in all). It was 256 KiB (from about 4M keys), but at 1M
+/// keys, whose 256 tables of ~100 KiB span ~28 MB, checks also missed the TLB: with them in
+/// huge pages a batched check at 1M keys was 14 % faster (docs/PERFORMANCE.md). Smaller arrays
+/// stay with the global allocator: tables that small all fit in a few megabytes of cache and
+/// TLB reach, and an array under 32 KiB would share its huge page with many others for nothing.
+pub const MIN_BYTES: usize = 32 << 10;
 
-/// Allocation unit inside a chunk (a 4 KiB page): at most 1.6 % of a minimum-size array is
-/// rounding, so the arena keeps the tables' memory per key.
-pub const GRANULE: usize = 4 << 10;
+/// Allocation unit inside a chunk, and the alignment of every block: one cache line. Blocks
+/// need no page alignment (pages are only ever given back whole 2 MiB at a time, from inside
+/// free blocks), so rounding costs at most 63 bytes per array, and a slot array starts on a
+/// line boundary, which is what the table's prefetch of a probe run's lines assumes.
+pub const GRANULE: usize = 64;
 
 const HUGE_PAGE: usize = 2 << 20;
 const CHUNK: usize = 64 << 20;

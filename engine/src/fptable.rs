@@ -308,9 +308,9 @@ mod tests {
             }
         }
         // 16-byte slots at no less than 64 % load right after a rebuild (25 B), plus, for
-        // arrays from the huge-page arena (256 KiB and up), at most 1.6 % of page rounding.
+        // arrays from the huge-page arena, at most 63 bytes of rounding to a cache line.
         assert!(worst <= 25.5, "worst bytes/key {worst}");
-        // Past 256 KiB the slots live in the huge-page arena: every key is still found there.
+        // Past 32 KiB the slots live in the huge-page arena: every key is still found there.
         assert!(t.bytes() >= crate::arena::MIN_BYTES);
         for k in 1..=200_000u64 {
             assert_eq!(t.get(k.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x55), Some(k));
