@@ -87,6 +87,12 @@ impl<T> ShardLock<T> {
         }
     }
 
+    /// Whether some guard holds the lock now (for tests of who holds what when).
+    #[cfg(test)]
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::Relaxed)
+    }
+
     #[cold]
     fn lock_contended(&self) {
         let mut round: u32 = 0;
