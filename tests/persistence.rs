@@ -317,3 +317,63 @@ fn periodic_snapshots_follow_save_interval() {
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The nice value of the daemon's thread named `name`, if such a thread exists right now
+/// (field 19 of /proc/<pid>/task/<tid>/stat, counted after the parenthesised name).
+#[cfg(target_os = "linux")]
+fn nice_of_thread(pid: u32, name: &str) -> Option<i64> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 2..];
+        // Fields from the state (field 3) on; nice is field 19.
+        return after_name.split(' ').nth(16)?.parse().ok();
+    }
+    None
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn background_saves_run_on_a_low_priority_thread() {
+    let d = Daemon::start();
+    let mut con = d.client();
+    run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "5/1h"]).unwrap();
+    for batch in 0..20 {
+        let mut pipe = redis::pipe();
+        for i in 0..10_000 {
+            pipe.cmd("RL.CHECK")
+                .arg(format!("k{batch}-{i}"))
+                .arg("/e")
+                .ignore();
+        }
+        let () = pipe.query(&mut con).unwrap();
+    }
+    // A save of 200k keys lasts long enough to be seen most times; try until it is.
+    let pid = d.child.id();
+    let mut seen = None;
+    for _ in 0..20 {
+        assert_eq!(
+            run::<String>(&mut con, &["BGSAVE"]).unwrap(),
+            "Background saving started"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.is_none() && Instant::now() < deadline {
+            seen = nice_of_thread(pid, "ratelimitd-save");
+            let info: String = run(&mut con, &["INFO", "persistence"]).unwrap();
+            if info.contains("rdb_bgsave_in_progress:0") {
+                break;
+            }
+        }
+        if seen.is_some() {
+            break;
+        }
+    }
+    assert_eq!(seen, Some(19), "the save thread's nice value");
+}
