@@ -680,13 +680,12 @@ pub async fn serve_replica(
         crate::persist::in_place(attach)
     };
     if let Some((off, why)) = snapshot {
-        // Read on a thread of its own, outside `Repl::state`: a snapshot of millions of keys
+        // Read on the blocking pool, outside `Repl::state`: a snapshot of millions of keys
         // takes a while, and holding the lock (or a worker) that long stalled the pump and,
-        // through it, every connection of a freshly promoted primary. At low priority, so
-        // that it does not hold up the workers either (`spawn_low_priority`).
+        // through it, every connection of a freshly promoted primary. At normal priority,
+        // unlike BGSAVE (see `startup::bgsave`): the replica's handshake timeout runs meanwhile.
         let shared2 = shared.clone();
-        let job = move || full_sync_payload(&shared2);
-        let payload = match crate::startup::spawn_low_priority("ratelimitd-sync", job).await {
+        let payload = match tokio::task::spawn_blocking(move || full_sync_payload(&shared2)).await {
             Ok(payload) => payload,
             Err(e) => {
                 lock(&repl.state)

@@ -175,60 +175,54 @@ pub fn save(shared: &Shared) -> Result<usize, PersistError> {
     Ok(bytes.len())
 }
 
-/// Nice value of background snapshot work: the lowest priority short of `SCHED_IDLE`.
-const BACKGROUND_NICE: i32 = 19;
+/// Nice value of the background-save thread: the lowest priority short of `SCHED_IDLE`.
+const SAVE_NICE: i32 = 19;
 
-/// A background save unless one is running; false if one was. It runs through
-/// [`spawn_low_priority`], for the reason given there.
-pub fn bgsave(shared: &Arc<Shared>) -> bool {
-    if !shared.persist.try_begin_bgsave() {
-        return false;
-    }
-    let s = shared.clone();
-    drop(spawn_low_priority("ratelimitd-save", move || {
-        let _ = save(&s);
-        s.persist.end_bgsave();
-    }));
-    true
+/// Why a background save did not start.
+#[derive(Debug)]
+pub enum BgsaveRefused {
+    /// One is running already.
+    InProgress,
+    /// No thread could be started for it (the system is out of threads or memory).
+    NoThread(std::io::Error),
 }
 
-/// Run `f` on a thread of its own at nice [`BACKGROUND_NICE`]; its result arrives on the
-/// returned receiver (drop it to not wait). For work that reads the whole store: BGSAVE, the
-/// timed saves and a replica's full sync.
-///
-/// Why: serializing a million keys is ~100–200 ms of CPU, and where that shares a core with a
-/// worker (one core, or a pinned process) the scheduler would otherwise split the core evenly
-/// and let a waking worker wait behind the job's time slice; at nice 19 the worker preempts
-/// it at once. The job still gets every idle cycle, and ~1.5 % of a core that the workers
-/// keep busy. If no thread can be started the job runs on the blocking pool at normal
-/// priority rather than not at all.
-pub fn spawn_low_priority<T: Send + 'static>(
-    name: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> tokio::sync::oneshot::Receiver<T> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    // Shared with the thread so that, should it not start, the job is still here to run.
-    let job = Arc::new(std::sync::Mutex::new(Some((f, tx))));
-    let mine = job.clone();
-    let spawned = std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(move || {
-            lower_this_thread_priority(BACKGROUND_NICE);
-            let taken = mine.lock().ok().and_then(|mut j| j.take());
-            if let Some((f, tx)) = taken {
-                let _ = tx.send(f());
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::warn!("thread {name} not started ({e}); running on the blocking pool");
-        let taken = job.lock().ok().and_then(|mut j| j.take());
-        if let Some((f, tx)) = taken {
-            tokio::task::spawn_blocking(move || {
-                let _ = tx.send(f());
-            });
-        }
+/// Ends the BGSAVE in progress when dropped: after the save, when the save panics, and when
+/// its thread never starts, so that a failed save cannot leave every later one refused.
+struct BgsaveRunning(Arc<Shared>);
+
+impl Drop for BgsaveRunning {
+    fn drop(&mut self) {
+        self.0.persist.end_bgsave();
     }
-    rx
+}
+
+/// Start a background save (BGSAVE, the timed saves).
+///
+/// It runs on a thread of its own at nice [`SAVE_NICE`]. Why: serializing a million keys is
+/// ~100–200 ms of CPU, and where the save shares a core with a worker (one core, or a pinned
+/// process) the scheduler would otherwise split the core evenly and let a waking worker wait
+/// behind the save's time slice; at nice 19 the worker preempts it at once
+/// (`benches/bgsave.sh`, docs/PERFORMANCE.md). The save still gets every idle cycle, and
+/// ~1.5 % of a core that the workers keep busy. A replica's full sync is not run this way: the
+/// replica waits for it under a 10 s handshake timeout, which a starved sync could miss.
+pub fn bgsave(shared: &Arc<Shared>) -> Result<(), BgsaveRefused> {
+    if !shared.persist.try_begin_bgsave() {
+        return Err(BgsaveRefused::InProgress);
+    }
+    let running = BgsaveRunning(shared.clone());
+    std::thread::Builder::new()
+        .name("ratelimitd-save".into())
+        .spawn(move || {
+            lower_this_thread_priority(SAVE_NICE);
+            let _ = save(&running.0);
+            drop(running);
+        })
+        .map(drop)
+        .map_err(|e| {
+            tracing::error!("background save not started: {e}");
+            BgsaveRefused::NoThread(e)
+        })
 }
 
 /// Set the calling thread's nice value (on Linux nice is per thread). Best effort: a failure
@@ -240,7 +234,7 @@ fn lower_this_thread_priority(nice: i32) {
         let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
         if rc != 0 {
             tracing::debug!(
-                "background save priority unchanged: {}",
+                "background thread priority unchanged: {}",
                 std::io::Error::last_os_error()
             );
         }
@@ -283,8 +277,9 @@ pub fn spawn_background(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) 
             last = Instant::now();
             // Nothing admitted since the last save: the snapshot on disk is still the truth
             // (state is absolute times, which decay by themselves).
+            // Refused: one is running (the next tick tries again), or no thread (logged).
             if timer_shared.persist.changes.load(Ordering::Relaxed) > 0 {
-                bgsave(&timer_shared);
+                let _ = bgsave(&timer_shared);
             }
         }
     });
@@ -324,12 +319,12 @@ mod tests {
     fn the_save_priority_applies_to_its_own_thread_only() {
         let before = nice_of_this_thread();
         let saver = std::thread::spawn(|| {
-            lower_this_thread_priority(BACKGROUND_NICE);
+            lower_this_thread_priority(SAVE_NICE);
             nice_of_this_thread()
         })
         .join()
         .expect("thread ran");
-        assert_eq!(saver, BACKGROUND_NICE);
+        assert_eq!(saver, SAVE_NICE);
         assert_eq!(
             nice_of_this_thread(),
             before,

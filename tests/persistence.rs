@@ -342,7 +342,8 @@ fn nice_of_thread(pid: u32, name: &str) -> Option<i64> {
 #[cfg(target_os = "linux")]
 #[test]
 fn background_saves_run_on_a_low_priority_thread() {
-    let d = Daemon::start();
+    // No timed saves: only this test's BGSAVEs, so none is ever refused as "in progress".
+    let d = Daemon::start_with(&["--save-interval", "0"]);
     let mut con = d.client();
     run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "5/1h"]).unwrap();
     for batch in 0..20 {

@@ -36,8 +36,7 @@ pub const MIN_BYTES: usize = 32 << 10;
 
 /// Allocation unit inside a chunk, and the alignment of every block: one cache line. Blocks
 /// need no page alignment (pages are only ever given back whole 2 MiB at a time, from inside
-/// free blocks), so rounding costs at most 63 bytes per array, and a slot array starts on a
-/// line boundary, which is what the table's prefetch of a probe run's lines assumes.
+/// free blocks), so rounding costs at most 63 bytes per array.
 pub const GRANULE: usize = 64;
 
 const HUGE_PAGE: usize = 2 << 20;

@@ -7,6 +7,7 @@
 
 use crate::cmd::table::CmdId;
 use crate::server::Shared;
+use crate::startup::BgsaveRefused;
 use ratelimitd_protocol::{Parse, ParseError, Reply};
 
 pub fn execute(id: CmdId, shared: &Shared, args: &[&[u8]]) -> Result<Reply, ParseError> {
@@ -36,10 +37,14 @@ pub fn execute(id: CmdId, shared: &Shared, args: &[&[u8]]) -> Result<Reply, Pars
             let Some(shared) = crate::startup::shared() else {
                 return Ok(Reply::error("ERR the server is not ready"));
             };
-            if crate::startup::bgsave(&shared) {
-                Ok(Reply::simple("Background saving started"))
-            } else {
-                Ok(Reply::error("ERR Background save already in progress"))
+            match crate::startup::bgsave(&shared) {
+                Ok(()) => Ok(Reply::simple("Background saving started")),
+                Err(BgsaveRefused::InProgress) => {
+                    Ok(Reply::error("ERR Background save already in progress"))
+                }
+                Err(BgsaveRefused::NoThread(e)) => Ok(Reply::error(format!(
+                    "ERR Background save not started: {e}"
+                ))),
             }
         }
         CmdId::Lastsave => Ok(Reply::Integer(shared.persist.last_save())),
