@@ -2,7 +2,7 @@
 //! and the --max-keys bound with each --maxmemory-policy, visible in INFO.
 
 mod common;
-use common::{run, Daemon};
+use common::{check_distinct_keys, run, Daemon};
 use std::time::{Duration, Instant};
 
 fn info_field(con: &mut redis::Connection, field: &str) -> String {
@@ -12,20 +12,6 @@ fn info_field(con: &mut redis::Connection, field: &str) -> String {
         .unwrap_or_else(|| panic!("INFO has no {field}"))
         .trim()
         .to_string()
-}
-
-/// `batches` pipelines of 10,000 RL.CHECKs of distinct clients `<prefix><batch>-<i>` on `/e`.
-fn check_distinct_keys(con: &mut redis::Connection, prefix: &str, batches: usize) {
-    for batch in 0..batches {
-        let mut pipe = redis::pipe();
-        for i in 0..10_000 {
-            pipe.cmd("RL.CHECK")
-                .arg(format!("{prefix}{batch}-{i}"))
-                .arg("/e")
-                .ignore();
-        }
-        let () = pipe.query(con).unwrap();
-    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! a corrupt snapshot or a torn log tail is reported and the daemon still starts.
 
 mod common;
-use common::{resp, run, temp_dir, Daemon};
+use common::{check_distinct_keys, resp, run, temp_dir, Daemon};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -346,16 +346,7 @@ fn background_saves_run_on_a_low_priority_thread() {
     let d = Daemon::start_with(&["--save-interval", "0"]);
     let mut con = d.client();
     run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "5/1h"]).unwrap();
-    for batch in 0..20 {
-        let mut pipe = redis::pipe();
-        for i in 0..10_000 {
-            pipe.cmd("RL.CHECK")
-                .arg(format!("k{batch}-{i}"))
-                .arg("/e")
-                .ignore();
-        }
-        let () = pipe.query(&mut con).unwrap();
-    }
+    check_distinct_keys(&mut con, "k", 20);
     // A save of 200k keys lasts long enough to be seen most times; try until it is.
     let pid = d.child.id();
     let mut seen = None;

@@ -283,3 +283,17 @@ pub fn run<T: redis::FromRedisValue>(
     }
     cmd.query::<T>(con).map_err(|e| e.to_string())
 }
+
+/// `batches` pipelines of 10,000 RL.CHECKs of distinct clients `<prefix><batch>-<i>` on `/e`.
+pub fn check_distinct_keys(con: &mut redis::Connection, prefix: &str, batches: usize) {
+    for batch in 0..batches {
+        let mut pipe = redis::pipe();
+        for i in 0..10_000 {
+            pipe.cmd("RL.CHECK")
+                .arg(format!("{prefix}{batch}-{i}"))
+                .arg("/e")
+                .ignore();
+        }
+        let () = pipe.query(con).unwrap();
+    }
+}
