@@ -29,7 +29,7 @@ use std::sync::Mutex;
 /// Slot arrays at least this large come from the arena (a shard of about 1,300 GCRA keys; at
 /// 256 shards, from about 350k keys in all). It was 256 KiB (from about 4M keys), but at 1M
 /// keys, whose 256 tables of ~100 KiB span ~28 MB, checks also missed the TLB: with them in
-/// huge pages a batched check at 1M keys was 14 % faster (docs/PERFORMANCE.md). Smaller arrays
+/// huge pages a batched check at 1M keys was 11 % faster (docs/PERFORMANCE.md). Smaller arrays
 /// stay with the global allocator: tables that small all fit in a few megabytes of cache and
 /// TLB reach, and an array under 32 KiB would share its huge page with many others for nothing.
 pub const MIN_BYTES: usize = 32 << 10;
