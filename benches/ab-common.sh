@@ -10,8 +10,22 @@ ab_tree() {
   echo "$tree"
 }
 
-# ab_report: for every "sha:binary" entry of the caller's `bins`, the median and all figures
-# collected in the caller's associative array `got[sha]`.
+# ab_round_order ROUND: the caller's `bins` entries, one per line, in their given order on odd
+# rounds and reversed on even ones. Why: on this VM the second of two back-to-back runs tends
+# to be the faster one whatever it runs (seen with one binary under two flags: the flag run
+# second was faster in 5 of 5 rounds, and with the order swapped the other flag, now second,
+# in 6 of 7; docs/PERFORMANCE.md), so a fixed order biases the comparison.
+ab_round_order() {
+  local i
+  if (($1 % 2)); then
+    printf '%s\n' "${bins[@]}"
+  else
+    for ((i = ${#bins[@]} - 1; i >= 0; i--)); do printf '%s\n' "${bins[$i]}"; done
+  fi
+}
+
+# ab_report: for every "label:binary" entry of the caller's `bins`, the median and all figures
+# collected in the caller's associative array `got[label]`.
 ab_report() {
   local entry sha med
   for entry in "${bins[@]}"; do

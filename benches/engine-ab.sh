@@ -13,10 +13,11 @@
 #
 # Why interleave: on a shared VM the speed of the same binary drifts by 15-30 % from one minute
 # to the next, so two builds measured one after the other in separate runs cannot be compared;
-# alternating them round by round and comparing medians can.
+# alternating them round by round (in reverse order every other round: ab_round_order in
+# ab-common.sh) and comparing medians can.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 4 ] || { sed -n '2,17p' "$0"; exit 2; }
+[ $# -ge 4 ] || { sed -n '2,18p' "$0"; exit 2; }
 rounds=$1 keys=$2 filter=$3
 shift 3
 source benches/ab-common.sh
@@ -34,8 +35,9 @@ for rev in "$@"; do
   bins+=("$sha:$bin")
 done
 declare -A got
-for _ in $(seq "$rounds"); do
-  for entry in "${bins[@]}"; do
+for round in $(seq "$rounds"); do
+  mapfile -t order < <(ab_round_order "$round")
+  for entry in "${order[@]}"; do
     sha=${entry%%:*} bin=${entry#*:}
     v=$(cd /tmp && RLD_BENCH_KEYS=$keys taskset -c 1 "$bin" --bench --warm-up-time 1 \
       --measurement-time 3 "$filter" 2>/dev/null | grep 'time:' | head -1 |

@@ -4,17 +4,19 @@
 #   benches/load-ab.sh ROUNDS REV...
 #   benches/load-ab.sh 5 bed4676 HEAD
 #   P=1 N=600000 benches/load-ab.sh 5 bed4676 HEAD
+#   benches/load-ab.sh 7 HEAD HEAD+--huge-pages=no   # one build; daemon flags after +, comma-separated
 #
 # Each REV is checked out into its own worktree under target/ab/ and its daemon built there
 # (release). Then, ROUNDS times, every build in turn is started fresh (one worker thread pinned
 # to core 0, limit 100/1m) and loaded by redis-benchmark pinned to core 1 with
 # `-c 50 -r 1000000 -P $P -n $N` running $CMD (default: RL.CHECK k:__rand_int__ /api). Prints
 # every requests/s figure and the median per REV. Same reason to interleave as
-# benches/engine-ab.sh: this VM's speed drifts from minute to minute. 127.0.0.1 only.
+# benches/engine-ab.sh: this VM's speed drifts from minute to minute; the order of the builds
+# is reversed every other round (see ab_round_order in ab-common.sh). 127.0.0.1 only.
 # Remove the worktrees afterwards with `git worktree remove --force target/ab/<sha>`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n '2,14p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,16p' "$0"; exit 2; }
 rounds=$1
 shift
 N=${N:-3000000}
@@ -26,22 +28,27 @@ command -v redis-benchmark >/dev/null || {
 }
 source benches/ab-common.sh
 bins=()
-for rev in "$@"; do
+for arg in "$@"; do
+  rev=${arg%%+*}
   tree=$(ab_tree "$rev")
-  sha=$(git rev-parse --short "$rev")
+  label=$(git rev-parse --short "$rev")
+  [ "$arg" = "$rev" ] || label="$label+${arg#*+}"
   (cd "$tree" && CARGO_TARGET_DIR="$tree/target" cargo build --release --bin ratelimitd -q)
-  bins+=("$sha:$tree/target/release/ratelimitd")
+  bins+=("$label:$tree/target/release/ratelimitd")
 done
 work=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 declare -A got
-for _ in $(seq "$rounds"); do
-  for entry in "${bins[@]}"; do
-    sha=${entry%%:*} bin=${entry#*:}
+for round in $(seq "$rounds"); do
+  mapfile -t order < <(ab_round_order "$round")
+  for entry in "${order[@]}"; do
+    label=${entry%%:*} bin=${entry#*:}
+    flags=()
+    [[ $label == *+* ]] && IFS=, read -r -a flags <<<"${label#*+}"
     rm -rf "$work/d"
-    taskset -c 0 "$bin" --port "$PORT" --threads 1 --dir "$work/d" >"$work/log" 2>&1 &
+    taskset -c 0 "$bin" --port "$PORT" --threads 1 --dir "$work/d" "${flags[@]}" >"$work/log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
     redis-cli -p "$PORT" RL.LIMIT SET DEFAULT RATE 100/1m >/dev/null
@@ -50,7 +57,7 @@ for _ in $(seq "$rounds"); do
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     pid=
-    got[$sha]="${got[$sha]:-} ${v%.*}"
+    got[$label]="${got[$label]:-} ${v%.*}"
   done
 done
 echo "${CMD[*]} -c 50 -r 1000000 -P $P -n $N, rounds=$rounds (requests/s)"
