@@ -434,6 +434,89 @@ mod tests {
         assert!(t.slots.iter().all(|s| s.0 == EMPTY));
     }
 
+    /// Random puts and deletes on a 16-slot table, with keys chosen by home slot and most of
+    /// them homed around the wrap (13–15 and 0–2), checking the probe invariant itself: for
+    /// every live entry at p with home h, no slot in [h, p) is empty.
+    #[test]
+    fn probe_runs_stay_unbroken_across_the_wrap() {
+        for seed in 1..500u64 {
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let mut t = FpTable::<u64>::default();
+            t.rebuild(16);
+            let cap = t.capacity();
+            assert_eq!(cap, 16);
+            let homes = [13usize, 14, 15, 0, 1, 2, 7];
+            let mut pool: Vec<u64> = Vec::new();
+            for &h in &homes {
+                pool.extend((2..u64::MAX).filter(|&f| home(f, cap) == h).take(3));
+            }
+            let mut model = std::collections::HashMap::new();
+            for step in 0..200 {
+                let fp = pool[(next() % pool.len() as u64) as usize];
+                let op = next() % 3;
+                if op != 0 {
+                    if let Some(i) = t.find(fp) {
+                        t.set_at(i, step);
+                    } else if !t.full() {
+                        t.insert_new(fp, step);
+                    } else {
+                        continue;
+                    }
+                    model.insert(fp, step);
+                } else if let Some(i) = t.find(fp) {
+                    t.remove_at(i);
+                    model.remove(&fp);
+                }
+                for (p, s) in t.slots.iter().enumerate() {
+                    if s.0 > TOMB {
+                        let mut i = home(s.0, cap);
+                        while i != p {
+                            assert_ne!(t.slots[i].0, EMPTY, "seed {seed} step {step}");
+                            i = (i + 1) % cap;
+                        }
+                    }
+                }
+                for &fp in &pool {
+                    assert_eq!(
+                        t.get(fp),
+                        model.get(&fp).copied(),
+                        "seed {seed} step {step}"
+                    );
+                }
+                assert_eq!(t.len(), model.len());
+                assert_eq!(
+                    t.tombs as usize,
+                    t.slots.iter().filter(|s| s.0 == TOMB).count()
+                );
+            }
+        }
+    }
+
+    /// Fifteen tombstones and one live key: deleting the key must end (every slot after it is a
+    /// tombstone, so it becomes one too) and leave a table in which lookups still end.
+    #[test]
+    fn a_table_of_tombstones_only_still_answers() {
+        let mut t = FpTable::<u64>::default();
+        t.rebuild(16);
+        let fp = (2..u64::MAX).find(|&f| home(f, 16) == 0).unwrap();
+        let i = t.insert_new(fp, 1);
+        for j in 0..16 {
+            if j != i {
+                t.slots[j] = (TOMB, 0);
+                t.tombs += 1;
+            }
+        }
+        t.remove_at(i);
+        assert_eq!(t.tombs, 16);
+        assert_eq!(t.find(fp), None);
+    }
+
     #[test]
     fn tombstones_do_not_hide_keys_and_full_is_honoured() {
         let mut t = FpTable::<u64>::default();

@@ -1112,6 +1112,81 @@ mod tests {
         }
     }
 
+    /// Random churn on one shard (puts, updates, deletes, expiry steps, and evictions under a
+    /// key bound) against what the wheel relies on: every live entry has a wheel reference to
+    /// its slot, and no entry is lost or altered. Slots must never move between re-packs, and
+    /// deletes now turn tombstones back into empty slots: this is the check that neither
+    /// strands an entry without its reference.
+    #[test]
+    fn churn_keeps_every_live_entry_and_its_wheel_reference() {
+        const TICK: u64 = 1 << 22;
+        for seed in 1..9u64 {
+            for bounded in [false, true] {
+                let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut next = move || {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x
+                };
+                let mut now: u64 = 1_000 * TICK;
+                let mut shard = Shard::new(now);
+                let bounds = Bounds {
+                    keys_per_shard: AtomicU64::new(if bounded { 300 } else { u64::MAX }),
+                    bytes_per_shard: AtomicU64::new(u64::MAX),
+                    policy: AtomicU8::new(0),
+                };
+                let keys: Vec<u64> = (0..600).map(|_| next() | 4).collect();
+                let mut model: std::collections::HashMap<u64, u64> = Default::default();
+                for step in 0..5_000 {
+                    let k = keys[(next() % keys.len() as u64) as usize];
+                    match next() % 10 {
+                        0..=5 => {
+                            let dl = now + (next() % 200) * TICK;
+                            let w = pack(u128::from(dl), 1);
+                            assert_eq!(shard.gcra_put(k, w, &bounds), Put::Stored);
+                            model.insert(k, w);
+                        }
+                        6..=7 => {
+                            shard.gcra_remove(k, now);
+                            model.remove(&k);
+                        }
+                        _ => {
+                            now += (next() % 20) * TICK;
+                            shard.expire(now, 1_000_000);
+                        }
+                    }
+                    // Entries the shard dropped by itself: expiry (decayed) or eviction.
+                    let ev = shard.stats.evicted;
+                    model.retain(|k, w| match shard.gcra.get(*k) {
+                        Some(got) => {
+                            assert_eq!(got, *w, "seed {seed} step {step}: altered");
+                            true
+                        }
+                        None => {
+                            assert!(
+                                unpack(*w).0 <= now || (bounded && ev > 0),
+                                "seed {seed} step {step}: live entry lost"
+                            );
+                            false
+                        }
+                    });
+                    assert_eq!(shard.gcra.len(), model.len());
+                    if step % 97 == 0 {
+                        let refs: std::collections::HashSet<WheelRef> =
+                            shard.wheel.all_refs().into_iter().collect();
+                        for (i, _, _) in shard.gcra.iter() {
+                            assert!(
+                                refs.contains(&wheel_ref(T_GCRA, i)),
+                                "seed {seed} step {step}: live slot {i} has no wheel ref"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn visitors_run_with_no_shard_locked() {
         let store = Store::new(4, 0);

@@ -64,6 +64,17 @@ impl Wheel {
         }
     }
 
+    /// Every reference held, scheduled or pending (tests check that each live entry has one).
+    #[cfg(test)]
+    pub fn all_refs(&self) -> Vec<WheelRef> {
+        self.slots
+            .iter()
+            .flatten()
+            .chain(self.pending.iter())
+            .copied()
+            .collect()
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
