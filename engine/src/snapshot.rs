@@ -91,14 +91,14 @@ pub(crate) fn write(store: &Store, shapes: &Shapes, now: Nanos) -> Vec<u8> {
     out.extend_from_slice(&entries);
     let mut items = Vec::new();
     let mut n_items: u64 = 0;
-    store.for_each_kv(now, |key, item| {
-        items.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        items.extend_from_slice(key);
+    store.for_each_kv(now, |item| {
+        items.extend_from_slice(&(item.key.len() as u32).to_le_bytes());
+        items.extend_from_slice(item.key);
         items.extend_from_slice(&item.flags.to_le_bytes());
         items.extend_from_slice(&item.cas.to_le_bytes());
         items.extend_from_slice(&item.expires_at.unwrap_or(0).to_le_bytes());
         items.extend_from_slice(&(item.value.len() as u32).to_le_bytes());
-        items.extend_from_slice(&item.value);
+        items.extend_from_slice(item.value);
         n_items += 1;
     });
     out.extend_from_slice(&n_items.to_le_bytes());

@@ -752,6 +752,16 @@ impl Locked<'_> {
     }
 }
 
+/// One key-value item as [`Store::for_each_kv`] visits it, borrowed from a copy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KvEntry<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub flags: u32,
+    pub cas: u64,
+    pub expires_at: Option<Nanos>,
+}
+
 impl Store {
     /// `shards` is rounded up to a power of two (at least 1).
     pub fn new(shards: usize, now: Nanos) -> Store {
@@ -1048,22 +1058,41 @@ impl Store {
     }
 
     /// Every live key-value item, one shard at a time: copied out under the shard's lock and
-    /// visited after it is released, for the reason given at [`Store::for_each`].
-    pub fn for_each_kv(&self, now: Nanos, mut f: impl FnMut(&[u8], &Item)) {
-        let mut scratch: Vec<(Box<[u8]>, Item)> = Vec::new();
+    /// visited after it is released, for the reason given at [`Store::for_each`]. Keys and
+    /// values are copied into one byte buffer reused from shard to shard, not cloned item by
+    /// item: a million counters would otherwise be two allocations each under a lock.
+    pub fn for_each_kv(&self, now: Nanos, mut f: impl FnMut(KvEntry<'_>)) {
+        // Per item: where its key and value start in `bytes`, their lengths, and the rest.
+        type Meta = (usize, usize, usize, u32, u64, Option<Nanos>);
+        let (mut bytes, mut meta): (Vec<u8>, Vec<Meta>) = (Vec::new(), Vec::new());
         for i in 0..self.shards.len() {
             let shard = self.lock_index(i);
-            scratch.clear();
-            scratch.extend(
-                shard
-                    .kv
-                    .iter()
-                    .filter(|(_, _, item)| item.expires_at.is_none_or(|at| at > now))
-                    .map(|(_, k, item)| (Box::from(k), item.clone())),
-            );
+            bytes.clear();
+            meta.clear();
+            for (_, k, item) in shard.kv.iter() {
+                if item.expires_at.is_none_or(|at| at > now) {
+                    meta.push((
+                        bytes.len(),
+                        k.len(),
+                        item.value.len(),
+                        item.flags,
+                        item.cas,
+                        item.expires_at,
+                    ));
+                    bytes.extend_from_slice(k);
+                    bytes.extend_from_slice(&item.value);
+                }
+            }
             drop(shard);
-            for (k, item) in &scratch {
-                f(k, item);
+            for &(at, key_len, value_len, flags, cas, expires_at) in &meta {
+                let (key, rest) = bytes[at..].split_at(key_len);
+                f(KvEntry {
+                    key,
+                    value: &rest[..value_len],
+                    flags,
+                    cas,
+                    expires_at,
+                });
             }
         }
     }
@@ -1206,9 +1235,9 @@ mod tests {
         });
         assert_eq!(seen, keys.len());
         let mut items = 0;
-        store.for_each_kv(0, |key, _| {
+        store.for_each_kv(0, |item| {
             assert!(
-                free(kv_fingerprint(key)),
+                free(kv_fingerprint(item.key)),
                 "visiting an item with its shard locked"
             );
             items += 1;
