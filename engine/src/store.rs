@@ -936,9 +936,12 @@ impl Store {
     pub fn for_each(&self, mut f: impl FnMut(u8, u64, &[u64])) {
         let mut scratch: Vec<(u8, u64, [u64; 3], u8)> = Vec::new();
         for i in 0..self.shards.len() {
-            let shard = self.lock_index(i);
+            // Room for a quarter more than the last shard held (shards are about equal in
+            // size), made before the lock, so the copy rarely grows the buffer while holding it.
+            let last = scratch.len();
             scratch.clear();
-            scratch.reserve(shard.len());
+            scratch.reserve(last + last / 4);
+            let shard = self.lock_index(i);
             shard.for_each(|table, key, words| {
                 let mut w = [0u64; 3];
                 let n = words.len().min(3);
@@ -1066,9 +1069,13 @@ impl Store {
         type Meta = (usize, usize, usize, u32, u64, Option<Nanos>);
         let (mut bytes, mut meta): (Vec<u8>, Vec<Meta>) = (Vec::new(), Vec::new());
         for i in 0..self.shards.len() {
-            let shard = self.lock_index(i);
+            // As in `for_each`: room for a quarter more than the last shard, before the lock.
+            let (last_bytes, last_meta) = (bytes.len(), meta.len());
             bytes.clear();
             meta.clear();
+            bytes.reserve(last_bytes + last_bytes / 4);
+            meta.reserve(last_meta + last_meta / 4);
+            let shard = self.lock_index(i);
             for (_, k, item) in shard.kv.iter() {
                 if item.expires_at.is_none_or(|at| at > now) {
                     meta.push((
