@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 PORT=${PORT:-16390}
 KEYS=${KEYS:-1000000}
-command -v redis-benchmark >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null; }
+source benches/need.sh
+need_packages redis-benchmark redis-cli -- redis-tools
 if [ -z "${BIN:-}" ]; then
   cargo build --release -q
   BIN=target/release/ratelimitd

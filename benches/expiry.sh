@@ -17,7 +17,8 @@ cd "$(dirname "$0")/.."
 KEYS=${KEYS:-1000000}
 ROUNDS=${ROUNDS:-1}
 PORT=${PORT:-16381}
-command -v redis-benchmark >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null; }
+source benches/need.sh
+need_packages redis-benchmark redis-cli -- redis-tools
 cargo build --release -q
 WORK=$(mktemp -d)
 taskset -c 0 target/release/ratelimitd --port "$PORT" --threads 1 --dir "$WORK/d" >"$WORK/log" 2>&1 &

@@ -23,9 +23,8 @@ N=${N:-3000000}
 P=${P:-16}
 PORT=${PORT:-16390}
 read -r -a CMD <<<"${CMD:-RL.CHECK k:__rand_int__ /api}"
-command -v redis-benchmark >/dev/null || {
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null
-}
+source benches/need.sh
+need_packages redis-benchmark redis-cli -- redis-tools
 source benches/ab-common.sh
 bins=()
 for arg in "$@"; do

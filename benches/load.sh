@@ -17,10 +17,8 @@ N1=${N1:-$((N / 5))}          # -P 1 is ~10x slower; fewer requests keep the run
 RLD_PORT=${RLD_PORT:-16379}
 REDIS_PORT=${REDIS_PORT:-16380}
 
-if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-  echo "installing redis-server and redis-tools" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
-fi
+source benches/need.sh
+need_packages redis-server redis-benchmark redis-cli -- redis-server redis-tools
 command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
 
 cargo build --release -q

@@ -26,10 +26,8 @@ CELL_SHA256=9a7fc93a6257cff317af736529c8462842b9ef7cce23acb20b6b454014ebec3d # c
 CELL_CACHE=${CELL_CACHE:-/tmp/ratelimitd-bench-redis-cell-$CELL_VERSION}
 CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
 
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-fi
+source benches/need.sh
+need_packages redis-server redis-cli -- redis-server
 command -v cargo >/dev/null || { echo "cargo is required" >&2; exit 1; }
 
 WORK=$(mktemp -d)
