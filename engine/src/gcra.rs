@@ -20,6 +20,8 @@ pub(crate) struct Params {
     pub tau: u128,
     /// count + burst, the reply's `limit`.
     pub capacity: u64,
+    /// [`reciprocal`] of `t` (`t` fits u64: it comes from [`Window::interval_ns`]).
+    pub t_recip: u64,
 }
 
 impl Params {
@@ -34,7 +36,43 @@ impl Params {
             t,
             tau: t * u128::from(capacity),
             capacity,
+            t_recip: w.interval_recip(),
         }
+    }
+}
+
+/// floor(2^64 / t), the multiplier [`div_by`] divides by `t` with; 0 stands for `t` <= 1
+/// (2^64 does not fit, and dividing by 1 needs no multiplier).
+///
+/// Why: every check divides by its window's interval (the `remaining` of the reply), the
+/// interval is fixed when the limit is set, and a 64-bit `div` was the slowest instruction
+/// of a check: ~15 % of the decision's samples in `perf annotate` of `benches/engine.rs` at
+/// 1k keys. [`Window`] computes this once, when the limit is validated.
+pub(crate) fn reciprocal(t: u64) -> u64 {
+    if t <= 1 {
+        0
+    } else {
+        // t >= 2, so the quotient is at most 2^63.
+        ((1u128 << 64) / u128::from(t)) as u64
+    }
+}
+
+/// `x / t`, exactly, given `m = reciprocal(t)`.
+///
+/// With m = floor(2^64 / t): x/t - 1 < x*m / 2^64 <= x/t for every x < 2^64, so the high half
+/// of x*m is floor(x/t) or one less, and one compare-and-add settles which.
+#[inline]
+pub(crate) fn div_by(x: u64, t: u64, m: u64) -> u64 {
+    if m == 0 {
+        // t is 1 (Window keeps it at least 1; 0 would be a bug, and gets x too).
+        return x;
+    }
+    let q = ((u128::from(x) * u128::from(m)) >> 64) as u64;
+    // q <= floor(x/t), so q * t <= x: no overflow, no underflow.
+    if x - q * t >= t {
+        q + 1
+    } else {
+        q
     }
 }
 
@@ -71,18 +109,17 @@ pub(crate) fn decide(p: &Params, tat: Option<Nanos>, now: Nanos, cost: u64) -> D
 fn decide_u64(p: &Params, tat: Option<Nanos>, now: Nanos, cost: u64) -> Option<Decision> {
     let t = u64::try_from(p.t).ok()?;
     let tau = u64::try_from(p.tau).ok()?;
+    let m = p.t_recip;
     let base = tat.map_or(now, |x| x.max(now));
     let increment = cost.checked_mul(t)?;
     let new_tat = base.checked_add(increment)?;
     let ahead = new_tat - now;
     let ahead_uncharged = base - now;
-    // `t` is at least 1 (see `Params::of`); `max` keeps the division total regardless.
-    let t = t.max(1);
     Some(if ahead <= tau {
         Decision {
             allowed: true,
             new_tat: u128::from(new_tat),
-            remaining: (tau - ahead) / t,
+            remaining: div_by(tau - ahead, t, m),
             retry_after_ns: None,
             reset_if_charged_ns: u128::from(ahead),
             reset_uncharged_ns: u128::from(ahead_uncharged),
@@ -91,7 +128,7 @@ fn decide_u64(p: &Params, tat: Option<Nanos>, now: Nanos, cost: u64) -> Option<D
         Decision {
             allowed: false,
             new_tat: u128::from(new_tat),
-            remaining: tau.saturating_sub(ahead_uncharged) / t,
+            remaining: div_by(tau.saturating_sub(ahead_uncharged), t, m),
             retry_after_ns: (increment <= tau).then(|| u128::from(ahead - tau)),
             reset_if_charged_ns: u128::from(ahead_uncharged),
             reset_uncharged_ns: u128::from(ahead_uncharged),
@@ -135,12 +172,19 @@ fn decide_wide(p: &Params, tat: Option<Nanos>, now: Nanos, cost: u64) -> Decisio
 
 /// Nanoseconds to whole milliseconds, rounded up (a client told "retry after 200 ms" must not
 /// be early), clamped to i64 for the reply.
+#[inline]
 pub(crate) fn ceil_ms(ns: u128) -> i64 {
-    // The u64 path is the common one; a u128 division is a slow library call.
+    // The u64 path is the common one; a u128 division is a slow library call, kept out of
+    // line so that this inlines into every check's reply.
     match u64::try_from(ns) {
         Ok(ns) => (ns.div_ceil(1_000_000) as i64).max(0),
-        Err(_) => i64::try_from(ns.div_ceil(NANOS_PER_MS)).unwrap_or(i64::MAX),
+        Err(_) => ceil_ms_wide(ns),
     }
+}
+
+#[cold]
+fn ceil_ms_wide(ns: u128) -> i64 {
+    i64::try_from(ns.div_ceil(NANOS_PER_MS)).unwrap_or(i64::MAX)
 }
 
 /// `a / b` as u64 (saturating), dividing in u64 when both fit: the hot path of every check.
@@ -213,7 +257,44 @@ mod tests {
         assert_eq!(d.retry_after_ns, None);
     }
 
+    #[test]
+    fn division_by_reciprocal_at_the_edges() {
+        let ts = [
+            1,
+            2,
+            3,
+            7,
+            1000,
+            3_600_000,
+            u64::from(u32::MAX),
+            1 << 33,
+            u64::MAX / 3,
+        ];
+        let ts = ts.into_iter().chain([u64::MAX - 1, u64::MAX]);
+        for t in ts {
+            let m = reciprocal(t);
+            for x in [0, 1, t - 1, t, t.saturating_add(1), u64::MAX - 1, u64::MAX] {
+                assert_eq!(div_by(x, t, m), x / t, "{x} / {t}");
+            }
+            // Exact multiples and the numbers just below them, across the whole range.
+            for q in [1, 2, 1000, u64::MAX / t] {
+                let x = q.saturating_mul(t);
+                assert_eq!(div_by(x, t, m), x / t, "{x} / {t}");
+                assert_eq!(div_by(x - 1, t, m), (x - 1) / t, "{} / {t}", x - 1);
+            }
+        }
+    }
+
     proptest::proptest! {
+        /// Division by a window's reciprocal is exact for every dividend and interval.
+        #[test]
+        fn division_by_reciprocal_is_exact(
+            x in proptest::prop_oneof![0u64..=u64::MAX, 0u64..=1_000_000],
+            t in proptest::prop_oneof![1u64..=u64::MAX, 1u64..=10_000_000_000],
+        ) {
+            proptest::prop_assert_eq!(div_by(x, t, reciprocal(t)), x / t);
+        }
+
         /// The u64 path, when it applies, decides exactly as the u128 one.
         #[test]
         fn u64_and_u128_paths_agree(

@@ -36,6 +36,9 @@ pub struct Window {
     /// GCRA's emission interval, period / count in ns (at least 1): derived, but every check
     /// needs it, and a division per check was a tenth of a check's time.
     interval_ns: u64,
+    /// [`crate::gcra::reciprocal`] of `interval_ns`, so that a check divides by the interval
+    /// with a multiplication (see there).
+    interval_recip: u64,
 }
 
 impl Window {
@@ -57,6 +60,7 @@ impl Window {
             period_ms,
             burst,
             interval_ns,
+            interval_recip: crate::gcra::reciprocal(interval_ns),
         })
     }
 
@@ -72,6 +76,11 @@ impl Window {
     /// at least 1).
     pub fn interval_ns(&self) -> u64 {
         self.interval_ns
+    }
+
+    /// [`Window::interval_ns`]'s reciprocal for [`crate::gcra::div_by`].
+    pub(crate) fn interval_recip(&self) -> u64 {
+        self.interval_recip
     }
 
     pub fn burst(&self) -> u64 {
