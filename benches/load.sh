@@ -109,6 +109,7 @@ done
 
 # --- tables ----------------------------------------------------------------------------------
 tests=("redis INCR" "redis EVALSHA fixed-window" "ratelimitd RL.CHECK" "ratelimitd CL.THROTTLE")
+# median: of the numbers on stdin (the lower middle one of an even count)
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # column NAME P FIELD: that field (4=rps 5=p50 6=p99 7=max) of every round, one per line
 column() { awk -F, -v n="$1" -v p="$2" -v f="$3" '$2==n && $3==p {print $f}' "$WORK/results"; }
