@@ -463,6 +463,14 @@ impl<C: Clock> Engine<C> {
     }
 
     /// Decide every window of the limit for one (client, endpoint) under its shard lock.
+    ///
+    /// Returns each window's decision, its state if charged, and — for a window whose stored
+    /// state was written under another limit and read rescaled — that rescaled state as it
+    /// stands, uncharged. A charged check that does not write its new states writes those:
+    /// left in the old limit's terms, the state would go on decaying at the old limit's pace
+    /// and every later check would rescale it afresh, so a client told "retry in 100 ms"
+    /// after a change from 10/1m to 10/1s would still be denied seconds later.
+    #[allow(clippy::type_complexity)]
     fn decide_all(
         &self,
         shard: &Shard,
@@ -474,33 +482,49 @@ impl<C: Clock> Engine<C> {
     ) -> (
         [Option<Decision>; MAX_WINDOWS],
         [Option<NewState>; MAX_WINDOWS],
+        [Option<NewState>; MAX_WINDOWS],
     ) {
         let mut decisions = [None; MAX_WINDOWS];
         let mut states = [None; MAX_WINDOWS];
+        let mut rescaled = [None; MAX_WINDOWS];
         for (i, win) in wins.iter().enumerate() {
             let Some(win) = win else { break };
             let key = window_key(fp, i);
             match algo {
                 Algorithm::Gcra => {
                     let p = Params::of(&win.window);
-                    let tat = shard
-                        .gcra_get(key)
-                        .and_then(|w| self.read_gcra(w, win, &p, now));
+                    let stored = shard.gcra_get(key);
+                    let tat = stored.and_then(|w| self.read_gcra(w, win, &p, now));
+                    if let (Some(w), Some(t)) = (stored, tat) {
+                        if unpack(w).1 != win.shape {
+                            rescaled[i] = Some(NewState::Gcra(pack(u128::from(t), win.shape)));
+                        }
+                    }
                     let d = gcra::decide(&p, tat, now, cost);
                     states[i] = Some(NewState::Gcra(pack(d.new_tat, win.shape)));
                     decisions[i] = Some(d);
                 }
                 Algorithm::Sliding | Algorithm::Fixed => {
                     let period_ns = win.window.period_ms() * NANOS_PER_MS;
-                    let counts = shard
-                        .win_get(key)
-                        .and_then(|w| self.read_counts(w, algo, win, now));
+                    let stored = shard.win_get(key);
+                    let counts = stored.and_then(|w| self.read_counts(w, algo, win, now));
                     let decide = if algo == Algorithm::Fixed {
                         counting::decide_fixed
                     } else {
                         counting::decide_sliding
                     };
-                    let (d, c) = decide(win.window.capacity(), period_ns, counts, now, cost);
+                    let cap = win.window.capacity();
+                    if let (Some(w), Some(c)) = (stored, counts) {
+                        if unpack(w[0]).1 != win.shape {
+                            let (d0, c0) = decide(cap, period_ns, Some(c), now, 0);
+                            rescaled[i] = Some(NewState::Counting([
+                                pack(d0.new_tat, win.shape),
+                                c0.cur,
+                                c0.prev,
+                            ]));
+                        }
+                    }
+                    let (d, c) = decide(cap, period_ns, counts, now, cost);
                     states[i] = Some(NewState::Counting([
                         pack(d.new_tat, win.shape),
                         c.cur,
@@ -510,7 +534,7 @@ impl<C: Clock> Engine<C> {
                 }
             }
         }
-        (decisions, states)
+        (decisions, states, rescaled)
     }
 
     /// The TAT a stored GCRA word stands for under the current window, or None if it is full.
@@ -640,6 +664,12 @@ impl<C: Clock> Engine<C> {
                 if let Put::Refused(policy) = locked.gcra_set(fp, slot.map(|(i, _)| i), word) {
                     result = refused(result, policy);
                 }
+            } else if let (true, Some((i, w)), Some(tat)) = (charge, slot, tat) {
+                if unpack(w).1 != win.shape {
+                    // Read rescaled (written under another limit): keep it rescaled, see
+                    // `decide_all`.
+                    locked.gcra_set(fp, Some(i), pack(u128::from(tat), win.shape));
+                }
             }
             return result;
         }
@@ -652,12 +682,22 @@ impl<C: Clock> Engine<C> {
         }
         let n = limit.windows().len();
         let mut locked = self.store.lock(fp);
-        let (decisions, states) = self.decide_all(&locked.shard, fp, algo, &wins, now, cost);
+        let (decisions, states, rescaled) =
+            self.decide_all(&locked.shard, fp, algo, &wins, now, cost);
         let mut result = summarize(&wins[..n], &decisions[..n]);
         result.scope = kind;
         if charge && cost > 0 && result.allowed {
             if let Err(policy) = self.commit(&mut locked, fp, &states[..n]) {
                 result = refused(result, policy);
+            }
+        } else if charge {
+            for (i, state) in rescaled[..n].iter().enumerate() {
+                // Existing keys only: these writes never meet the bounds.
+                match state {
+                    Some(NewState::Gcra(w)) => locked.gcra_put(window_key(fp, i), *w),
+                    Some(NewState::Counting(s)) => locked.win_put(window_key(fp, i), *s),
+                    None => Put::Stored,
+                };
             }
         }
         result
@@ -745,7 +785,7 @@ impl<C: Clock> Engine<C> {
             let fp = fingerprint(TAG_RL, &[client, endpoint]);
             let now = self.clock.now();
             let locked = self.store.lock(fp);
-            let (decisions, _) = self.decide_all(&locked.shard, fp, algo, &wins, now, 0);
+            let (decisions, _, _) = self.decide_all(&locked.shard, fp, algo, &wins, now, 0);
             drop(locked);
             for (w, d) in wins.iter().zip(decisions) {
                 if let (Some(w), Some(d)) = (w, d) {
@@ -771,9 +811,19 @@ impl<C: Clock> Engine<C> {
         limit.shapes = limit
             .windows()
             .iter()
-            .map(|w| self.shapes.intern(algo, w))
+            .map(|w| self.shapes.intern(algo, w, || self.shapes_in_force()))
             .collect();
         self.edit_table(|t| t.set_limit(scope, limit));
+    }
+
+    /// The shape ids the limits in force use, which [`shape::Shapes::intern`] must not hand
+    /// to another window.
+    fn shapes_in_force(&self) -> Vec<u16> {
+        let guard = epoch::pin();
+        let mut ids = Vec::new();
+        self.table(&guard)
+            .for_each_limit(|l| ids.extend_from_slice(&l.shapes));
+        ids
     }
 
     pub fn get_limit(&self, scope: &Scope) -> Option<Limit> {
@@ -977,7 +1027,9 @@ impl<C: Clock> Engine<C> {
                 if u32::from(*table) != 2 {
                     let id = shape
                         .and_then(|(a, b)| shape::decode(a, b))
-                        .map_or(0, |(algo, win)| self.shapes.intern(algo, &win));
+                        .map_or(0, |(algo, win)| {
+                            self.shapes.intern(algo, &win, || self.shapes_in_force())
+                        });
                     let (t, _) = unpack(w[0]);
                     w[0] = pack(u128::from(t), id);
                 }
@@ -1014,7 +1066,13 @@ impl<C: Clock> Engine<C> {
     /// since are skipped). Returns the number of entries restored. A corrupt or truncated
     /// snapshot is refused whole, before anything is loaded.
     pub fn restore_state(&self, bytes: &[u8]) -> Result<usize, SnapshotError> {
-        snapshot::read(bytes, &self.store, &self.shapes, self.clock.now())
+        snapshot::read(
+            bytes,
+            &self.store,
+            &self.shapes,
+            &|| self.shapes_in_force(),
+            self.clock.now(),
+        )
     }
 }
 

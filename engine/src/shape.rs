@@ -7,9 +7,13 @@
 //! carries the id. Reading state whose id differs from the current window's id means "written
 //! under another limit": look the old window up here and rescale.
 //!
-//! Ids are recycled round-robin after 4095 distinct windows; state older than that many limit
-//! changes may be rescaled from the wrong numbers, which only errs by one limit's worth. Id 0
-//! means "unknown": such state is read as if written under the current limit.
+//! Ids are recycled round-robin after 4095 distinct windows, skipping every id a limit in
+//! force still names: an id shared by two live windows would make state of one read as the
+//! other's without rescaling (a key that moved from 1/day to 1000/s would stay denied for up
+//! to a day). If all 4095 are in force, a new window gets id 0. Id 0 means "unknown": such
+//! state is read as if written under the current limit (no rescaling, never aliasing). What
+//! recycling can still do: state written under a window no limit names any more, read after
+//! 4095 newer distinct windows, is rescaled from the recycled id's numbers.
 
 use crate::limit::{Algorithm, Window};
 use std::collections::HashMap;
@@ -44,6 +48,8 @@ pub(crate) struct Shapes {
 struct Interner {
     by_shape: HashMap<(u64, u64), u16>,
     next: u16,
+    /// Whether every id has been handed out once, so that a new one means recycling.
+    wrapped: bool,
 }
 
 impl Default for Shapes {
@@ -58,19 +64,43 @@ impl Default for Shapes {
 }
 
 impl Shapes {
-    /// The id of (algo, window), allocating one if it is new.
-    pub fn intern(&self, algo: Algorithm, w: &Window) -> u16 {
+    /// The id of (algo, window), allocating one if it is new. `in_force` lists the ids the
+    /// limits in force use; it is called only once ids are being recycled, so its cost (a walk
+    /// over every limit) is paid only after 4095 distinct windows, and then only per new one.
+    pub fn intern(&self, algo: Algorithm, w: &Window, in_force: impl FnOnce() -> Vec<u16>) -> u16 {
         let key = encode(algo, w);
         let mut ix = self.index.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(&id) = ix.by_shape.get(&key) {
             return id;
         }
-        ix.next = if ix.next as usize + 1 >= SHAPES {
-            1
+        let pinned = if ix.wrapped || ix.next as usize + 1 >= SHAPES {
+            let mut used = vec![false; SHAPES];
+            for id in in_force() {
+                if let Some(u) = used.get_mut(id as usize) {
+                    *u = true;
+                }
+            }
+            used
         } else {
-            ix.next + 1
+            Vec::new()
         };
-        let id = ix.next;
+        let mut id = 0;
+        for _ in 1..SHAPES {
+            ix.next = if ix.next as usize + 1 >= SHAPES {
+                ix.wrapped = true;
+                1
+            } else {
+                ix.next + 1
+            };
+            if !pinned.get(ix.next as usize).copied().unwrap_or(false) {
+                id = ix.next;
+                break;
+            }
+        }
+        if id == 0 {
+            // Every id is named by a limit in force: this window goes without one.
+            return 0;
+        }
         let old = (
             self.words[id as usize].0.load(Ordering::Relaxed),
             self.words[id as usize].1.load(Ordering::Relaxed),
@@ -100,15 +130,39 @@ mod tests {
     fn interning_is_stable_and_reversible() {
         let s = Shapes::default();
         let w = Window::new(5, 1000, 2).unwrap();
-        let id = s.intern(Algorithm::Gcra, &w);
+        let id = s.intern(Algorithm::Gcra, &w, Vec::new);
         assert_ne!(id, 0);
-        assert_eq!(s.intern(Algorithm::Gcra, &w), id);
-        assert_ne!(s.intern(Algorithm::Fixed, &w), id);
+        assert_eq!(s.intern(Algorithm::Gcra, &w, Vec::new), id);
+        assert_ne!(s.intern(Algorithm::Fixed, &w, Vec::new), id);
         assert_eq!(s.get(id), Some((Algorithm::Gcra, w)));
         assert_eq!(s.get(0), None);
         let big = Window::new(u64::from(u32::MAX), 30 * 86_400_000, u64::from(u32::MAX)).unwrap();
-        let id = s.intern(Algorithm::Sliding, &big);
+        let id = s.intern(Algorithm::Sliding, &big, Vec::new);
         assert_eq!(s.get(id), Some((Algorithm::Sliding, big)));
+    }
+
+    #[test]
+    fn ids_in_force_are_never_recycled() {
+        let s = Shapes::default();
+        let w = |n: u64| Window::new(n, 1000, 0).unwrap();
+        let first = s.intern(Algorithm::Gcra, &w(1), Vec::new);
+        let second = s.intern(Algorithm::Gcra, &w(2), Vec::new);
+        for n in 3..SHAPES as u64 {
+            s.intern(Algorithm::Gcra, &w(n), Vec::new);
+        }
+        // Every id handed out once; `first` is in force, `second` is not.
+        let next = s.intern(Algorithm::Gcra, &w(10_000), || vec![first]);
+        assert_ne!(next, first);
+        assert_eq!(next, second, "the oldest id not in force is recycled");
+        assert_eq!(s.get(first), Some((Algorithm::Gcra, w(1))));
+        // With every id in force, a new window goes without one.
+        let all: Vec<u16> = (1..SHAPES as u16).collect();
+        assert_eq!(s.intern(Algorithm::Gcra, &w(10_001), || all.clone()), 0);
+        assert_eq!(
+            s.get(first),
+            Some((Algorithm::Gcra, w(1))),
+            "nothing was recycled"
+        );
     }
 
     #[test]
@@ -116,7 +170,7 @@ mod tests {
         let s = Shapes::default();
         for n in 1..(SHAPES as u64 + 10) {
             let w = Window::new(n, 1000, 0).unwrap();
-            let id = s.intern(Algorithm::Gcra, &w);
+            let id = s.intern(Algorithm::Gcra, &w, Vec::new);
             assert!(id >= 1 && (id as usize) < SHAPES);
             assert_eq!(s.get(id), Some((Algorithm::Gcra, w)));
         }

@@ -141,10 +141,12 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// `in_force` lists the shape ids the limits in force use (see [`Shapes::intern`]).
 pub(crate) fn read(
     bytes: &[u8],
     store: &Store,
     shapes: &Shapes,
+    in_force: &dyn Fn() -> Vec<u16>,
     now: Nanos,
 ) -> Result<usize, SnapshotError> {
     if bytes.len() < MAGIC.len() + 4 + 8 + 4 + 8 + 8 {
@@ -173,7 +175,7 @@ pub(crate) fn read(
         let id = r.u16()?;
         let (a, b) = (r.u64()?, r.u64()?);
         if let Some((algo, w)) = crate::shape::decode(a, b) {
-            remap.insert(id, shapes.intern(algo, &w));
+            remap.insert(id, shapes.intern(algo, &w, in_force));
         }
     }
     let count = r.u64()?;

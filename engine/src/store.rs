@@ -416,6 +416,20 @@ impl Shard {
         (looked, removed)
     }
 
+    /// After an existing entry of table `t` at slot `i` was rewritten from deadline `old` to
+    /// `new`: a deadline moved earlier (state rescaled to a shorter window, a replicated or
+    /// restored write) gets a wheel reference of its own. The one the entry has fires at the
+    /// old deadline, and until then the decayed entry would hold memory and count as a key
+    /// (DBSIZE, `--max-keys`) — up to 30 days. A later deadline needs nothing: the old
+    /// reference finds it when it fires (the common case: a hit). The extra reference is
+    /// harmless: whichever of the two fires second finds the entry gone or re-schedules it.
+    #[inline]
+    fn schedule_if_earlier(&mut self, t: u32, i: usize, old: Option<Nanos>, new: Nanos) {
+        if old.is_some_and(|old| new < old) {
+            self.wheel.schedule(wheel_ref(t, i), new);
+        }
+    }
+
     /// Make room for one new key in table `t` under the bounds; the policy if it refuses.
     fn make_room(&mut self, t: u32, bounds: &Bounds) -> Result<(), EvictionPolicy> {
         let max_keys =
@@ -484,7 +498,9 @@ impl Shard {
     fn gcra_store(&mut self, key: u64, slot: Option<usize>, word: u64, bounds: &Bounds) -> Put {
         self.mark(T_GCRA, key);
         if let Some(i) = slot {
+            let old = self.gcra.at(i).map(|(_, w)| unpack(w).0);
             self.gcra.set_at(i, word);
+            self.schedule_if_earlier(T_GCRA, i, old, unpack(word).0);
             return Put::Stored;
         }
         if let Err(p) = self.make_room(T_GCRA, bounds) {
@@ -517,7 +533,9 @@ impl Shard {
     pub fn win_put(&mut self, key: u64, state: [u64; 3], bounds: &Bounds) -> Put {
         self.mark(T_WIN, key);
         if let Some(i) = self.win.find(key) {
+            let old = self.win.at(i).map(|(_, w)| unpack(w[0]).0);
             self.win.set_at(i, state);
+            self.schedule_if_earlier(T_WIN, i, old, unpack(state[0]).0);
             return Put::Stored;
         }
         if let Err(p) = self.make_room(T_WIN, bounds) {
@@ -549,7 +567,9 @@ impl Shard {
     pub fn cl_put(&mut self, key: u64, tat: Nanos, bounds: &Bounds) -> Put {
         self.mark(T_CL, key);
         if let Some(i) = self.cl.find(key) {
+            let old = self.cl.at(i).map(|(_, t)| t);
             self.cl.set_at(i, tat);
+            self.schedule_if_earlier(T_CL, i, old, tat);
             return Put::Stored;
         }
         if let Err(p) = self.make_room(T_CL, bounds) {

@@ -297,6 +297,25 @@ impl Table {
     }
 
     /// All limits, sorted by scope (Default, clients, tiers, endpoints, each by name).
+    /// Every limit, in no order, without copying (for [`crate::shape::Shapes::intern`]'s
+    /// walk over the shape ids in use).
+    pub fn for_each_limit(&self, mut f: impl FnMut(&Limit)) {
+        if let Some(l) = &self.default {
+            f(l);
+        }
+        for s in self.clients.values().chain(self.tiers.values()) {
+            if let Some(l) = &s.plain {
+                f(l);
+            }
+            for (_, l) in s.endpoints.iter() {
+                f(l);
+            }
+        }
+        for (_, l) in self.endpoints.iter() {
+            f(l);
+        }
+    }
+
     pub fn list(&self) -> Vec<(Scope, Limit)> {
         let mut out = Vec::new();
         if let Some(l) = &self.default {

@@ -781,6 +781,87 @@ fn raising_a_limit_never_causes_a_denial() {
 }
 
 #[test]
+fn retry_after_is_honest_after_a_limit_change() {
+    // 10 of 10 per minute used, then the limit becomes 10 per second. The client is denied
+    // (the fraction used is kept: all of it), and a retry after the wait it was told must be
+    // allowed: from the change on, its state drains at the new limit's pace, not the old one.
+    for algo in [Algorithm::Gcra, Algorithm::Fixed, Algorithm::Sliding] {
+        for extra in [None, Some(window(1000, 3_600_000, 0))] {
+            let (e, clock) = engine();
+            let set = |w: Window| {
+                let ws: Vec<Window> = std::iter::once(w).chain(extra).collect();
+                e.set_limit(Scope::Default, limit(&ws).with_algorithm(algo));
+            };
+            set(window(10, 60_000, 0));
+            for _ in 0..10 {
+                assert!(e.check(b"c", b"/e", 1).allowed);
+            }
+            set(window(10, 1000, 0));
+            let r = e.check(b"c", b"/e", 1);
+            assert!(!r.allowed, "{algo:?} {extra:?}: {r:?}");
+            assert!(
+                (1..=2000).contains(&r.retry_after_ms),
+                "{algo:?} {extra:?}: {r:?}"
+            );
+            clock.advance(ms(r.retry_after_ms as u64));
+            let again = e.check(b"c", b"/e", 1);
+            assert!(again.allowed, "{algo:?} {extra:?}: {r:?} then {again:?}");
+        }
+    }
+}
+
+#[test]
+fn a_deadline_moved_earlier_is_purged_at_the_new_one() {
+    // State written under 10/1h stays for minutes; rescaled to 10/1s it decays within a
+    // second, and must leave the key count then, not when the old deadline comes.
+    for algo in [Algorithm::Gcra, Algorithm::Fixed, Algorithm::Sliding] {
+        for denied in [false, true] {
+            let (e, clock) = engine();
+            e.set_limit(
+                Scope::Default,
+                limit(&[window(10, 3_600_000, 0)]).with_algorithm(algo),
+            );
+            let n = if denied { 10 } else { 1 };
+            for _ in 0..n {
+                assert!(e.check(b"c", b"/e", 1).allowed);
+            }
+            e.set_limit(
+                Scope::Default,
+                limit(&[window(10, 1000, 0)]).with_algorithm(algo),
+            );
+            // Allowed: the charged state is written; denied: the rescaled state is.
+            assert_eq!(e.check(b"c", b"/e", 1).allowed, !denied, "{algo:?}");
+            assert_eq!(e.key_count(), 1);
+            clock.advance(ms(2500));
+            e.purge_decayed(usize::MAX);
+            assert_eq!(e.key_count(), 0, "{algo:?}, denied: {denied}");
+        }
+    }
+}
+
+#[test]
+fn a_limit_in_force_keeps_its_shape_id_through_recycling() {
+    // The default limit, 2 per day, gets the first shape id; c uses one of its two. Then
+    // 4094 other windows are set (and replaced) on an endpoint, handing out every other id.
+    // When the default is raised to 1000/s, the id that comes round next is the default's
+    // own: had it been recycled, c's state would read as written under 1000/s, unscaled —
+    // half a day of debt, denied. Rescaled from 2/day instead, it is half used: allowed.
+    let (e, _clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(2, 86_400_000, 0)]));
+    assert!(e.check(b"c", b"/e", 1).allowed);
+    for n in 0..4094 {
+        e.set_limit(
+            Scope::Endpoint(pattern("/other")),
+            limit(&[window(2 + n, 2000, 0)]),
+        );
+    }
+    e.set_limit(Scope::Default, limit(&[window(1000, 1000, 0)]));
+    let r = e.check(b"c", b"/e", 1);
+    assert!(r.allowed, "{r:?}");
+    assert_eq!(r.remaining, 499, "half of 1000 used before this one");
+}
+
+#[test]
 fn rescaling_keeps_the_fraction_used() {
     let (e, _clock) = engine();
     e.set_limit(Scope::Default, limit(&[window(10, 1000, 0)]));
