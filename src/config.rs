@@ -55,12 +55,12 @@ pub struct Config {
     pub shards: usize,
 
     /// Most rate-limit keys held (each window of an RL key and each CL.THROTTLE key is one).
-    /// Unbounded if not given. At the bound, --maxmemory-policy decides.
+    /// Unbounded if not given or 0. At the bound, --maxmemory-policy decides.
     #[arg(long, env = "RATELIMITD_MAX_KEYS")]
     pub max_keys: Option<u64>,
 
     /// Most memory for rate-limit state (tables and timing wheels), e.g. 256mb, 2gb or bytes.
-    /// Unbounded if not given. At the bound, --maxmemory-policy decides.
+    /// Unbounded if not given or 0 (as in Redis). At the bound, --maxmemory-policy decides.
     #[arg(long, env = "RATELIMITD_MAXMEMORY", value_parser = parse_memory)]
     pub maxmemory: Option<Memory>,
 

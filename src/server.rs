@@ -68,8 +68,9 @@ impl Shared {
             SystemClock::new(),
             EngineConfig {
                 shards: config.shards,
-                max_keys: config.max_keys,
-                max_memory: config.maxmemory.map(|m| m.0),
+                // 0 means "no bound", as in Redis (and as CONFIG SET reads it).
+                max_keys: config.max_keys.filter(|&n| n > 0),
+                max_memory: config.maxmemory.map(|m| m.0).filter(|&b| b > 0),
                 policy: config.maxmemory_policy.0,
             },
         );

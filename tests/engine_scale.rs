@@ -91,6 +91,34 @@ fn decayed_keys_leave_dbsize_through_the_wheels() {
 }
 
 #[test]
+fn zero_bounds_mean_unbounded_as_in_redis() {
+    // `--maxmemory 0` is "no limit" in Redis; with the bound split per shard, a 0 that reached
+    // the engine became one key per shard, and refuse-deny then denied every new client.
+    let d = Daemon::start_with(&[
+        "--shards",
+        "1",
+        "--max-keys",
+        "0",
+        "--maxmemory",
+        "0",
+        "--maxmemory-policy",
+        "refuse-deny",
+    ]);
+    let mut con = d.client();
+    run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "10/1h"]).unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..50 {
+        pipe.cmd("RL.CHECK").arg(format!("c{i}")).arg("/e");
+    }
+    let replies: Vec<Vec<i64>> = pipe.query(&mut con).unwrap();
+    assert!(replies.iter().all(|r| r[0] == 1), "{replies:?}");
+    assert_eq!(run::<i64>(&mut con, &["DBSIZE"]).unwrap(), 50);
+    assert_eq!(info_field(&mut con, "refused_keys"), "0");
+    assert_eq!(info_field(&mut con, "maxmemory"), "0");
+    assert_eq!(info_field(&mut con, "max_keys"), "0");
+}
+
+#[test]
 fn max_keys_with_each_policy() {
     for (policy, allowed_when_full) in [
         ("refuse-deny", 0),
