@@ -653,7 +653,7 @@ impl<C: Clock> Engine<C> {
                 shape: limit.shape(0),
             };
             let p = Params::of(window);
-            let mut locked = self.store.lock(fp);
+            let mut locked = self.store.lock_at(fp, now);
             let slot = locked.shard.gcra_slot(fp);
             let tat = slot.and_then(|(_, w)| self.read_gcra(w, &win, &p, now));
             let d = gcra::decide(&p, tat, now, cost);
@@ -681,7 +681,7 @@ impl<C: Clock> Engine<C> {
             });
         }
         let n = limit.windows().len();
-        let mut locked = self.store.lock(fp);
+        let mut locked = self.store.lock_at(fp, now);
         let (decisions, states, rescaled) =
             self.decide_all(&locked.shard, fp, algo, &wins, now, cost);
         let mut result = summarize(&wins[..n], &decisions[..n]);
@@ -877,7 +877,7 @@ impl<C: Clock> Engine<C> {
     ) -> Result<ThrottleResult, CellError> {
         let params = cell::CellParams::new(&args)?;
         let fp = fingerprint(TAG_CL, &[key]);
-        let mut locked = self.store.lock(fp);
+        let mut locked = self.store.lock_at(fp, now);
         let tat = locked.shard.cl_get(fp).filter(|&t| t > now);
         let (mut result, write) = cell::decide(&params, tat, now);
         match write {

@@ -925,8 +925,64 @@ fn bounds_through_the_engine() {
     assert_eq!(e.key_count(), 4);
     let s = e.stats();
     assert_eq!((s.refused, s.evicted), (2, 1));
-    // Key 1 (one request, decaying soonest with key 2 and 3) was evicted, not key 0 (two).
+    // Key 3 (one request; keys 1 to 3 decay at the same moment) was evicted, not key 0 (two).
     assert_eq!(e.peek(&[0], b"/e").remaining, 3);
+    assert_eq!(e.peek(&[3], b"/e").remaining, 5);
+}
+
+fn bounded(max_keys: u64, policy: EvictionPolicy) -> (Engine<FakeClock>, FakeClock) {
+    let clock = FakeClock::new(T0);
+    let config = EngineConfig {
+        shards: 1,
+        max_keys: Some(max_keys),
+        max_memory: None,
+        policy,
+    };
+    (Engine::new(clock.clone(), config), clock)
+}
+
+#[test]
+fn eviction_passes_over_keys_whose_deadline_moved_later() {
+    // All four keys are first scheduled for the same moment (T0 + 200 ms), and h, stored
+    // last, is the first their wheel slot gives back. h then uses its whole allowance, so its
+    // state lasts a second. When a newcomer needs room, h must not be the key evicted: that
+    // would hand an exhausted heavy hitter a fresh allowance.
+    let (e, _clock) = bounded(4, EvictionPolicy::EvictNearest);
+    e.set_limit(Scope::Default, limit(&[window(5, 1000, 0)]));
+    for c in [&b"a"[..], b"b", b"c", b"h"] {
+        assert!(e.check(c, b"/e", 1).allowed);
+    }
+    for _ in 0..4 {
+        assert!(e.check(b"h", b"/e", 1).allowed);
+    }
+    assert!(!e.check(b"h", b"/e", 1).allowed);
+    assert!(e.check(b"newcomer", b"/e", 1).allowed);
+    assert_eq!((e.key_count(), e.stats().evicted), (4, 1));
+    let r = e.check(b"h", b"/e", 1);
+    assert!(!r.allowed, "h kept its state: {r:?}");
+}
+
+#[test]
+fn a_full_shard_reclaims_decayed_keys_before_refusing_or_evicting() {
+    // Four keys decayed 100 ms ago, and no expiry step has run since (a backlog, as during a
+    // mass expiry). A newcomer must be served and stored under every policy, with nothing
+    // refused or evicted: the decayed four are dropped as expired.
+    for policy in [
+        EvictionPolicy::RefuseDeny,
+        EvictionPolicy::RefuseAllow,
+        EvictionPolicy::EvictNearest,
+    ] {
+        let (e, clock) = bounded(4, policy);
+        e.set_limit(Scope::Default, limit(&[window(5, 1000, 0)]));
+        for c in 0..4u8 {
+            assert!(e.check(&[c], b"/e", 1).allowed);
+        }
+        clock.advance(ms(300));
+        assert!(e.check(b"newcomer", b"/e", 1).allowed, "{policy:?}");
+        assert_eq!(e.key_count(), 1, "{policy:?}");
+        let s = e.stats();
+        assert_eq!((s.refused, s.evicted, s.expired), (0, 0, 4), "{policy:?}");
+    }
 }
 
 #[test]

@@ -158,22 +158,25 @@ impl Wheel {
     }
 
     /// Take the reference nearest to coming due: pending first, then the earliest non-empty
-    /// slot. Used to evict the keys whose loss changes the fewest answers.
-    pub fn pop_nearest(&mut self) -> Option<WheelRef> {
+    /// slot. Used to evict the keys whose loss changes the fewest answers. With it comes the
+    /// end of the time its slot stands for (ns): every deadline scheduled there was before it,
+    /// so a real deadline after it means the entry's deadline has moved since.
+    pub fn pop_nearest(&mut self) -> Option<(WheelRef, u64)> {
         if let Some(r) = self.pop_pending() {
-            return Some(r);
+            return Some((r, self.current << TICK_SHIFT));
         }
         for level in 0..LEVELS {
             let shift = SLOT_BITS * level as u32;
-            let start = (self.current >> shift) as usize;
+            let start = self.current >> shift;
             // Level 0's current slot is the next to come due; a higher level's current slot was
             // cascaded already, so what it holds now belongs to its next rotation: scan it last.
             let first = if level == 0 { 0 } else { 1 };
-            for k in first..first + SLOTS {
-                let i = level * SLOTS + ((start + k) & (SLOTS - 1));
+            for k in first..first + SLOTS as u64 {
+                let i = level * SLOTS + ((start + k) as usize & (SLOTS - 1));
                 if let Some(r) = self.slots[i].pop() {
                     self.len -= 1;
-                    return Some(r);
+                    let end_tick = (start + k + 1) << shift;
+                    return Some((r, end_tick.saturating_mul(1 << TICK_SHIFT)));
                 }
             }
         }
@@ -279,9 +282,11 @@ mod tests {
         w.schedule(30, 3_000 * TICK);
         w.schedule(10, 5 * TICK);
         w.schedule(20, 70 * TICK);
-        assert_eq!(w.pop_nearest(), Some(10));
-        assert_eq!(w.pop_nearest(), Some(20));
-        assert_eq!(w.pop_nearest(), Some(30));
+        // With each, the end of its slot's time: tick 5 alone on level 0; ticks 64..127 and
+        // 2944..3007 on level 1.
+        assert_eq!(w.pop_nearest(), Some((10, 6 * TICK)));
+        assert_eq!(w.pop_nearest(), Some((20, 128 * TICK)));
+        assert_eq!(w.pop_nearest(), Some((30, 3008 * TICK)));
         assert_eq!(w.pop_nearest(), None);
     }
 
