@@ -711,6 +711,18 @@ impl<C: Clock> Engine<C> {
         fp: u64,
         states: &[Option<NewState>],
     ) -> Result<(), EvictionPolicy> {
+        locked.shard.keep_windows(fp, states.len());
+        let r = self.commit_windows(locked, fp, states);
+        locked.shard.keep_windows(fp, 0);
+        r
+    }
+
+    fn commit_windows(
+        &self,
+        locked: &mut store::Locked<'_>,
+        fp: u64,
+        states: &[Option<NewState>],
+    ) -> Result<(), EvictionPolicy> {
         let mut before: [Option<Option<NewState>>; MAX_WINDOWS] = [None; MAX_WINDOWS];
         for (i, state) in states.iter().enumerate() {
             let key = window_key(fp, i);

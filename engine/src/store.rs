@@ -221,6 +221,9 @@ pub(crate) struct Shard {
     pub(crate) kv: KvTable,
     wheel: Wheel,
     pub stats: ShardStats,
+    /// (base fingerprint, windows) of the multi-window check being committed, whose windows
+    /// eviction must leave alone (0 windows: none); see [`Shard::keep_windows`].
+    keep: (u64, usize),
     /// Rate-state entries written since the last drain: (table id, fingerprint).
     dirty: Vec<(u8, u64)>,
     /// Key-value keys written since the last drain.
@@ -237,6 +240,7 @@ impl Shard {
             wheel: Wheel::new(now),
             stats: ShardStats::default(),
             track: false,
+            keep: (0, 0),
             dirty: Vec::new(),
             dirty_kv: Vec::new(),
         }
@@ -364,6 +368,22 @@ impl Shard {
         }
     }
 
+    /// While a check writes the windows of base fingerprint `fp` one by one, keep eviction
+    /// (which a new window at the bound may start) off the windows it has written already:
+    /// evicting one would charge some windows and not others. `n` = 0 ends it.
+    pub fn keep_windows(&mut self, fp: u64, n: usize) {
+        self.keep = (fp, n);
+    }
+
+    fn kept(&self, r: WheelRef) -> bool {
+        let (fp, n) = self.keep;
+        n > 0
+            && matches!(ref_table(r), T_GCRA | T_WIN)
+            && self
+                .key_of(r)
+                .is_some_and(|(_, k)| (0..n).any(|j| window_key(fp, j) == k))
+    }
+
     /// Drop up to `n` entries nearest to decaying; returns how many were dropped.
     ///
     /// The wheel holds an entry where it was first scheduled, and hits that push its deadline
@@ -374,6 +394,8 @@ impl Shard {
     fn evict(&mut self, n: usize) -> usize {
         let mut evicted = 0;
         let mut moves = 4 * n + 64;
+        // Windows of the check being committed, taken out of the wheel and put back after.
+        let mut aside = Vec::new();
         while evicted < n {
             let Some((r, slot_end)) = self.wheel.pop_nearest() else {
                 break;
@@ -381,6 +403,10 @@ impl Shard {
             let Some(deadline) = self.deadline_of(r) else {
                 continue;
             };
+            if self.kept(r) {
+                aside.push((r, deadline));
+                continue;
+            }
             if deadline > slot_end && moves > 0 {
                 moves -= 1;
                 self.wheel.schedule(r, deadline);
@@ -396,6 +422,9 @@ impl Shard {
             }
             self.remove_ref(r);
             evicted += 1;
+        }
+        for (r, deadline) in aside {
+            self.wheel.schedule(r, deadline);
         }
         self.stats.evicted += evicted as u64;
         evicted

@@ -963,6 +963,26 @@ fn eviction_passes_over_keys_whose_deadline_moved_later() {
 }
 
 #[test]
+fn eviction_never_takes_a_window_the_same_check_just_wrote() {
+    // At the bound, each new window of c makes room by evicting the entry nearest to decaying.
+    // c's first window (1 per 100 ms) is written first and decays soonest of all, so without
+    // care the room for c's second window is made by evicting c's first: c would be charged
+    // in one window only, and allowed again at once.
+    let (e, _clock) = bounded(4, EvictionPolicy::EvictNearest);
+    e.set_limit(
+        Scope::Default,
+        limit(&[window(1, 100, 0), window(1000, 3_600_000, 0)]),
+    );
+    assert!(e.check(b"a", b"/e", 1).allowed);
+    assert!(e.check(b"b", b"/e", 1).allowed);
+    assert!(e.check(b"c", b"/e", 1).allowed);
+    assert_eq!(e.key_count(), 4);
+    let r = e.check(b"c", b"/e", 1);
+    assert!(!r.allowed, "c's first window was charged: {r:?}");
+    assert_eq!(r.limit, 1);
+}
+
+#[test]
 fn a_full_shard_reclaims_decayed_keys_before_refusing_or_evicting() {
     // Four keys decayed 100 ms ago, and no expiry step has run since (a backlog, as during a
     // mass expiry). A newcomer must be served and stored under every policy, with nothing
