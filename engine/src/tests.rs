@@ -268,6 +268,42 @@ fn multi_window_is_all_or_nothing() {
 }
 
 #[test]
+fn multi_window_counting_limits_are_all_or_nothing() {
+    // 3 per second and 5 per minute, fixed and sliding: once the minute window is used up, a
+    // denied check charges neither window, so the second window is untouched by the denials
+    // and the first refills on its own.
+    for algo in [Algorithm::Fixed, Algorithm::Sliding] {
+        let (e, clock) = engine();
+        // Start on a minute boundary so both algorithms' windows are aligned alike.
+        clock.advance(Duration::from_nanos(60_000_000_000 - T0 % 60_000_000_000));
+        e.set_limit(
+            Scope::Default,
+            limit(&[window(3, 1000, 0), window(5, 60_000, 0)]).with_algorithm(algo),
+        );
+        for _ in 0..3 {
+            assert!(e.check(b"c", b"/e", 1).allowed, "{algo:?}");
+        }
+        let r = e.check(b"c", b"/e", 1);
+        assert_eq!((r.allowed, r.limit), (false, 3), "{algo:?}: {r:?}");
+        clock.advance(ms(2000));
+        for _ in 0..2 {
+            assert!(e.check(b"c", b"/e", 1).allowed, "{algo:?}");
+        }
+        // Minute window used up (5 of 5); the second window has 1 of 3 left.
+        for _ in 0..5 {
+            let r = e.check(b"c", b"/e", 1);
+            assert_eq!((r.allowed, r.limit), (false, 5), "{algo:?}: {r:?}");
+        }
+        let x = e.explain(b"c", b"/e");
+        assert_eq!(
+            x.windows[0].remaining, 1,
+            "{algo:?}: denials charged nothing"
+        );
+        assert_eq!(x.windows[1].remaining, 0, "{algo:?}");
+    }
+}
+
+#[test]
 fn multi_window_never_fits_wins_retry() {
     let (e, _clock) = engine();
     e.set_limit(
