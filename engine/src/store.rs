@@ -700,7 +700,11 @@ impl Shard {
                 if self.len() >= max_keys || self.bytes() + need > max_bytes {
                     let policy = EvictionPolicy::from_u8(bounds.policy.load(Ordering::Relaxed));
                     let room = |s: &Shard| s.len() < max_keys && s.bytes() + need <= max_bytes;
-                    if policy == EvictionPolicy::EvictNearest {
+                    if now > 0 {
+                        // As for rate state (`make_room`): what is already due goes first.
+                        self.expire(now, RECLAIM_PER_NEW_KEY);
+                    }
+                    if !room(self) && policy == EvictionPolicy::EvictNearest {
                         while !room(self) && self.evict(1) > 0 {}
                     }
                     if !room(self) {

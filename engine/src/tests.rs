@@ -1264,6 +1264,24 @@ fn kv_respects_the_bounds_and_survives_a_snapshot() {
     );
 }
 
+#[test]
+fn kv_at_the_bound_reclaims_expired_items_first() {
+    // Two items expired a second ago and no expiry step has run since: a new item is stored,
+    // not refused, and the two count as expired.
+    let (e, clock) = bounded(2, EvictionPolicy::RefuseDeny);
+    for k in [&b"a"[..], b"b"] {
+        e.kv_txn(&[k], |t| t.write(k, put(b"1", Some(T0 + 1_000_000_000))))
+            .unwrap();
+    }
+    clock.advance(ms(2000));
+    assert!(e
+        .kv_txn(&[b"c"], |t| t.write(b"c", put(b"3", None)))
+        .is_ok());
+    let s = e.stats();
+    assert_eq!((s.refused, s.expired), (0, 2));
+    assert_eq!(e.kv_get(b"c").map(|i| i.value), Some(b"3".to_vec()));
+}
+
 /// Many items of every key and value length (0 to 40 bytes), with flags and expiries, in few
 /// shards: the snapshot copies each shard's keys and values into one buffer before writing
 /// them, and every item must come back whole, with its own bytes.
