@@ -742,12 +742,7 @@ impl<C: Clock> Engine<C> {
                 for (j, old) in before.iter().enumerate().take(i) {
                     let key = window_key(fp, j);
                     match old {
-                        Some(Some(NewState::Gcra(w))) => {
-                            locked.gcra_put(key, *w);
-                        }
-                        Some(Some(NewState::Counting(s))) => {
-                            locked.win_put(key, *s);
-                        }
+                        Some(Some(state)) => locked.shard.roll_back(key, *state),
                         Some(None) => {
                             locked.shard.gcra_remove(key, now);
                             locked.shard.win_remove(key, now);
@@ -820,12 +815,22 @@ impl<C: Clock> Engine<C> {
     /// Set (replace) the limit of a scope; applies to the next check.
     pub fn set_limit(&self, scope: Scope, mut limit: Limit) {
         let algo = limit.algorithm();
-        limit.shapes = limit
-            .windows()
-            .iter()
-            .map(|w| self.shapes.intern(algo, w, || self.shapes_in_force()))
-            .collect();
-        self.edit_table(|t| t.set_limit(scope, limit));
+        // Interned under the writer lock, against the table about to be published, so that no
+        // other limit change recycles these ids before this limit is in force; the ids already
+        // given to this limit's earlier windows are in force too.
+        self.edit_table(|t| {
+            let mut ids: Vec<u16> = Vec::with_capacity(limit.windows().len());
+            for w in limit.windows() {
+                let id = self.shapes.intern(algo, w, || {
+                    let mut v = ids.clone();
+                    t.for_each_limit(|l| v.extend_from_slice(&l.shapes));
+                    v
+                });
+                ids.push(id);
+            }
+            limit.shapes = ids;
+            t.set_limit(scope, limit)
+        });
     }
 
     /// The shape ids the limits in force use, which [`shape::Shapes::intern`] must not hand

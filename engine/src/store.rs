@@ -462,6 +462,27 @@ impl Shard {
         (looked, removed)
     }
 
+    /// Put back the state `key` had before a multi-window check wrote it, when a later window
+    /// of the same check was refused. The entry's wheel reference still stands for that older
+    /// deadline, so this writes the slot only: scheduling as for a deadline moved earlier
+    /// would add a reference per refused check, and each lives as long as the entry.
+    pub fn roll_back(&mut self, key: u64, state: crate::NewState) {
+        match state {
+            crate::NewState::Gcra(w) => {
+                if let Some(i) = self.gcra.find(key) {
+                    self.mark(T_GCRA, key);
+                    self.gcra.set_at(i, w);
+                }
+            }
+            crate::NewState::Counting(words) => {
+                if let Some(i) = self.win.find(key) {
+                    self.mark(T_WIN, key);
+                    self.win.set_at(i, words);
+                }
+            }
+        }
+    }
+
     /// After an existing entry of table `t` at slot `i` was rewritten from deadline `old` to
     /// `new`: a deadline moved earlier (state rescaled to a shorter window, a replicated or
     /// restored write) gets a wheel reference of its own. The one the entry has fires at the

@@ -1019,6 +1019,33 @@ fn eviction_never_takes_a_window_the_same_check_just_wrote() {
 }
 
 #[test]
+fn rolled_back_windows_add_no_wheel_references() {
+    // c's hour window is live, its second window decayed and gone, and the shard is at its
+    // bound (a key-value item fills it). Every check writes the hour window, is refused the
+    // second window's new key, and puts the hour window back. Putting it back must not leave
+    // a wheel reference behind each time: the wheel would grow by 4 bytes per check.
+    let (e, clock) = bounded(2, EvictionPolicy::RefuseDeny);
+    e.set_limit(
+        Scope::Default,
+        limit(&[window(10, 3_600_000, 0), window(10, 1000, 0)]),
+    );
+    assert!(e.check(b"c", b"/e", 1).allowed);
+    clock.advance(ms(2000));
+    e.purge_decayed(usize::MAX);
+    assert_eq!(e.key_count(), 1);
+    e.kv_txn(&[b"x"], |t| t.write(b"x", put(b"1", None)))
+        .unwrap();
+    let before = e.memory_bytes();
+    for _ in 0..10_000 {
+        let r = e.check(b"c", b"/e", 1);
+        assert_eq!((r.allowed, r.retry_after_ms), (false, -1));
+    }
+    let grown = e.memory_bytes() - before;
+    assert!(grown < 1024, "the wheel grew by {grown} bytes");
+    assert_eq!(e.explain(b"c", b"/e").windows[0].remaining, 9);
+}
+
+#[test]
 fn a_full_shard_reclaims_decayed_keys_before_refusing_or_evicting() {
     // Four keys decayed 100 ms ago, and no expiry step has run since (a backlog, as during a
     // mass expiry). A newcomer must be served and stored under every policy, with nothing

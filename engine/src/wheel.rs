@@ -168,9 +168,12 @@ impl Wheel {
         for level in 0..LEVELS {
             let shift = SLOT_BITS * level as u32;
             let start = self.current >> shift;
-            // Level 0's current slot is the next to come due; a higher level's current slot was
-            // cascaded already, so what it holds now belongs to its next rotation: scan it last.
-            let first = if level == 0 { 0 } else { 1 };
+            // Level 0's current slot is the next to come due. A higher level's current slot was
+            // cascaded already — so what it holds belongs to its next rotation: scan it last —
+            // unless `current` starts its block: then the cascade is still to come, and the
+            // slot holds the nearest entries of the level.
+            let cascaded = level > 0 && self.current & ((1u64 << shift) - 1) != 0;
+            let first = u64::from(cascaded);
             for k in first..first + SLOTS as u64 {
                 let i = level * SLOTS + ((start + k) as usize & (SLOTS - 1));
                 if let Some(r) = self.slots[i].pop() {
@@ -288,6 +291,20 @@ mod tests {
         assert_eq!(w.pop_nearest(), Some((20, 128 * TICK)));
         assert_eq!(w.pop_nearest(), Some((30, 3008 * TICK)));
         assert_eq!(w.pop_nearest(), None);
+    }
+
+    #[test]
+    fn pop_nearest_at_a_block_boundary_takes_the_uncascaded_slot_first() {
+        // Scheduled at tick 0 for tick 170: level 1, slot 2 (ticks 128..191). At current = 128
+        // that slot is the level's current one but not cascaded yet (tick 128 is collected
+        // next), so it is the nearest and stands for ticks up to 191, not its next rotation.
+        let mut w = Wheel::new(0);
+        w.schedule(7, 170 * TICK);
+        w.schedule(8, 900 * TICK);
+        w.collect_due(127 * TICK);
+        assert_eq!(w.current, 128);
+        assert_eq!(w.pop_nearest(), Some((7, 192 * TICK)));
+        assert_eq!(w.pop_nearest(), Some((8, 960 * TICK)));
     }
 
     #[test]
