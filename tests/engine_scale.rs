@@ -5,6 +5,15 @@ mod common;
 use common::{check_distinct_keys, run, Daemon};
 use std::time::{Duration, Instant};
 
+/// One pipeline of RL.CHECKs of clients `c0` .. `c<n-1>` on `/e`; their replies in order.
+fn check_clients(con: &mut redis::Connection, n: usize) -> Vec<Vec<i64>> {
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.cmd("RL.CHECK").arg(format!("c{i}")).arg("/e");
+    }
+    pipe.query(con).unwrap()
+}
+
 fn info_field(con: &mut redis::Connection, field: &str) -> String {
     let info: String = run(con, &["INFO"]).unwrap();
     info.lines()
@@ -73,11 +82,7 @@ fn decayed_keys_leave_dbsize_through_the_wheels() {
     let d = Daemon::start();
     let mut con = d.client();
     run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "1/1s"]).unwrap();
-    let mut pipe = redis::pipe();
-    for i in 0..2000 {
-        pipe.cmd("RL.CHECK").arg(format!("c{i}")).arg("/e");
-    }
-    let _: Vec<Vec<i64>> = pipe.query(&mut con).unwrap();
+    check_clients(&mut con, 2000);
     assert!(run::<i64>(&mut con, &["DBSIZE"]).unwrap() > 0);
     // Keys decay 1 s after their check; the wheels drop them within a few ticks. The bound
     // is generous: this asserts that they go, not how fast.
@@ -106,11 +111,7 @@ fn zero_bounds_mean_unbounded_as_in_redis() {
     ]);
     let mut con = d.client();
     run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "10/1h"]).unwrap();
-    let mut pipe = redis::pipe();
-    for i in 0..50 {
-        pipe.cmd("RL.CHECK").arg(format!("c{i}")).arg("/e");
-    }
-    let replies: Vec<Vec<i64>> = pipe.query(&mut con).unwrap();
+    let replies = check_clients(&mut con, 50);
     assert!(replies.iter().all(|r| r[0] == 1), "{replies:?}");
     assert_eq!(run::<i64>(&mut con, &["DBSIZE"]).unwrap(), 50);
     assert_eq!(info_field(&mut con, "refused_keys"), "0");
@@ -135,11 +136,7 @@ fn max_keys_with_each_policy() {
         ]);
         let mut con = d.client();
         run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "10/1h"]).unwrap();
-        let mut pipe = redis::pipe();
-        for i in 0..100 {
-            pipe.cmd("RL.CHECK").arg(format!("c{i}")).arg("/e");
-        }
-        let _: Vec<Vec<i64>> = pipe.query(&mut con).unwrap();
+        check_clients(&mut con, 100);
         let r: Vec<i64> = run(&mut con, &["RL.CHECK", "newcomer", "/e"]).unwrap();
         assert_eq!(r[0], allowed_when_full, "{policy}: {r:?}");
         assert!(
