@@ -661,14 +661,14 @@ impl<C: Clock> Engine<C> {
             result.scope = kind;
             if charge && cost > 0 && d.allowed {
                 let word = pack(d.new_tat, win.shape);
-                if let Put::Refused(policy) = locked.gcra_set(fp, slot.map(|(i, _)| i), word) {
+                if let Put::Refused(policy) = locked.gcra_set(fp, slot, word) {
                     result = refused(result, policy);
                 }
             } else if let (true, Some((i, w)), Some(tat)) = (charge, slot, tat) {
                 if unpack(w).1 != win.shape {
                     // Read rescaled (written under another limit): keep it rescaled, see
                     // `decide_all`.
-                    locked.gcra_set(fp, Some(i), pack(u128::from(tat), win.shape));
+                    locked.gcra_set(fp, Some((i, w)), pack(u128::from(tat), win.shape));
                 }
             }
             return result;

@@ -505,13 +505,12 @@ impl Shard {
         let max_bytes =
             usize::try_from(bounds.bytes_per_shard.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
         let over = |s: &Shard| {
-            let full = s.table_full(t);
-            let (_, grown_bytes, table_bytes) = s.growth(t);
             // `bytes()` walks the wheel's slot vectors: only worth it when there is a byte
             // bound (a growth comes often when short-lived keys churn through a small table).
-            let over_bytes = full
-                && max_bytes != usize::MAX
-                && s.bytes() - table_bytes + grown_bytes > max_bytes;
+            let over_bytes = max_bytes != usize::MAX && s.table_full(t) && {
+                let (_, grown_bytes, table_bytes) = s.growth(t);
+                s.bytes() - table_bytes + grown_bytes > max_bytes
+            };
             (s.len() >= max_keys, over_bytes)
         };
         let (mut over_keys, mut over_bytes) = over(self);
@@ -525,11 +524,10 @@ impl Shard {
                 (over_keys, over_bytes) = over(self);
             }
         }
-        let full = self.table_full(t);
-        let (grown_cap, _, _) = self.growth(t);
         if !over_keys && !over_bytes {
-            if full {
-                self.rebuild(Rebuild::Grow(t, grown_cap));
+            if self.table_full(t) {
+                let (cap, _, _) = self.growth(t);
+                self.rebuild(Rebuild::Grow(t, cap));
             }
             return Ok(());
         }
@@ -572,26 +570,25 @@ impl Shard {
     }
 
     pub fn gcra_put(&mut self, key: u64, word: u64, bounds: &Bounds, now: Nanos) -> Put {
-        let slot = self.gcra.find(key);
+        let slot = self.gcra_slot(key);
         self.gcra_store(key, slot, word, bounds, now)
     }
 
-    /// Store `word` for `key`, whose slot (None: absent) was found under the same lock: an
-    /// existing key is written in place, a new one goes through the bounds.
+    /// Store `word` for `key`, whose slot and word there (None: absent) were found under the
+    /// same lock: an existing key is written in place, a new one goes through the bounds.
     #[inline]
     fn gcra_store(
         &mut self,
         key: u64,
-        slot: Option<usize>,
+        slot: Option<(usize, u64)>,
         word: u64,
         bounds: &Bounds,
         now: Nanos,
     ) -> Put {
         self.mark(T_GCRA, key);
-        if let Some(i) = slot {
-            let old = self.gcra.at(i).map(|(_, w)| unpack(w).0);
+        if let Some((i, old)) = slot {
             self.gcra.set_at(i, word);
-            self.schedule_if_earlier(T_GCRA, i, old, unpack(word).0);
+            self.schedule_if_earlier(T_GCRA, i, Some(unpack(old).0), unpack(word).0);
             return Put::Stored;
         }
         if let Err(p) = self.make_room(T_GCRA, bounds, now) {
@@ -871,10 +868,10 @@ impl Locked<'_> {
     pub fn gcra_put(&mut self, key: u64, word: u64) -> Put {
         self.shard.gcra_put(key, word, self.bounds, self.now)
     }
-    /// Store `word` for `key`, whose slot (if it has one) [`Shard::gcra_slot`] found under this
-    /// same lock, without probing the table again.
+    /// Store `word` for `key`, whose slot and word (if it has one) [`Shard::gcra_slot`] found
+    /// under this same lock, without probing the table or reading the slot again.
     #[inline]
-    pub fn gcra_set(&mut self, key: u64, slot: Option<usize>, word: u64) -> Put {
+    pub fn gcra_set(&mut self, key: u64, slot: Option<(usize, u64)>, word: u64) -> Put {
         self.shard
             .gcra_store(key, slot, word, self.bounds, self.now)
     }
