@@ -833,6 +833,21 @@ impl<C: Clock> Engine<C> {
         });
     }
 
+    /// The local shape id of a window that state arrived under (replication, snapshots).
+    ///
+    /// A window already interned is looked up without the writer lock. A new one is interned
+    /// under it, like [`Engine::set_limit`] does: a limit change holds that lock from interning
+    /// its windows until its table is published, so the ids it was just given are always
+    /// either in the published table or not yet handed out, and recycling here cannot take
+    /// one of them.
+    fn intern_for_state(&self, algo: Algorithm, w: &Window) -> u16 {
+        if let Some(id) = self.shapes.find(algo, w) {
+            return id;
+        }
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.shapes.intern(algo, w, || self.shapes_in_force())
+    }
+
     /// The shape ids the limits in force use, which [`shape::Shapes::intern`] must not hand
     /// to another window.
     fn shapes_in_force(&self) -> Vec<u16> {
@@ -1044,9 +1059,7 @@ impl<C: Clock> Engine<C> {
                 if u32::from(*table) != 2 {
                     let id = shape
                         .and_then(|(a, b)| shape::decode(a, b))
-                        .map_or(0, |(algo, win)| {
-                            self.shapes.intern(algo, &win, || self.shapes_in_force())
-                        });
+                        .map_or(0, |(algo, win)| self.intern_for_state(algo, &win));
                     let (t, _) = unpack(w[0]);
                     w[0] = pack(u128::from(t), id);
                 }
@@ -1086,8 +1099,7 @@ impl<C: Clock> Engine<C> {
         snapshot::read(
             bytes,
             &self.store,
-            &self.shapes,
-            &|| self.shapes_in_force(),
+            &|algo, w| self.intern_for_state(algo, w),
             self.clock.now(),
         )
     }

@@ -64,6 +64,12 @@ impl Default for Shapes {
 }
 
 impl Shapes {
+    /// The id of (algo, window) if it already has one; never allocates or recycles.
+    pub fn find(&self, algo: Algorithm, w: &Window) -> Option<u16> {
+        let ix = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        ix.by_shape.get(&encode(algo, w)).copied()
+    }
+
     /// The id of (algo, window), allocating one if it is new. `in_force` lists the ids the
     /// limits in force use; it is called only once ids are being recycled, so its cost (a walk
     /// over every limit) is paid only after 4095 distinct windows, and then only per new one.

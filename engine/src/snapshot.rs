@@ -21,6 +21,7 @@
 //! version, or fails its checksum is refused whole before anything is loaded.
 
 use crate::kv::Item;
+use crate::limit::{Algorithm, Window};
 use crate::shape::{Shapes, SHAPE_BITS};
 use crate::store::{pack, unpack, Store};
 use crate::Nanos;
@@ -141,12 +142,12 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// `in_force` lists the shape ids the limits in force use (see [`Shapes::intern`]).
+/// `intern` gives the local shape id of each window the snapshot names (see
+/// `Engine::intern_for_state`).
 pub(crate) fn read(
     bytes: &[u8],
     store: &Store,
-    shapes: &Shapes,
-    in_force: &dyn Fn() -> Vec<u16>,
+    intern: &dyn Fn(Algorithm, &Window) -> u16,
     now: Nanos,
 ) -> Result<usize, SnapshotError> {
     if bytes.len() < MAGIC.len() + 4 + 8 + 4 + 8 + 8 {
@@ -175,7 +176,7 @@ pub(crate) fn read(
         let id = r.u16()?;
         let (a, b) = (r.u64()?, r.u64()?);
         if let Some((algo, w)) = crate::shape::decode(a, b) {
-            remap.insert(id, shapes.intern(algo, &w, in_force));
+            remap.insert(id, intern(algo, &w));
         }
     }
     let count = r.u64()?;

@@ -898,6 +898,72 @@ fn a_limit_in_force_keeps_its_shape_id_through_recycling() {
 }
 
 #[test]
+fn replicated_state_does_not_recycle_the_id_of_a_limit_being_set() {
+    // Every shape id but one is named by a limit in force. A limit change has interned its
+    // new window (taking that last id) and not yet published its table when a replicated
+    // state arrives under yet another window. Interning that window against the published
+    // table alone would see the id as free and take it, so the new limit would go into force
+    // naming another window's numbers. It must wait for the change to be published instead,
+    // and then find every id in force: its window goes without one (id 0).
+    let (e, _clock) = engine();
+    let w = |n: u64| window(n, 1000, 0);
+    for n in 1..4096u64 {
+        assert_eq!(
+            u64::from(e.shapes.intern(Algorithm::Gcra, &w(n), Vec::new)),
+            n
+        );
+    }
+    e.edit_table(|t| {
+        for n in 2..4096u64 {
+            let mut l = limit(&[w(n)]);
+            l.shapes = vec![n as u16];
+            let id = format!("c{n}").into_bytes();
+            t.set_limit(Scope::Client { id, endpoint: None }, l);
+        }
+    });
+    // What the replica receives: a state written on a primary under 7/2s.
+    let primary = engine().0;
+    primary.set_change_tracking(true);
+    primary.set_limit(Scope::Default, limit(&[window(7, 2000, 0)]));
+    primary.check(b"r", b"/e", 1);
+    let mut changes = Vec::new();
+    primary.drain_changes(&mut changes);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+
+    // `set_limit(Default, 5000/1s)` by hand, stopped between interning and publishing.
+    let writer = e.writer.lock().unwrap();
+    let taken = e
+        .shapes
+        .intern(Algorithm::Gcra, &w(5000), || e.shapes_in_force());
+    assert_eq!(taken, 1, "the one id no limit in force names");
+    std::thread::scope(|s| {
+        let replica = s.spawn(|| e.apply_change(&changes[0]));
+        // Give the replica's apply every chance to run into the race before publishing.
+        std::thread::sleep(Duration::from_millis(50));
+        let mut l = limit(&[w(5000)]);
+        l.shapes = vec![taken];
+        let guard = epoch::pin();
+        let mut next = e.table(&guard).clone();
+        next.set_limit(Scope::Default, l);
+        let old = e.table.swap(Owned::new(next), Ordering::AcqRel, &guard);
+        // SAFETY: as in `edit_table`: unreachable now, destroyed once no guard holds it.
+        unsafe { guard.defer_destroy(old) };
+        drop(writer);
+        replica.join().unwrap();
+    });
+    assert_eq!(
+        e.shapes.get(taken),
+        Some((Algorithm::Gcra, w(5000))),
+        "the new limit's id still names its own window"
+    );
+    assert_eq!(e.shapes.find(Algorithm::Gcra, &window(7, 2000, 0)), None);
+    assert_eq!(
+        e.get_limit(&Scope::Default).map(|l| l.shapes),
+        Some(vec![taken])
+    );
+}
+
+#[test]
 fn rescaling_keeps_the_fraction_used() {
     let (e, _clock) = engine();
     e.set_limit(Scope::Default, limit(&[window(10, 1000, 0)]));
