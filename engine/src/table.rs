@@ -192,7 +192,40 @@ pub(crate) struct Table {
 
 impl Table {
     /// Precedence: client+endpoint > client > tier+endpoint > tier > endpoint > default.
+    ///
+    /// Inlined into every check, with a shortcut for a configuration without per-client or
+    /// per-tier limits (a default, perhaps endpoint limits): the two client lookups could only
+    /// find nothing there, and going through the general lookup's large frame for them was
+    /// about a tenth of a check's instructions (56 of ~500, callgrind at 1k keys).
+    #[inline(always)]
     pub fn resolve(&self, client: &[u8], endpoint: &[u8]) -> Option<Resolved<'_>> {
+        if self.clients.is_empty() && self.client_tiers.is_empty() {
+            self.resolve_shared(endpoint)
+        } else {
+            self.resolve_any(client, endpoint)
+        }
+    }
+
+    /// The endpoint's limit, else the default: what [`Table::resolve`] finds when no client
+    /// or tier has a limit of its own.
+    #[inline(always)]
+    fn resolve_shared(&self, endpoint: &[u8]) -> Option<Resolved<'_>> {
+        if !self.endpoints.is_empty() {
+            if let Some((p, limit)) = self.endpoints.lookup(endpoint) {
+                return Some(Resolved {
+                    limit,
+                    level: Level::Endpoint(p),
+                });
+            }
+        }
+        self.default.as_ref().map(|limit| Resolved {
+            limit,
+            level: Level::Default,
+        })
+    }
+
+    #[inline(never)]
+    fn resolve_any(&self, client: &[u8], endpoint: &[u8]) -> Option<Resolved<'_>> {
         if let Some(c) = self.clients.get(client) {
             if let Some((p, limit)) = c.endpoints.lookup(endpoint) {
                 return Some(Resolved {
@@ -223,16 +256,7 @@ impl Table {
                 }
             }
         }
-        if let Some((p, limit)) = self.endpoints.lookup(endpoint) {
-            return Some(Resolved {
-                limit,
-                level: Level::Endpoint(p),
-            });
-        }
-        self.default.as_ref().map(|limit| Resolved {
-            limit,
-            level: Level::Default,
-        })
+        self.resolve_shared(endpoint)
     }
 
     pub fn get_limit(&self, scope: &Scope) -> Option<&Limit> {
