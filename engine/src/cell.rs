@@ -115,11 +115,12 @@ pub(crate) struct CellParams {
 
 impl CellParams {
     /// `Rate::per_period(count, Duration::seconds(period))` then `RateLimiter::new`:
-    /// T = trunc(period_ns as f64 / count as f64), with period_ns the i128 nanoseconds cast
-    /// to i64. A zero T (count 0, period 0, or count > period_ns) is refused as redis-cell
-    /// refuses it, before touching any state.
+    /// T = trunc(period_ns as f64 / count as f64), with period_ns the period's whole
+    /// nanoseconds as an i128 (`Rate::per_period`: a period beyond 292 years does not wrap).
+    /// A zero T (count 0, period 0, or count > period_ns) is refused as redis-cell refuses
+    /// it, before touching any state.
     pub fn new(a: &ThrottleArgs) -> Result<CellParams, CellError> {
-        let period_ns = (i128::from(a.period_s) * NS_PER_S) as i64;
+        let period_ns = i128::from(a.period_s) * NS_PER_S;
         let t = if a.count == 0 || period_ns == 0 {
             0
         } else {
@@ -329,6 +330,28 @@ mod tests {
         assert_eq!(p.tau, 333_333_333 * 5);
         assert_eq!(p.limit, 5);
         assert_eq!(p.increment, 666_666_666);
+    }
+
+    #[test]
+    fn a_period_beyond_292_years_does_not_wrap() {
+        // Its nanoseconds pass i64; redis-cell divides the i128 nanoseconds, so 1e10 s per
+        // 1e9 is an interval of 10 s, and 2^55 s (which an i64 cast wraps to 0) is no zero
+        // rate.
+        let a = ThrottleArgs {
+            max_burst: 5,
+            count: 1_000_000_000,
+            period_s: 10_000_000_000,
+            quantity: 1,
+        };
+        let p = CellParams::new(&a).expect("valid");
+        assert_eq!((p.t, p.limit), (10 * NS_PER_S as i64, 6));
+        let a = ThrottleArgs {
+            count: 1 << 40,
+            period_s: 1 << 55,
+            ..a
+        };
+        let p = CellParams::new(&a).expect("not a zero rate");
+        assert_eq!(p.t, (1 << 15) * NS_PER_S as i64);
     }
 
     #[test]

@@ -102,6 +102,10 @@ impl<V: Copy + Default> FpTable<V> {
         self.live as usize
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
     pub fn capacity(&self) -> usize {
         self.slots.len()
     }

@@ -222,9 +222,22 @@ mod tests {
         // period_ns < count: T clamps to 1 ns.
         let p = params(u64::from(u32::MAX), 1, 0);
         assert_eq!(p.t, 1);
-        // Largest window cannot overflow.
-        let p = params(1, 30 * 24 * 3600 * 1000, u64::from(u32::MAX));
-        assert_eq!(p.tau, p.t * (1 + u128::from(u32::MAX)));
+        // The largest window cannot overflow.
+        let max = u64::from(u32::MAX);
+        let p = params(max, 30 * 24 * 3600 * 1000, max);
+        assert_eq!(p.tau, p.t * 2 * u128::from(max));
+        // A window whose emptied allowance would take over 30 years to refill is refused
+        // (its TAT would not fit the stored word): 1/30d with a burst of 365 takes 30.1 years.
+        let month = 30 * 24 * 3600 * 1000;
+        assert_eq!(
+            Window::new(1, month, 365),
+            Err(crate::limit::LimitError::RefillTooLong)
+        );
+        assert!(Window::new(1, month, 363).is_ok());
+        assert_eq!(
+            Window::new(1, month, max),
+            Err(crate::limit::LimitError::RefillTooLong)
+        );
     }
 
     #[test]

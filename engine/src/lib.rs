@@ -551,9 +551,16 @@ impl<C: Clock> Engine<C> {
         let Some((Algorithm::Gcra, old)) = self.shapes.get(shape) else {
             return Some(tat);
         };
-        let old_tau = Params::of(&old).tau;
-        let debt = u128::from(tat - now) * p.tau / old_tau.max(1);
-        (debt > 0).then(|| now.saturating_add(u64::try_from(debt).unwrap_or(u64::MAX)))
+        let old_tau = Params::of(&old).tau.max(1);
+        let debt = scale_debt(tat - now, p.tau, old_tau).min(p.tau);
+        if debt == 0 {
+            return None;
+        }
+        // Rounded up to the microsecond as the store will keep it, so that the retry time
+        // this check reports is measured from the TAT that is then stored (from the unrounded
+        // one a retry could come up to 1 us too early).
+        let tat = now.saturating_add(u64::try_from(debt).unwrap_or(u64::MAX));
+        Some(unpack(pack(u128::from(tat), 0)).0)
     }
 
     /// The counts a stored fixed/sliding state stands for under the current window, rescaled
@@ -603,9 +610,19 @@ impl<C: Clock> Engine<C> {
             });
         }
         let used = counting::usage_at(old_algo == Algorithm::Sliding, old_p, counts, now);
+        // Into a shorter window, the fraction used is kept, as above. Into a longer one the
+        // fraction would stretch the old window's usage over the whole new window: a full
+        // 10/1s raised to 72000/1h would deny for the rest of the hour where the old limit
+        // denied for under a second. What the client did spend in the old window, it spent
+        // in the new one too, so the count itself is carried (at most the new capacity).
+        let cur = if p > old_p {
+            used.min(win.window.capacity())
+        } else {
+            scale(used)
+        };
         Some(counting::Counts {
             idx: now / p,
-            cur: scale(used),
+            cur,
             prev: 0,
         })
     }
@@ -1116,6 +1133,20 @@ impl<C: Clock> Drop for Engine<C> {
             if !shared.is_null() {
                 drop(shared.into_owned());
             }
+        }
+    }
+}
+
+/// `ahead * new_tau / old_tau`, the debt `ahead` ns under a window of `old_tau` stands for
+/// under one of `new_tau`. The product can pass 2^128 (a tau reaches ~2^84 ns with a 30-day
+/// period and a 2^32 burst); then both taus lose their low bits alike, which keeps their
+/// ratio to ~64 significant bits.
+fn scale_debt(ahead: u64, new_tau: u128, old_tau: u128) -> u128 {
+    match u128::from(ahead).checked_mul(new_tau) {
+        Some(x) => x / old_tau,
+        None => {
+            let shift = 64 - new_tau.leading_zeros();
+            u128::from(ahead) * (new_tau >> shift) / (old_tau >> shift).max(1)
         }
     }
 }

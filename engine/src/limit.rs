@@ -9,6 +9,8 @@ use std::fmt;
 /// Longest allowed window period: 30 days. Longer windows would make a key's state live for
 /// months, which is not what an in-memory rate limiter is for.
 const MAX_PERIOD_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+/// Longest time an emptied allowance may take to refill: 30 years of 365 days, in ns.
+const MAX_REFILL_NS: u128 = 30 * 365 * 24 * 60 * 60 * 1_000_000_000;
 
 /// Why a limit, window or scope was refused. Display is a message without an error code
 /// (the daemon prefixes `ERR `).
@@ -20,6 +22,8 @@ pub enum LimitError {
     PeriodOutOfRange,
     #[error("burst must be between 0 and 4294967295")]
     BurstOutOfRange,
+    #[error("burst too large for the rate: an emptied allowance must refill within 30 years")]
+    RefillTooLong,
     #[error("a limit needs between 1 and {0} windows")]
     WindowCount(usize),
     #[error("endpoint pattern must not be empty")]
@@ -55,6 +59,14 @@ impl Window {
         let burst = u32::try_from(burst).map_err(|_| LimitError::BurstOutOfRange)?;
         // A period is at most 30 days, so its nanoseconds fit u64.
         let interval_ns = (period_ms * 1_000_000 / u64::from(count)).max(1);
+        // GCRA stores how far ahead of now the allowance is spent as a time 52 bits of
+        // microseconds wide (until the year 2112, see `store::pack`). A window whose emptied
+        // allowance takes longer to refill (`1/30d BURST 2000`: 164 years) would be clamped
+        // to that horizon, i.e. credited back, so such windows are refused here instead.
+        if u128::from(interval_ns) * u128::from(u64::from(count) + u64::from(burst)) > MAX_REFILL_NS
+        {
+            return Err(LimitError::RefillTooLong);
+        }
         Ok(Window {
             count,
             period_ms,

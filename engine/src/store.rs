@@ -594,9 +594,24 @@ impl Shard {
         if let Err(p) = self.make_room(T_GCRA, bounds, now) {
             return Put::Refused(p);
         }
+        self.forget_other_algorithm(T_GCRA, key, now);
         let i = self.gcra.insert_new(key, word);
         self.wheel.schedule(wheel_ref(T_GCRA, i), unpack(word).0);
         Put::Stored
+    }
+
+    /// A key new to table `t` (GCRA, or fixed/sliding) that the other one holds: its limit
+    /// switched algorithm, and state of one kind cannot be read as the other, so the switch
+    /// starts the key afresh. The other table's entry goes, or a switch back would find it
+    /// and rescale it as if the time spent under the other algorithm had not happened (10/1h
+    /// used up, an hour under fixed, then 1000/1h GCRA: denied). Only new keys pay this probe,
+    /// and only while the other table holds anything.
+    fn forget_other_algorithm(&mut self, t: u32, key: u64, now: Nanos) {
+        if t == T_GCRA && !self.win.is_empty() {
+            self.win_remove(key, now);
+        } else if t == T_WIN && !self.gcra.is_empty() {
+            self.gcra_remove(key, now);
+        }
     }
 
     /// Remove `key`; true if it held live state at `now`.
@@ -629,6 +644,7 @@ impl Shard {
         if let Err(p) = self.make_room(T_WIN, bounds, now) {
             return Put::Refused(p);
         }
+        self.forget_other_algorithm(T_WIN, key, now);
         let i = self.win.insert_new(key, state);
         self.wheel.schedule(wheel_ref(T_WIN, i), unpack(state[0]).0);
         Put::Stored

@@ -992,12 +992,93 @@ fn rescaling_keeps_the_fraction_used() {
         limit(&[window(100, 1000, 0)]).with_algorithm(Algorithm::Fixed),
     );
     assert_eq!(e.peek(b"c", b"/e").remaining, 50);
-    // A period change keeps the usage too (5 of 10 in a 1 s window -> 50 of 100 in 1 m).
+    // A change to a longer period carries the count itself: the 5 checks made (stored under
+    // 10/1s) are 5 of 100 in the minute, not half of it.
     e.set_limit(
         Scope::Default,
         limit(&[window(100, 60_000, 0)]).with_algorithm(Algorithm::Fixed),
     );
-    assert_eq!(e.peek(b"c", b"/e").remaining, 95 - 45, "50 used of 100");
+    assert_eq!(e.peek(b"c", b"/e").remaining, 95, "5 used of 100");
+}
+
+#[test]
+fn an_algorithm_round_trip_does_not_bring_back_old_state() {
+    // 10/1h GCRA used up; an hour under fixed 10/1h (where the key starts afresh); then GCRA
+    // again, raised to 1000/1h. The GCRA entry of the first hour must be gone: rescaled, it
+    // would read as all of 1000 used, and a raised limit would deny.
+    let (e, clock) = engine();
+    let gcra = |n| limit(&[window(n, 3_600_000, 0)]);
+    e.set_limit(Scope::Default, gcra(10));
+    assert!(e.check(b"c", b"/e", 10).allowed);
+    e.set_limit(Scope::Default, gcra(10).with_algorithm(Algorithm::Fixed));
+    clock.advance(ms(1000));
+    let r = e.check(b"c", b"/e", 1);
+    assert!(r.allowed && r.remaining == 9, "afresh under fixed: {r:?}");
+    e.set_limit(Scope::Default, gcra(1000));
+    let r = e.check(b"c", b"/e", 1);
+    assert!(r.allowed, "{r:?}");
+    assert_eq!(r.remaining, 999, "afresh again under GCRA");
+    // And back: the fixed entry went when the GCRA one was made.
+    e.set_limit(Scope::Default, gcra(10).with_algorithm(Algorithm::Fixed));
+    assert_eq!(e.check(b"c", b"/e", 1).remaining, 9);
+    assert_eq!(e.key_count(), 1, "one entry per key, not one per algorithm");
+}
+
+#[test]
+fn retry_after_a_rescale_is_honest_to_the_nanosecond() {
+    // 10/1m used up, then 10/1s: the debt is rescaled to a TAT 1 s ahead of the change. At
+    // 1 ns before a whole second the retry time must be measured from the TAT as stored
+    // (rounded up to the microsecond), or the retry comes up to 1 us early and is denied.
+    let (e, clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(10, 60_000, 0)]));
+    assert!(e.check(b"c", b"/e", 10).allowed);
+    e.set_limit(Scope::Default, limit(&[window(10, 1000, 0)]));
+    clock.set(T0 + 3_000_000_000 - 1);
+    let d = e.check(b"c", b"/e", 1);
+    assert!(!d.allowed, "{d:?}");
+    clock.advance(ms(u64::try_from(d.retry_after_ms).expect("a retry time")));
+    let r = e.check(b"c", b"/e", 1);
+    assert!(r.allowed, "retried after {} ms: {r:?}", d.retry_after_ms);
+}
+
+#[test]
+fn rescaled_debt_does_not_overflow() {
+    // Within u128: exact.
+    assert_eq!(scale_debt(500, 3000, 1000), 1500);
+    // ahead * new_tau beyond 2^128: both taus lose low bits alike, the ratio holds.
+    let tau = 1u128 << 100;
+    assert_eq!(scale_debt(u64::MAX, tau, tau), u128::from(u64::MAX));
+    let half = scale_debt(u64::MAX, tau, tau * 2);
+    assert_eq!(half, u128::from(u64::MAX / 2));
+}
+
+#[test]
+fn raising_a_counting_limit_to_a_longer_period_does_not_lock_the_client_out() {
+    // 10/1s used up, then raised to 72000/1h (twice the rate). Carried as a fraction, the
+    // full second would have become a full hour: denied for the rest of it, where the old
+    // limit would have admitted again within the second.
+    for algo in [Algorithm::Fixed, Algorithm::Sliding] {
+        let (e, clock) = engine();
+        let hour = 3_600_000_000_000;
+        clock.set(T0 - T0 % hour + 100_000_000);
+        e.set_limit(
+            Scope::Default,
+            limit(&[window(10, 1000, 0)]).with_algorithm(algo),
+        );
+        assert!(e.check(b"c", b"/e", 10).allowed);
+        e.set_limit(
+            Scope::Default,
+            limit(&[window(72_000, 3_600_000, 0)]).with_algorithm(algo),
+        );
+        clock.advance(ms(100));
+        let r = e.check(b"c", b"/e", 1);
+        assert!(r.allowed, "{algo:?}: {r:?}");
+        assert_eq!(
+            r.remaining,
+            72_000 - 11,
+            "{algo:?}: the 10 made, and this one"
+        );
+    }
 }
 
 #[test]
