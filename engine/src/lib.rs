@@ -265,8 +265,11 @@ pub struct Engine<C: Clock = SystemClock> {
     shapes: Shapes,
     /// Source of CAS values for key-value items (memcached's `gets`/`cas`, RESP's WATCH).
     cas: std::sync::atomic::AtomicU64,
-    /// Set by FLUSHALL, taken by the next drain of changes (it must precede them).
-    flushed: std::sync::atomic::AtomicBool,
+    /// Set by FLUSHALL, taken by the next drain of changes (it must precede them). A mutex,
+    /// not an atomic flag: a flush (clearing shard after shard, then setting the flag) and a
+    /// drain must not interleave, or writes made after the flush on shards already cleared
+    /// would be drained before the flush record and wiped by it on the replica.
+    flushed: Mutex<bool>,
     /// The current configuration snapshot. Never null. Readers pin and load it without a
     /// lock; writers replace it whole and retire the old one through the epoch collector.
     table: Atomic<Table>,
@@ -314,7 +317,7 @@ impl<C: Clock> Engine<C> {
             store,
             shapes: Shapes::default(),
             cas: std::sync::atomic::AtomicU64::new(0),
-            flushed: std::sync::atomic::AtomicBool::new(false),
+            flushed: Mutex::new(false),
             table: Atomic::new(Table::default()),
             writer: Mutex::new(()),
         }
@@ -1003,9 +1006,9 @@ impl<C: Clock> Engine<C> {
 
     /// Drop all rate state (limits and tiers are kept, as they are configuration).
     pub fn flush_state(&self) {
+        let mut flushed = self.flushed.lock().unwrap_or_else(PoisonError::into_inner);
         self.store.clear(self.clock.now());
-        self.flushed
-            .store(true, std::sync::atomic::Ordering::Release);
+        *flushed = true;
     }
 
     /// Start or stop recording writes for replication ([`Engine::drain_changes`]). Off by
@@ -1025,10 +1028,8 @@ impl<C: Clock> Engine<C> {
     /// was written). Nothing is allocated per record; `visit` runs under a shard lock, so it
     /// should only copy the change somewhere.
     pub fn drain_changes_with(&self, mut visit: impl FnMut(ChangeRef<'_>)) {
-        if self
-            .flushed
-            .swap(false, std::sync::atomic::Ordering::AcqRel)
-        {
+        let mut flushed = self.flushed.lock().unwrap_or_else(PoisonError::into_inner);
+        if std::mem::take(&mut *flushed) {
             visit(ChangeRef::Flush);
         }
         self.store.drain(|drained| match drained {
@@ -1082,7 +1083,15 @@ impl<C: Clock> Engine<C> {
                 }
                 self.store.apply(*table, *key, Some(&w));
             }
-            Change::Item { key, item } => self.store.apply_kv(key, item.clone(), self.clock.now()),
+            Change::Item { key, item } => {
+                if let Some(item) = item {
+                    // CAS values go on from the primary's: a promoted replica must not hand
+                    // out again a value a client already holds for an item it kept.
+                    self.cas
+                        .fetch_max(item.cas, std::sync::atomic::Ordering::Relaxed);
+                }
+                self.store.apply_kv(key, item.clone(), self.clock.now())
+            }
         }
     }
 
@@ -1117,6 +1126,7 @@ impl<C: Clock> Engine<C> {
             bytes,
             &self.store,
             &|algo, w| self.intern_for_state(algo, w),
+            &self.cas,
             self.clock.now(),
         )
     }

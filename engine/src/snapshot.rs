@@ -26,6 +26,7 @@ use crate::shape::{Shapes, SHAPE_BITS};
 use crate::store::{pack, unpack, Store};
 use crate::Nanos;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use xxhash_rust::xxh3::xxh3_64;
 
 const MAGIC: &[u8; 8] = b"RLDSNAP\0";
@@ -143,11 +144,12 @@ impl<'a> Reader<'a> {
 }
 
 /// `intern` gives the local shape id of each window the snapshot names (see
-/// `Engine::intern_for_state`).
+/// `Engine::intern_for_state`); `cas` is raised past every restored item's CAS value.
 pub(crate) fn read(
     bytes: &[u8],
     store: &Store,
     intern: &dyn Fn(Algorithm, &Window) -> u16,
+    cas: &AtomicU64,
     now: Nanos,
 ) -> Result<usize, SnapshotError> {
     if bytes.len() < MAGIC.len() + 4 + 8 + 4 + 8 + 8 {
@@ -236,6 +238,9 @@ pub(crate) fn read(
         }
     }
     for (key, item) in kv {
+        // New CAS values continue after every restored one: after a restart, a token a client
+        // held from before must not match a new write.
+        cas.fetch_max(item.cas, Ordering::Relaxed);
         if item.expires_at.is_none_or(|at| at > now) && store.restore_kv(&key, item, now) {
             restored += 1;
         }
