@@ -722,6 +722,11 @@ pub async fn serve_replica(
     result
 }
 
+/// Most a replica may have sent that is not yet a whole command. After PSYNC a replica only
+/// sends `REPLCONF ACK <offset>` (under 60 bytes); the general framing limits (4096 elements
+/// of 64 MiB) would let one connection make the primary buffer gigabytes.
+const MAX_REPLICA_INPUT: usize = 64 * 1024;
+
 async fn stream_to_replica(
     socket: &mut TcpStream,
     input: &mut BytesMut,
@@ -760,6 +765,15 @@ async fn stream_to_replica(
                     return Ok(());
                 }
             }
+        }
+        if input.len() > MAX_REPLICA_INPUT {
+            tracing::warn!(
+                "replica {}:{} sent {} bytes that are not a whole ACK; dropping the link",
+                link.ip,
+                link.port,
+                input.len()
+            );
+            return Ok(());
         }
         tokio::select! {
             msg = rx.recv() => {

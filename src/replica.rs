@@ -183,7 +183,9 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
             .filter(|&n| n <= MAX_PAYLOAD)
             .ok_or_else(|| LinkError::Refused(header.clone()))? as usize;
         while buf.len() < len {
-            buf.reserve(len - buf.len());
+            // Grown as the bytes arrive, not reserved whole from the header: a bad `$len`
+            // (up to the payload limit) must not allocate gigabytes before any byte is read.
+            buf.reserve((len - buf.len()).min(1 << 20));
             if sock.read_buf(&mut buf).await? == 0 {
                 return Err(LinkError::Payload("connection closed mid-payload".into()));
             }

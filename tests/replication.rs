@@ -756,3 +756,92 @@ fn min_replicas_to_write_refuses_writes_without_good_replicas() {
     assert_eq!(ok[0], 1);
     assert!(field(&mut p, "replication", "min_slaves_good_slaves").is_empty());
 }
+
+#[test]
+fn memcached_writes_are_refused_on_a_replica_and_without_good_replicas() {
+    // A replica's items come from its primary alone: a memcached write there would never be
+    // reconciled (the primary would not know it, the replica would keep it), so it is refused
+    // as RESP writes are. Reads are served.
+    let primary = Daemon::start_with(&["--memcached-port", "0"]);
+    let mut pm = primary.mc_raw();
+    pm.send(b"set shared 0 0 4\r\nfrom\r\n");
+    pm.expect(b"STORED\r\n");
+    let replica = start_replica_of(&primary, &["--memcached-port", "0"]);
+    wait_link_up(&replica);
+    wait_caught_up(&primary, &replica);
+    let mut rm = replica.mc_raw();
+    rm.send(b"get shared\r\n");
+    rm.expect(b"VALUE shared 0 4\r\nfrom\r\nEND\r\n");
+    rm.send(b"mg shared v\r\n");
+    rm.expect(b"VA 4\r\nfrom\r\n");
+    let refused = b"SERVER_ERROR READONLY You can't write against a read only replica.\r\n";
+    for write in [
+        &b"set foo 0 0 3\r\nbar\r\n"[..],
+        b"set foo 0 0 3 noreply\r\nbar\r\n",
+        b"add foo 0 0 3\r\nbar\r\n",
+        b"delete shared\r\n",
+        b"incr shared 1\r\n",
+        b"touch shared 10\r\n",
+        b"gat 10 shared\r\n",
+        b"flush_all\r\n",
+        b"ms foo 3\r\nbar\r\n",
+        b"md shared\r\n",
+        b"ma shared\r\n",
+        b"mg shared T30 v\r\n",
+    ] {
+        rm.send(write);
+        rm.expect(refused);
+    }
+    rm.send(b"get shared foo\r\n");
+    rm.expect(b"VALUE shared 0 4\r\nfrom\r\nEND\r\n");
+    let mut r = replica.client();
+    assert_eq!(
+        run::<Option<String>>(&mut r, &["GET", "foo"]).unwrap(),
+        None,
+        "nothing was written on the replica"
+    );
+
+    // A primary short of good replicas refuses memcached writes as it refuses RESP ones.
+    let lonely = Daemon::start_with(&["--memcached-port", "0", "--min-replicas-to-write", "1"]);
+    let mut lm = lonely.mc_raw();
+    lm.send(b"set foo 0 0 3\r\nbar\r\n");
+    lm.expect(b"SERVER_ERROR NOREPLICAS Not enough good replicas to write.\r\n");
+    lm.send(b"get foo\r\n");
+    lm.expect(b"END\r\n");
+}
+
+#[test]
+fn a_replica_link_that_sends_more_than_acks_is_dropped() {
+    // After PSYNC a replica only sends REPLCONF ACKs. A peer that starts a huge array instead
+    // (4096 elements of 64 MiB would pass the framing limits) must not make the primary buffer
+    // it: the link is dropped once 64 KiB are pending, and the primary serves on.
+    use std::io::{Read, Write};
+    let primary = Daemon::start();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", primary.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(&common::resp(&[b"PSYNC", b"?", b"-1"]))
+        .expect("psync");
+    s.write_all(b"*4096\r\n$67108864\r\n").expect("header");
+    // 16 MiB of one bulk: buffered, all of it would be written; dropped after 64 KiB, the
+    // writes fail once the socket buffers are full (the primary has closed its end).
+    let chunk = vec![b'x'; 64 * 1024];
+    let total = 256;
+    s.set_write_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let refused = (0..total).find_map(|i| match s.write_all(&chunk) {
+        Ok(()) => None,
+        Err(e) => Some((i, e.kind())),
+    });
+    match refused {
+        Some((_, std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset)) => {}
+        other => panic!("the link was not dropped: {other:?} (None: all {total} chunks taken)"),
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    let mut con = primary.client();
+    assert_eq!(run::<String>(&mut con, &["PING"]).unwrap(), "PONG");
+    eventually("the link is gone", || {
+        field(&mut con, "replication", "connected_slaves") == "0"
+    });
+}

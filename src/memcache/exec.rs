@@ -68,8 +68,40 @@ impl Expiry {
     }
 }
 
+/// True when `req` changes the item space: refused on a replica (whose items come from its
+/// primary alone, so a local write would never be reconciled) and on a primary short of good
+/// replicas, as RESP writes are.
+fn is_write(req: &McRequest) -> bool {
+    match req {
+        McRequest::Store { .. }
+        | McRequest::TooLarge { .. }
+        | McRequest::Arith { .. }
+        | McRequest::Delete { .. }
+        | McRequest::Touch { .. }
+        | McRequest::FlushAll { .. }
+        | McRequest::Gat { .. } => true,
+        McRequest::Meta(m) => match m.cmd {
+            MetaCmd::Get => m.flags.ttl.is_some() || m.flags.vivify.is_some(),
+            MetaCmd::Set | MetaCmd::Delete | MetaCmd::Arithmetic => true,
+        },
+        McRequest::Get { .. }
+        | McRequest::Version
+        | McRequest::Verbosity { .. }
+        | McRequest::Stats { .. }
+        | McRequest::Quit
+        | McRequest::MetaNoop => false,
+    }
+}
+
 /// Execute one request.
 pub fn execute(shared: &Arc<Shared>, req: McRequest) -> Outcome {
+    if is_write(&req) {
+        if let Some(why) = crate::cmd::replication::write_refusal(shared) {
+            // memcached has no READONLY; a SERVER_ERROR line carrying Redis's text is what
+            // memcached clients surface as a server-side refusal. Sent even with noreply.
+            return Outcome::Reply(McReply::Error(format!("SERVER_ERROR {why}")));
+        }
+    }
     let stats = &shared.memcache.stats;
     let max_value = shared.config.max_value_size;
     let reply = match req {
