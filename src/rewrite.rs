@@ -17,12 +17,22 @@ use crate::primary::MasterAddr;
 use crate::server::Shared;
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+/// One rewrite at a time: Sentinels send REPLICAOF + CONFIG REWRITE from several connections
+/// at once, and two read-modify-writes interleaved could leave the role an earlier one read.
+static REWRITING: Mutex<()> = Mutex::new(());
+
+/// Makes every temporary file name unique within the process.
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Rewrite the config file, if there is one. Ok(false): no `--config`, nothing to rewrite.
 pub fn rewrite(shared: &Shared) -> Result<bool, String> {
     let Some(path) = shared.config.config.as_deref() else {
         return Ok(false);
     };
+    let _one_at_a_time = REWRITING.lock().unwrap_or_else(PoisonError::into_inner);
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let new = with_replicaof(&text, shared.repl.master().as_ref());
@@ -97,9 +107,12 @@ fn write_durably(path: &Path, text: &str) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "config".into());
-    let tmp = dir.join(format!(".{name}.rewrite-{}", std::process::id()));
+    // Unique per call, and created new: two writers sharing one temporary file would
+    // truncate and write the same inode, and the rename would publish a mix of both.
+    let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.rewrite-{}-{seq}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::File::create_new(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         drop(f);
@@ -160,6 +173,36 @@ mod tests {
             std::fs::read_to_string(&path).ok().as_deref(),
             Some("port = 2\n")
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn concurrent_writers_leave_one_whole_version() {
+        // Two writers at once (as two Sentinels' CONFIG REWRITEs can be): the file must end as
+        // one text or the other, never a mix (with one temporary file name per process, a round
+        // within the first few dozen left a file that was neither).
+        let dir = std::env::temp_dir().join(format!("ratelimitd-rewrite2-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("r.toml");
+        let long = "[[limit]]\nscope = \"default\"\nrate = \"10/1s\"\n".repeat(2000);
+        let short = "port = 2\n".to_string();
+        for round in 0..300 {
+            std::thread::scope(|s| {
+                for text in [&long, &short] {
+                    s.spawn(|| {
+                        let _ = write_durably(&path, text);
+                    });
+                }
+            });
+            let got = std::fs::read_to_string(&path).expect("read");
+            assert!(
+                got == long || got == short,
+                "round {round}: a mix of {} bytes",
+                got.len()
+            );
+        }
+        let leftovers = std::fs::read_dir(&dir).expect("dir").count();
+        assert_eq!(leftovers, 1, "no temporary file left behind");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
