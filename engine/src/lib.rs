@@ -704,7 +704,7 @@ impl<C: Clock> Engine<C> {
         let mut locked = self.store.lock_at(fp, now);
         let (decisions, states, rescaled) =
             self.decide_all(&locked.shard, fp, algo, &wins, now, cost);
-        let mut result = summarize(&wins[..n], &decisions[..n]);
+        let mut result = summarize(&wins[..n], &decisions[..n], cost);
         result.scope = kind;
         if charge && cost > 0 && result.allowed {
             if let Err(policy) = self.commit(&mut locked, fp, &states[..n]) {
@@ -1196,7 +1196,9 @@ fn summarize_one(capacity: u64, d: &Decision) -> CheckResult {
     }
 }
 
-fn summarize(wins: &[Option<Win>], decisions: &[Option<Decision>]) -> CheckResult {
+/// `cost` is the check's: a window that would have admitted it reports its `remaining` after
+/// charging, and a denied check's `remaining` is as things stand.
+fn summarize(wins: &[Option<Win>], decisions: &[Option<Decision>], cost: u64) -> CheckResult {
     let capacity = |i: usize| wins[i].map_or(0, |w| w.window.capacity());
     let mut all_allowed = true;
     let mut reset_allowed: u128 = 0; // max reset if charged
@@ -1248,7 +1250,22 @@ fn summarize(wins: &[Option<Win>], decisions: &[Option<Decision>]) -> CheckResul
         let Some((wait, i)) = worst else {
             return UNLIMITED; // Unreachable: some window denied.
         };
-        let remaining = decisions[i].map_or(0, |d| d.remaining);
+        // How many cost-1 checks would be admitted now: the fewest of any window, not those
+        // of the window reported, which another window may undercut. Windows that would have
+        // admitted this check report their remaining after it, every algorithm's being the
+        // uncharged one less the cost.
+        let remaining = decisions
+            .iter()
+            .flatten()
+            .map(|d| {
+                if d.allowed {
+                    d.remaining.saturating_add(cost)
+                } else {
+                    d.remaining
+                }
+            })
+            .min()
+            .unwrap_or(0);
         CheckResult {
             allowed: false,
             limit: to_i64(capacity(i)),

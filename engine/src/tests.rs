@@ -1766,7 +1766,7 @@ fn single_window_summary_matches_the_general_one() {
             let d = gcra::decide(&p, tat, T0, cost);
             assert_eq!(
                 summarize_one(p.capacity, &d),
-                summarize(&[Some(win)], &[Some(d)]),
+                summarize(&[Some(win)], &[Some(d)], cost),
                 "tat +{tat_ahead_ms} ms, cost {cost}"
             );
         }
@@ -1877,4 +1877,30 @@ fn cas_values_go_on_after_a_restore_or_replicated_items() {
         .kv_txn(&[b"other"], |t| t.write(b"other", put(b"w", None)))
         .unwrap();
     assert!(next > held, "on a replica: {next} <= {held}");
+}
+
+#[test]
+fn a_denied_multi_window_check_reports_what_every_window_still_admits() {
+    // 10/10s and 4/40ms. After 4 and then 3 (30 ms apart), a check of 4 is denied by the
+    // 10-second window (3 left there), which needs the longest wait and is the one reported;
+    // but the 40 ms window admits only 1 more now, and `remaining` says how many cost-1
+    // checks would be admitted.
+    let (e, clock) = engine();
+    e.set_limit(
+        Scope::Default,
+        limit(&[window(10, 10_000, 0), window(4, 40, 0)]),
+    );
+    assert!(e.check(b"c", b"/e", 4).allowed);
+    clock.advance(ms(30));
+    assert!(e.check(b"c", b"/e", 3).allowed);
+    clock.advance(ms(10));
+    let d = e.check(b"c", b"/e", 4);
+    assert!(!d.allowed, "{d:?}");
+    assert_eq!(d.limit, 10, "the window with the longest wait is reported");
+    let mut admitted = 0;
+    while e.check(b"c", b"/e", 1).allowed {
+        admitted += 1;
+    }
+    assert_eq!(admitted, 1);
+    assert_eq!(d.remaining, admitted, "{d:?}");
 }
