@@ -218,6 +218,15 @@ pub(crate) fn read(
     if !r.b.is_empty() {
         return Err(SnapshotError::Malformed("bytes after the last entry"));
     }
+    // Room for every entry first (see `Shard::reserve`: loaded into growing tables, the
+    // entries' slot order makes the load quadratic).
+    let mut more = vec![[0usize; 3]; store.shard_count()];
+    for (table, key, _, _) in &records {
+        if let Some(slot) = more[store.index_of(*key)].get_mut(usize::from(*table)) {
+            *slot += 1;
+        }
+    }
+    store.reserve(&more);
     let mut restored = 0;
     for (table, key, n, mut words) in records {
         let deadline = match table {

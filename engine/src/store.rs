@@ -194,6 +194,8 @@ enum Rebuild {
     Keep,
     Fit,
     Grow(u32, usize),
+    /// At least these capacities for the GCRA, counting and CL.THROTTLE tables.
+    AtLeast([usize; 3]),
 }
 
 /// Counters a shard keeps under its own lock (summed on read, never contended).
@@ -206,6 +208,8 @@ pub(crate) struct ShardStats {
     pub expired: u64,
     pub evicted: u64,
     pub refused: u64,
+    /// Table re-packs (growth, tombstones, shrinking, reservations).
+    pub rebuilds: u64,
 }
 
 /// `repr(C)`: the fields every RL.CHECK touches come first, so that with the lock word and
@@ -310,9 +314,11 @@ impl Shard {
     /// keeps each table's capacity (after evictions), `Fit` sizes each for its live entries
     /// (to give memory back after a mass expiry), `Grow` gives one table the capacity asked.
     fn rebuild(&mut self, how: Rebuild) {
+        self.stats.rebuilds += 1;
         let cap = |t: u32, current: usize, live: usize| match how {
             Rebuild::Grow(g, c) if g == t => c,
             Rebuild::Fit => FpTable::<u64>::capacity_for(live),
+            Rebuild::AtLeast(caps) => current.max(caps[t as usize]),
             _ => current,
         };
         self.gcra
@@ -779,6 +785,34 @@ impl Shard {
         }
     }
 
+    /// Make room for `more` new entries in the GCRA, counting and CL.THROTTLE tables at once,
+    /// before a snapshot is loaded.
+    ///
+    /// Why: a snapshot lists each shard's entries in slot order, i.e. sorted by the position
+    /// their fingerprints hash to. Loaded into tables that grow as they fill, the first half
+    /// of the entries all hash into the first half of a table sized for them: one run of
+    /// occupied slots as long as the table, which every insertion and every re-pack probes
+    /// to its end. Loading 3M keys into a replica took minutes of CPU that way. Sized for
+    /// the whole load first, the entries spread over the table as they arrive.
+    pub fn reserve(&mut self, more: [usize; 3]) {
+        let need = |t: u32, len: usize, cap: usize| {
+            let want = FpTable::<u64>::capacity_for(len + more[t as usize]);
+            if more[t as usize] > 0 && want > cap {
+                want
+            } else {
+                0
+            }
+        };
+        let caps = [
+            need(T_GCRA, self.gcra.len(), self.gcra.capacity()),
+            need(T_WIN, self.win.len(), self.win.capacity()),
+            need(T_CL, self.cl.len(), self.cl.capacity()),
+        ];
+        if caps.iter().any(|&c| c > 0) {
+            self.rebuild(Rebuild::AtLeast(caps));
+        }
+    }
+
     /// Insert an entry read from a snapshot (ignoring bounds: a snapshot was within them).
     pub fn restore(&mut self, table: u8, key: u64, words: &[u64]) -> bool {
         let unbounded = Bounds {
@@ -1111,6 +1145,23 @@ impl Store {
 
     pub fn restore(&self, table: u8, key: u64, words: &[u64]) -> bool {
         self.lock(key).shard.restore(table, key, words)
+    }
+
+    /// [`Shard::reserve`] for every shard: `more[i]` new entries per table for shard `i`.
+    pub fn reserve(&self, more: &[[usize; 3]]) {
+        for (i, m) in more.iter().enumerate().take(self.shards.len()) {
+            let mut shard = self.lock_index(i);
+            shard.reserve(*m);
+            self.shards[i].publish(&shard);
+        }
+    }
+
+    /// Table re-packs so far, over all shards.
+    #[cfg(test)]
+    pub fn rebuilds(&self) -> u64 {
+        (0..self.shards.len())
+            .map(|i| self.lock_index(i).stats.rebuilds)
+            .sum()
     }
 
     /// Start or stop recording writes for replication.
