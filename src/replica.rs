@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 /// Pause between connection attempts.
 const RETRY: Duration = Duration::from_millis(250);
-/// Connect and handshake deadline.
+/// Deadline of each step of the handshake (connect, PING, AUTH, REPLCONF).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the replica acknowledges its offset.
 const ACK_INTERVAL: Duration = Duration::from_secs(1);
@@ -125,36 +125,66 @@ async fn command(
     read_line(sock, buf).await
 }
 
+/// `step`, or a timeout after `limit`.
+async fn within<T>(
+    limit: Duration,
+    step: impl std::future::Future<Output = Result<T, LinkError>>,
+) -> Result<T, LinkError> {
+    tokio::time::timeout(limit, step)
+        .await
+        .map_err(|_| LinkError::Timeout)?
+}
+
 /// Connect, handshake and sync; returns the socket and leftover bytes once streaming starts.
+///
+/// The short steps each have [`HANDSHAKE_TIMEOUT`]. A full sync does not: the primary answers
+/// PSYNC only once it has read its snapshot, the payload of millions of keys takes a while
+/// to cross, and applying it is local work, so one deadline for all of it would, past some
+/// size, fail every attempt and start over forever. The PSYNC answer and every read of the
+/// payload may each take up to the link's timeout (as Redis's `repl-timeout` bounds a
+/// transfer by inactivity, not by its total length).
 async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, BytesMut), LinkError> {
     set_link(shared, |l| l.state = LinkState::Connecting);
-    let mut sock = TcpStream::connect((addr.host.as_str(), addr.port)).await?;
+    let connect =
+        async { Ok::<_, LinkError>(TcpStream::connect((addr.host.as_str(), addr.port)).await?) };
+    let mut sock = within(HANDSHAKE_TIMEOUT, connect).await?;
     let _ = sock.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let pong = command(&mut sock, &mut buf, &[b"PING"]).await?;
+    let short = HANDSHAKE_TIMEOUT;
+    let pong = within(short, command(&mut sock, &mut buf, &[b"PING"])).await?;
     if !(pong.starts_with("+PONG") || pong.starts_with("-NOAUTH")) {
         return Err(LinkError::Refused(pong));
     }
     if let Some(pass) = &shared.repl.masterauth {
-        let r = command(&mut sock, &mut buf, &[b"AUTH", pass.as_bytes()]).await?;
+        let r = within(
+            short,
+            command(&mut sock, &mut buf, &[b"AUTH", pass.as_bytes()]),
+        )
+        .await?;
         if !r.starts_with("+OK") {
             return Err(LinkError::Refused(r));
         }
     }
     let port = shared.port.to_string();
-    let r = command(
-        &mut sock,
-        &mut buf,
-        &[b"REPLCONF", b"listening-port", port.as_bytes()],
+    let r = within(
+        short,
+        command(
+            &mut sock,
+            &mut buf,
+            &[b"REPLCONF", b"listening-port", port.as_bytes()],
+        ),
     )
     .await?;
     if !r.starts_with("+OK") {
         return Err(LinkError::Refused(r));
     }
-    let r = command(
-        &mut sock,
-        &mut buf,
-        &[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"],
+    let r = within(
+        short,
+        command(
+            &mut sock,
+            &mut buf,
+            &[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"],
+        ),
     )
     .await?;
     if !r.starts_with("+OK") {
@@ -163,10 +193,14 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
     set_link(shared, |l| l.state = LinkState::Sync);
     let (id, off) = shared.repl.psync_request();
     let off = off.to_string();
-    let answer = command(
-        &mut sock,
-        &mut buf,
-        &[b"PSYNC", id.as_bytes(), off.as_bytes()],
+    let idle = crate::primary::REPL_TIMEOUT;
+    let answer = within(
+        idle,
+        command(
+            &mut sock,
+            &mut buf,
+            &[b"PSYNC", id.as_bytes(), off.as_bytes()],
+        ),
     )
     .await?;
     if let Some(rest) = answer.strip_prefix("+FULLRESYNC ") {
@@ -176,7 +210,7 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
         let (Some(id), Some(off)) = (id, off) else {
             return Err(LinkError::Refused(answer));
         };
-        let header = read_line(&mut sock, &mut buf).await?;
+        let header = within(idle, read_line(&mut sock, &mut buf)).await?;
         let len = header
             .strip_prefix('$')
             .and_then(|s| s.parse::<u64>().ok())
@@ -186,7 +220,8 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
             // Grown as the bytes arrive, not reserved whole from the header: a bad `$len`
             // (up to the payload limit) must not allocate gigabytes before any byte is read.
             buf.reserve((len - buf.len()).min(1 << 20));
-            if sock.read_buf(&mut buf).await? == 0 {
+            let read = async { Ok::<_, LinkError>(sock.read_buf(&mut buf).await?) };
+            if within(idle, read).await? == 0 {
                 return Err(LinkError::Payload("connection closed mid-payload".into()));
             }
         }
@@ -326,9 +361,7 @@ fn replay(shared: &Shared, args: &[bytes::Bytes]) {
 
 /// One connection to the primary, from connect to loss.
 async fn link_once(shared: &Arc<Shared>, addr: &MasterAddr) -> Result<(), LinkError> {
-    let (mut sock, mut buf) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(shared, addr))
-        .await
-        .map_err(|_| LinkError::Timeout)??;
+    let (mut sock, mut buf) = handshake(shared, addr).await?;
     shared.repl.link_open.store(true, Ordering::Relaxed);
     set_link(shared, |l| {
         l.state = LinkState::Connected;
