@@ -146,6 +146,8 @@ pub struct Persist {
     log: Mutex<LogState>,
     mode: AtomicU8,
     compact_min: u64,
+    /// Tests only: the reopening of a compacted log fails.
+    fail_reopen: bool,
     /// Held for the life of the process so that a second daemon cannot share the directory.
     _lock: File,
     last_save_unix: AtomicI64,
@@ -373,6 +375,7 @@ impl Persist {
             }),
             mode: AtomicU8::new(Mode::Preload as u8),
             compact_min: COMPACT_MIN,
+            fail_reopen: false,
             _lock: lock,
             last_save_unix: AtomicI64::new(0),
             last_save_ok: AtomicBool::new(true),
@@ -395,6 +398,12 @@ impl Persist {
     #[cfg(test)]
     fn with_compact_min(mut self, min: u64) -> Persist {
         self.compact_min = min;
+        self
+    }
+
+    #[cfg(test)]
+    fn failing_reopen(mut self) -> Persist {
+        self.fail_reopen = true;
         self
     }
 
@@ -475,9 +484,11 @@ impl Persist {
         }
         if mode == Mode::Live {
             if let Err(e) = in_place(|| self.maybe_compact(&mut log)) {
-                // The log itself is intact: compaction only writes a new file beside it.
+                // This change is durable either way (appended and fsynced before). A failure
+                // before the rename leaves the log as it was; one after it marks the log
+                // broken (see `maybe_compact`).
                 self.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("limits log compaction failed (the log is intact): {e}");
+                tracing::warn!("limits log compaction failed: {e}");
             }
         }
         Ok(out)
@@ -526,13 +537,31 @@ impl Persist {
         for record in log.live.values() {
             bytes.extend_from_slice(record);
         }
-        write_atomically(&self.dir, LOG_TMP, LOG_NAME, &bytes)?;
         let path = self.dir.join(LOG_NAME);
-        let file = OpenOptions::new()
-            .append(true)
-            .read(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        if let Err(e) = write_atomically(&self.dir, LOG_TMP, LOG_NAME, &bytes) {
+            if self.still_the_log(log, &path) {
+                // Failed before the rename: the log is intact, and appends go on to it.
+                return Err(e);
+            }
+            // Renamed, then the directory's fsync failed: whether the new name survives a
+            // crash is unknown, so nothing more may be acknowledged until a restart.
+            return Err(self.break_log(log, format!("compaction: {e}")));
+        }
+        let reopened = if self.fail_reopen {
+            Err(std::io::Error::other("injected by a test"))
+        } else {
+            OpenOptions::new().append(true).read(true).open(&path)
+        };
+        let file = match reopened {
+            Ok(file) => file,
+            Err(e) => {
+                // The compacted log is in place but cannot be written: appending to the old
+                // handle would write to a file no longer named, acknowledged and then lost at
+                // the next start.
+                let why = format!("compacted log could not be reopened: {e}");
+                return Err(self.break_log(log, why));
+            }
+        };
         let before = log.size;
         log.file = Some(file);
         log.size = bytes.len() as u64;
@@ -543,6 +572,24 @@ impl Persist {
             log.live.len()
         );
         Ok(())
+    }
+
+    /// Whether the file at `path` is still the one `log` appends to (same device and inode).
+    fn still_the_log(&self, log: &LogState, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let (Some(file), Ok(named)) = (log.file.as_ref(), std::fs::metadata(path)) else {
+            return false;
+        };
+        file.metadata()
+            .is_ok_and(|open| open.dev() == named.dev() && open.ino() == named.ino())
+    }
+
+    /// Refuse every further change until restart (as a failed fsync does), for `why`.
+    fn break_log(&self, log: &mut LogState, why: String) -> PersistError {
+        tracing::error!("limits log: {why}; further limit changes are refused until restart");
+        log.broken = Some(why.clone());
+        log.file = None;
+        PersistError::Broken(why)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -803,6 +850,53 @@ mod tests {
         assert!(texts.len() <= 4, "{texts:?}");
         assert!(texts.contains(&"RL.TIER DEL file".to_string()));
         assert_eq!(texts.last().map(String::as_str), Some("RL.TIER SET x t199"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_compacted_log_that_cannot_be_reopened_refuses_further_changes() {
+        // After the rename, the old handle writes to a file no longer named: a change
+        // appended there would be acknowledged and then missing at the next start. Every
+        // change that was acknowledged must be there after a restart.
+        let dir = tempdir("reopen");
+        let mut acknowledged = Vec::new();
+        let mut refused = 0;
+        {
+            let (p, _) = Persist::open(&dir).expect("open");
+            let p = p.with_compact_min(256).failing_reopen();
+            p.go_live();
+            for i in 0..100 {
+                let tier = format!("t{i}");
+                let r = p.commit(
+                    &args(&["RL.TIER", "SET", "x", &tier]),
+                    tier_key("x"),
+                    ChangeKind::Set,
+                    || false,
+                    || (),
+                );
+                match r {
+                    Ok(()) => acknowledged.push(tier),
+                    Err(PersistError::Broken(_)) => refused += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(
+                p.status().compactions,
+                0,
+                "every compaction failed to reopen"
+            );
+        }
+        let (_p, loaded) = Persist::open(&dir).expect("reopen");
+        let last = loaded
+            .records
+            .last()
+            .map(|r| String::from_utf8_lossy(&r[3]).into_owned());
+        assert_eq!(
+            last.as_ref(),
+            acknowledged.last(),
+            "the last acknowledged change"
+        );
+        assert!(refused > 0, "changes after the failed reopen are refused");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
