@@ -183,7 +183,10 @@ pub(crate) fn read(
     }
     let count = r.u64()?;
     // Parse everything first: a malformed record refuses the whole snapshot, loading nothing.
-    let mut records = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(1 << 24));
+    // Reserved for no more entries than the bytes left can hold (10 bytes at least each): a
+    // count that lies (in a file whose checksum holds) must not reserve gigabytes.
+    let fit = r.b.len() / 10;
+    let mut records = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(fit));
     for _ in 0..count {
         let table = r.u8()?;
         let key = r.u64()?;
@@ -198,7 +201,8 @@ pub(crate) fn read(
         records.push((table, key, n, words));
     }
     let n_items = r.u64()?;
-    let mut kv = Vec::with_capacity(usize::try_from(n_items).unwrap_or(0).min(1 << 20));
+    let fit = r.b.len() / 28; // key and value lengths, flags, CAS, expiry
+    let mut kv = Vec::with_capacity(usize::try_from(n_items).unwrap_or(0).min(fit));
     for _ in 0..n_items {
         let klen = r.u32()? as usize;
         let key = r.take(klen)?.to_vec();
