@@ -195,6 +195,36 @@ struct CheckParams {
 /// A 400 with its message.
 struct BadRequest(String);
 
+/// One `application/x-www-form-urlencoded` component as raw bytes: `+` is a space, `%XX` the
+/// byte XX, and a `%` not followed by two hex digits stands for itself.
+///
+/// Why not `form_urlencoded::parse`: it decodes into UTF-8 lossily, so every invalid sequence
+/// became U+FFFD, and distinct binary client ids (`%FE`, `%80`) shared one allowance over
+/// HTTP while RESP kept them apart.
+fn form_decode(s: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                s.get(i + 1).and_then(|&b| hex(b)),
+                s.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
 impl CheckParams {
     fn set(&mut self, key: &str, value: Vec<u8>) -> Result<(), BadRequest> {
         match key {
@@ -220,10 +250,14 @@ impl CheckParams {
         Ok(())
     }
 
-    /// Form or query-string pairs (`a=1&b=2`, percent-decoded).
+    /// Form or query-string pairs (`a=1&b=2`, percent-decoded to the exact bytes).
     fn add_form(&mut self, bytes: &[u8]) -> Result<(), BadRequest> {
-        for (k, v) in form_urlencoded::parse(bytes) {
-            self.set(&k, v.as_bytes().to_vec())?;
+        for pair in bytes.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+            let (k, v) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &b""[..]),
+            };
+            self.set(&String::from_utf8_lossy(&form_decode(k)), form_decode(v))?;
         }
         Ok(())
     }
@@ -485,6 +519,27 @@ mod tests {
         assert_eq!(ceil_secs(1), 1);
         assert_eq!(ceil_secs(1000), 1);
         assert_eq!(ceil_secs(1001), 2);
+    }
+
+    #[test]
+    fn form_values_keep_their_exact_bytes() {
+        // Two binary client ids must stay two clients, as they are over RESP.
+        let client = |q: &[u8]| {
+            let mut p = CheckParams::default();
+            assert!(p.add_form(q).is_ok());
+            p.client
+        };
+        assert_eq!(client(b"client=%FE&endpoint=e"), Some(vec![0xFE]));
+        assert_eq!(client(b"client=%80&endpoint=e"), Some(vec![0x80]));
+        assert_eq!(client(b"client=a+b%2Bc"), Some(b"a b+c".to_vec()));
+        assert_eq!(
+            client(b"client=%e2%82%ac"),
+            Some("\u{20ac}".as_bytes().to_vec())
+        );
+        // A `%` without two hex digits stands for itself.
+        assert_eq!(client(b"client=50%"), Some(b"50%".to_vec()));
+        assert_eq!(client(b"client=50%25%2"), Some(b"50%%2".to_vec()));
+        assert_eq!(client(b"&&client=a&"), Some(b"a".to_vec()));
     }
 
     #[test]
