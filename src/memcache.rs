@@ -31,6 +31,10 @@ const READ_BUF: usize = 16 * 1024;
 pub struct McShared {
     pub listener: Mutex<Option<TcpListener>>,
     pub stats: McStats,
+    /// The timer of a delayed `flush_all`, if one is pending. As in memcached, only the
+    /// latest `flush_all` counts: a new one (delayed or not) replaces the pending timer, so
+    /// a stream of delayed flushes holds one task, not one each.
+    pub pending_flush: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Counters `stats` reports under memcached's names. Relaxed atomics: they are statistics.

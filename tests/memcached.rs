@@ -358,3 +358,23 @@ fn flush_all_drops_items_but_keeps_rate_state() {
     let r: Vec<i64> = common::run(&mut con, &["RL.PEEK", "c", "/e"]).unwrap();
     assert_eq!(r[2], 4, "the rate state survived flush_all");
 }
+
+#[test]
+fn only_the_latest_flush_all_counts() {
+    // As in memcached, a new flush_all replaces a pending delayed one: `flush_all 1` then
+    // `flush_all 60` flushes in a minute, not in a second (and a stream of delayed flushes
+    // holds one timer, not one each: a million of them had held ~430 MB).
+    let d = Daemon::start_with(&["--memcached-port", "0"]);
+    let mut mc = d.mc_raw();
+    mc.send(b"flush_all 1\r\nflush_all 60 noreply\r\nset k 0 0 1\r\n1\r\n");
+    mc.expect(b"OK\r\nSTORED\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    mc.send(b"get k\r\n");
+    mc.expect(b"VALUE k 0 1\r\n1\r\nEND\r\n");
+    // flush_all without a delay cancels the pending one too, and flushes now.
+    mc.send(b"flush_all 1\r\nflush_all\r\nget k\r\nset k 0 0 1\r\n2\r\n");
+    mc.expect(b"OK\r\nOK\r\nEND\r\nSTORED\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    mc.send(b"get k\r\n");
+    mc.expect(b"VALUE k 0 1\r\n2\r\nEND\r\n");
+}

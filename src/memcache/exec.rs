@@ -196,12 +196,20 @@ pub fn execute(shared: &Arc<Shared>, req: McRequest) -> Outcome {
         }
         McRequest::FlushAll { delay, noreply } => {
             McStats::bump(&stats.cmd_flush);
+            let mut pending = shared
+                .memcache
+                .pending_flush
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(timer) = pending.take() {
+                timer.abort();
+            }
             if delay > 0 {
-                let shared = shared.clone();
-                tokio::spawn(async move {
+                let shared2 = shared.clone();
+                *pending = Some(tokio::spawn(async move {
                     tokio::time::sleep(std::time::Duration::from_secs(delay as u64)).await;
-                    shared.engine.kv_flush();
-                });
+                    shared2.engine.kv_flush();
+                }));
             } else {
                 // Items only: memcached's flush_all must not hand every rate-limited client a
                 // fresh allowance (FLUSHALL over RESP drops both).
