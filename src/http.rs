@@ -14,8 +14,8 @@
 //! clients) is where hand-written servers go wrong, and hyper is small, maintained and already
 //! tokio-based. Every input is bounded: the request head by `max_buf_size` (16 KiB, hyper answers
 //! 431 beyond it) and `max_headers` (64), a POST body by [`MAX_BODY`] (413 beyond), the time to
-//! send a head by `header_read_timeout`, and simultaneous connections by
-//! [`MAX_HTTP_CONNECTIONS`].
+//! send a head by `header_read_timeout` and then a body by a timeout of the same length (408),
+//! and simultaneous connections by [`MAX_HTTP_CONNECTIONS`].
 //!
 //! Rate-limit headers follow draft-ietf-httpapi-ratelimit-headers-10 (the structured-field
 //! `RateLimit-Policy` / `RateLimit` pair of drafts 08 and later, not the older
@@ -48,7 +48,7 @@ const MAX_HEADERS: usize = 64;
 pub const MAX_BODY: usize = 8 * 1024;
 /// Most simultaneous HTTP connections; more are closed at once.
 pub const MAX_HTTP_CONNECTIONS: usize = 4096;
-/// Time a client has to send a request head.
+/// Time a client has to send a request head, and then its body.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Forward-auth path; anything after it is the original path (Envoy's `path_prefix`).
 const FORWARD_AUTH: &str = "/v1/forward-auth";
@@ -320,20 +320,31 @@ async fn check_params(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let body = Limited::new(req.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    (
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        BadRequest(format!("body larger than {MAX_BODY} bytes")),
-                    )
-                } else {
-                    bad(format!("reading the body: {e}"))
-                }
-            })?
-            .to_bytes();
+        // The head has HEAD_TIMEOUT; the body gets as long. Without a deadline, connections
+        // that announce a body and never finish it would hold HTTP slots for good (4096 of
+        // them would lock every other HTTP client out).
+        let body = tokio::time::timeout(
+            HEAD_TIMEOUT,
+            Limited::new(req.into_body(), MAX_BODY).collect(),
+        )
+        .await
+        .map_err(|_| {
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                BadRequest(format!("body not received within {HEAD_TIMEOUT:?}")),
+            )
+        })?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    BadRequest(format!("body larger than {MAX_BODY} bytes")),
+                )
+            } else {
+                bad(format!("reading the body: {e}"))
+            }
+        })?
+        .to_bytes();
         if content_type.starts_with("application/json") {
             params.add_json(&body).map_err(|e| bad(e.0))?;
         } else if content_type.is_empty()

@@ -418,3 +418,22 @@ fn denials_are_summarised_in_the_log_at_most_once_a_second() {
         "quiet seconds log nothing: {more:?}"
     );
 }
+
+#[test]
+fn a_body_that_never_arrives_times_out() {
+    // A POST that announces 100 bytes and sends 10 would otherwise hold its connection (one
+    // of the 4096 HTTP slots) for good. It gets the head's 10 s, then 408.
+    let (d, _http) = daemon();
+    let port = d.http_port.unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(
+        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\
+          Content-Type: application/x-www-form-urlencoded\r\n\r\nclient=abc",
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 512];
+    let n = s.read(&mut buf).expect("an answer before the read timeout");
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+}
