@@ -506,20 +506,15 @@ impl Persist {
         if let Err(e) = file.write_all(record) {
             let restored = file.set_len(log.size).and_then(|_| file.sync_data());
             if let Err(e2) = restored {
-                let why = format!("write failed ({e}) and could not be undone ({e2})");
-                log.broken = Some(why.clone());
-                log.file = None;
-                tracing::error!("limits log: {why}; further limit changes are refused");
+                self.break_log(
+                    log,
+                    format!("write failed ({e}) and could not be undone ({e2})"),
+                );
             }
             return Err(io_err(&path)(e));
         }
         if let Err(e) = file.sync_data() {
-            let why = e.to_string();
-            tracing::error!(
-                "limits log: fsync failed ({why}); further limit changes are refused until restart"
-            );
-            log.broken = Some(why);
-            log.file = None;
+            self.break_log(log, format!("fsync failed ({e})"));
             return Err(io_err(&path)(e));
         }
         log.size += record.len() as u64;

@@ -1148,9 +1148,9 @@ impl<C: Clock> Drop for Engine<C> {
 }
 
 /// `ahead * new_tau / old_tau`, the debt `ahead` ns under a window of `old_tau` stands for
-/// under one of `new_tau`. The product can pass 2^128 (a tau reaches ~2^84 ns with a 30-day
-/// period and a 2^32 burst); then both taus lose their low bits alike, which keeps their
-/// ratio to ~64 significant bits.
+/// under one of `new_tau`. Valid windows keep tau under 30 years (~2^60 ns), so the product
+/// fits u128; should it not, both taus lose their low bits alike, which keeps their ratio to
+/// ~64 significant bits, rather than overflow.
 fn scale_debt(ahead: u64, new_tau: u128, old_tau: u128) -> u128 {
     match u128::from(ahead).checked_mul(new_tau) {
         Some(x) => x / old_tau,
