@@ -74,6 +74,10 @@ pub struct CheckResult {
     pub reset_after_ms: i64,
     /// Which kind of scope supplied the limit (for metrics, whose labels must not carry ids).
     pub scope: ScopeKind,
+    /// Index, in the limit's windows, of the window `limit` describes (0 when unlimited): the
+    /// HTTP check names it in its RateLimit-Policy header. Two windows can share a capacity
+    /// (10/1s and 10/1m), so the capacity alone does not say which one it is.
+    pub window: u8,
 }
 
 /// One check of a batch ([`Engine::check_many`]).
@@ -286,7 +290,13 @@ const UNLIMITED: CheckResult = CheckResult {
     retry_after_ms: -1,
     reset_after_ms: -1,
     scope: ScopeKind::None,
+    window: 0,
 };
+
+/// A window's index as [`CheckResult::window`] holds it (a limit has at most [`MAX_WINDOWS`]).
+fn window_index(i: usize) -> u8 {
+    u8::try_from(i).unwrap_or(u8::MAX)
+}
 
 fn to_i64(x: u64) -> i64 {
     i64::try_from(x).unwrap_or(i64::MAX)
@@ -682,7 +692,7 @@ impl<C: Clock> Engine<C> {
             if charge && cost > 0 && d.allowed {
                 let word = pack(d.new_tat, win.shape);
                 if let Put::Refused(policy) = locked.gcra_set(fp, slot, word) {
-                    result = refused(result, policy);
+                    result = refused(result, policy, d.reset_uncharged_ns);
                 }
             } else if let (true, Some((i, w)), Some(tat)) = (charge, slot, tat) {
                 if unpack(w).1 != win.shape {
@@ -708,7 +718,9 @@ impl<C: Clock> Engine<C> {
         result.scope = kind;
         if charge && cost > 0 && result.allowed {
             if let Err(policy) = self.commit(&mut locked, fp, &states[..n]) {
-                result = refused(result, policy);
+                let uncharged = decisions[..n].iter().flatten();
+                let reset = uncharged.map(|d| d.reset_uncharged_ns).max().unwrap_or(0);
+                result = refused(result, policy, reset);
             }
         } else if charge {
             for (i, state) in rescaled[..n].iter().enumerate() {
@@ -1163,10 +1175,15 @@ fn scale_debt(ahead: u64, new_tau: u128, old_tau: u128) -> u128 {
 
 /// A check the bound refused to store: fail-open keeps it allowed (nothing recorded),
 /// fail-closed denies it with no retry time to offer.
-fn refused(mut r: CheckResult, policy: EvictionPolicy) -> CheckResult {
+fn refused(mut r: CheckResult, policy: EvictionPolicy, reset_uncharged_ns: u128) -> CheckResult {
     if policy == EvictionPolicy::RefuseDeny {
+        // Nothing was charged, and nothing is admitted while the bound refuses new keys: no
+        // remaining, the reset of the state as it stands (0 for a key never stored), and no
+        // wait that would be known to help (-1).
         r.allowed = false;
+        r.remaining = 0;
         r.retry_after_ms = -1;
+        r.reset_after_ms = ceil_ms(reset_uncharged_ns);
     }
     r
 }
@@ -1183,6 +1200,7 @@ fn summarize_one(capacity: u64, d: &Decision) -> CheckResult {
             retry_after_ms: -1,
             reset_after_ms: ceil_ms(d.reset_if_charged_ns),
             scope: ScopeKind::None,
+            window: 0,
         }
     } else {
         CheckResult {
@@ -1192,6 +1210,7 @@ fn summarize_one(capacity: u64, d: &Decision) -> CheckResult {
             retry_after_ms: d.retry_after_ns.map_or(-1, ceil_ms),
             reset_after_ms: ceil_ms(d.reset_uncharged_ns),
             scope: ScopeKind::None,
+            window: 0,
         }
     }
 }
@@ -1245,6 +1264,7 @@ fn summarize(wins: &[Option<Win>], decisions: &[Option<Decision>], cost: u64) ->
             retry_after_ms: -1,
             reset_after_ms: ceil_ms(reset_allowed),
             scope: ScopeKind::None,
+            window: window_index(i),
         }
     } else {
         let Some((wait, i)) = worst else {
@@ -1273,6 +1293,7 @@ fn summarize(wins: &[Option<Win>], decisions: &[Option<Decision>], cost: u64) ->
             retry_after_ms: wait.map_or(-1, ceil_ms),
             reset_after_ms: ceil_ms(reset_denied),
             scope: ScopeKind::None,
+            window: window_index(i),
         }
     }
 }

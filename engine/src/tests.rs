@@ -53,6 +53,7 @@ fn five_per_second_six_at_once() {
                 retry_after_ms: -1,
                 reset_after_ms: want_reset,
                 scope: ScopeKind::Default,
+                window: 0,
             }
         );
     }
@@ -66,6 +67,7 @@ fn five_per_second_six_at_once() {
             retry_after_ms: 200,
             reset_after_ms: 1000,
             scope: ScopeKind::Default,
+            window: 0,
         }
     );
 }
@@ -198,6 +200,7 @@ fn unlimited_when_no_limit_applies() {
         retry_after_ms: -1,
         reset_after_ms: -1,
         scope: ScopeKind::None,
+        window: 0,
     };
     assert_eq!(e.check(b"c", b"/e", 1), unlimited);
     assert_eq!(e.check(b"c", b"/e", u64::MAX), unlimited);
@@ -229,13 +232,16 @@ fn multi_window_is_all_or_nothing() {
         assert!(e.check(b"c", b"/e", 1).allowed);
     }
     let r = e.check(b"c", b"/e", 1);
-    assert_eq!((r.allowed, r.limit, r.retry_after_ms), (false, 10, 100));
+    assert_eq!(
+        (r.allowed, r.limit, r.retry_after_ms, r.window),
+        (false, 10, 100, 0)
+    );
     clock.advance(ms(1000));
     for i in 0..10 {
         let r = e.check(b"c", b"/e", 1);
         assert!(r.allowed, "check {i}");
         // Both windows have 9 - i left; on a tie the first window is reported.
-        assert_eq!((r.limit, r.remaining), (10, 9 - i));
+        assert_eq!((r.limit, r.remaining, r.window), (10, 9 - i, 0));
     }
     // The minute window is exhausted; the second window refills.
     clock.advance(ms(1000));
@@ -249,6 +255,7 @@ fn multi_window_is_all_or_nothing() {
             retry_after_ms: 1000,
             reset_after_ms: 58_000,
             scope: ScopeKind::Default,
+            window: 1,
         }
     );
     // The denied check charged nothing: the per-second window is still full.
@@ -1933,4 +1940,61 @@ fn a_snapshot_loads_into_tables_sized_for_it() {
         !fresh.check(&7u64.to_le_bytes(), b"/e", 1).allowed,
         "state came back"
     );
+}
+
+#[test]
+fn the_reported_window_is_named_by_its_index() {
+    let (e, clock) = engine();
+    // Equal capacities: only the index tells which window denies.
+    e.set_limit(
+        Scope::Default,
+        limit(&[window(10, 1000, 0), window(10, 60_000, 0)]),
+    );
+    for _ in 0..10 {
+        assert!(e.check(b"c", b"/e", 1).allowed);
+    }
+    clock.advance(ms(1000));
+    let r = e.check(b"c", b"/e", 1);
+    assert_eq!((r.allowed, r.limit, r.window), (false, 10, 1));
+    // Allowed, the second window the tighter: after 10 checks and 1 s, the second has 10
+    // left and the minute window 5 (and a quarter), so a check leaves 9 and 4.
+    e.set_limit(
+        Scope::Default,
+        limit(&[window(10, 1000, 0), window(15, 60_000, 0)]),
+    );
+    for _ in 0..10 {
+        assert!(e.check(b"d", b"/e", 1).allowed);
+    }
+    clock.advance(ms(1000));
+    let r = e.check(b"d", b"/e", 1);
+    assert_eq!(
+        (r.allowed, r.limit, r.remaining, r.window),
+        (true, 15, 4, 1)
+    );
+    assert_eq!(e.check(b"fresh", b"/free", 1).window, 0);
+}
+
+#[test]
+fn a_key_refused_by_the_bound_under_refuse_deny_reports_nothing_left_and_nothing_stored() {
+    for windows in [
+        vec![window(5, 1000, 0)],
+        vec![window(5, 1000, 0), window(50, 60_000, 0)],
+    ] {
+        let (e, _clock) = bounded(1, EvictionPolicy::RefuseDeny);
+        e.set_limit(Scope::Default, limit(&windows));
+        e.kv_txn(&[b"x"], |t| t.write(b"x", put(b"1", None)))
+            .unwrap();
+        let r = e.check(b"new", b"/e", 1);
+        assert_eq!(
+            (r.allowed, r.remaining, r.retry_after_ms, r.reset_after_ms),
+            (false, 0, -1, 0),
+            "{} window(s)",
+            windows.len()
+        );
+        assert_eq!(
+            e.explain(b"new", b"/e").windows[0].remaining,
+            5,
+            "nothing charged"
+        );
+    }
 }
