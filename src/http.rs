@@ -113,7 +113,9 @@ pub async fn serve(
 async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let (route, reply) = match (req.method(), path.as_str()) {
-        (&Method::GET, "/metrics") => (
+        // HEAD is GET without the body (RFC 9110 9.3.2; hyper leaves the body out), which
+        // health checkers and monitors probe with. Not on /v1/check, where a GET charges.
+        (&Method::GET | &Method::HEAD, "/metrics") => (
             "metrics",
             text(
                 StatusCode::OK,
@@ -121,8 +123,8 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
                 shared.metrics.render(shared),
             ),
         ),
-        (&Method::GET, "/healthz") => ("healthz", text(StatusCode::OK, "text/plain", "ok\n".into())),
-        (&Method::GET, "/readyz") => (
+        (&Method::GET | &Method::HEAD, "/healthz") => ("healthz", text(StatusCode::OK, "text/plain", "ok\n".into())),
+        (&Method::GET | &Method::HEAD, "/readyz") => (
             "readyz",
             // A replica is ready only while its link to the primary is up: until then it
             // would serve stale limits and state.
@@ -135,7 +137,7 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
             },
         ),
         (&Method::GET | &Method::POST, "/v1/check") => ("check", check(shared, req).await),
-        (_, "/metrics" | "/healthz" | "/readyz") => ("other", not_allowed("GET")),
+        (_, "/metrics" | "/healthz" | "/readyz") => ("other", not_allowed("GET, HEAD")),
         (_, "/v1/check") => ("other", not_allowed("GET, POST")),
         (_, p) if p == FORWARD_AUTH || p.starts_with("/v1/forward-auth/") => {
             ("forward_auth", forward_auth(shared, peer, &req))
@@ -231,13 +233,17 @@ impl CheckParams {
             "client" => self.client = Some(value),
             "endpoint" => self.endpoint = Some(value),
             "cost" => {
-                let text = String::from_utf8_lossy(&value);
-                let cost = text.trim().parse::<u64>().map_err(|_| {
-                    BadRequest(format!(
-                        "cost must be an integer from 0 to 18446744073709551615, got '{}'",
-                        crate::cmd::shorten(&value, 32)
-                    ))
-                })?;
+                // Digits only, as RL.CHECK's COST: no sign, no spaces.
+                let cost = std::str::from_utf8(&value)
+                    .ok()
+                    .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        BadRequest(format!(
+                            "cost must be an integer from 0 to 18446744073709551615, got '{}'",
+                            crate::cmd::shorten(&value, 32)
+                        ))
+                    })?;
                 self.cost = Some(cost);
             }
             other => {
@@ -403,10 +409,10 @@ fn decision(
     let headers = reply.headers_mut();
     if r.limit >= 0 {
         let name = crate::metrics::SCOPE_KINDS[kind];
+        // The window the reply describes: by index, since two windows can share a capacity.
         let window = explained
             .windows
-            .iter()
-            .find(|w| w.window.capacity() as i64 == r.limit)
+            .get(usize::from(r.window))
             .or(explained.windows.first());
         let mut policy = format!("\"{name}\";q={}", r.limit);
         if let Some(w) = window {
@@ -415,10 +421,13 @@ fn decision(
                 ceil_secs(w.window.period_ms() as i64).max(1)
             ));
         }
+        // `t` is the named policy's own reset, as the draft defines it, not the longest over
+        // all windows (which is the JSON's `reset_after_ms`).
+        let reset_ms = window.map_or(r.reset_after_ms, |w| w.reset_after_ms);
         let state = format!(
             "\"{name}\";r={};t={}",
             r.remaining.max(0),
-            ceil_secs(r.reset_after_ms)
+            ceil_secs(reset_ms)
         );
         for (h, v) in [("ratelimit-policy", policy), ("ratelimit", state)] {
             if let Ok(v) = HeaderValue::from_str(&v) {
@@ -562,6 +571,17 @@ mod tests {
         assert_eq!(p.cost, Some(3));
         assert!(CheckParams::default().add_form(b"clinet=a").is_err());
         assert!(CheckParams::default().add_form(b"cost=-1").is_err());
+        // As RL.CHECK's COST: digits only, no sign and no spaces.
+        for bad in [
+            &b"cost=%2B3"[..],
+            b"cost=%203%20",
+            b"cost=",
+            b"cost=3.0",
+            b"cost=0x1",
+        ] {
+            assert!(CheckParams::default().add_form(bad).is_err(), "{bad:?}");
+        }
+        assert!(CheckParams::default().add_json(br#"{"cost":3.0}"#).is_err());
         assert!(CheckParams::default()
             .add_form(b"cost=99999999999999999999")
             .is_err());

@@ -45,6 +45,70 @@ fn health_ready_not_found_and_wrong_method() {
         .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(header(&r, "allow").as_deref(), Some("GET, POST"));
+    // HEAD is GET without the body on the read-only routes (RFC 9110 9.3.2).
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let r = http.head(format!("{}{path}", d.http_url())).send().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.text().unwrap().is_empty(), "{path}");
+    }
+    let r = http
+        .post(format!("{}/healthz", d.http_url()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(header(&r, "allow").as_deref(), Some("GET, HEAD"));
+}
+
+#[test]
+fn ratelimit_headers_name_the_reported_window_and_its_own_reset() {
+    let (d, http) = daemon();
+    let mut con = d.client();
+    // Two windows of the same capacity: the capacity alone cannot say which one denies.
+    run::<String>(
+        &mut con,
+        &[
+            "RL.LIMIT", "SET", "ENDPOINT", "/tie", "RATE", "2/1s", "RATE", "2/1m",
+        ],
+    )
+    .unwrap();
+    let url = format!("{}/v1/check?client=t&endpoint=/tie", d.http_url());
+    for _ in 0..2 {
+        assert_eq!(http.get(&url).send().unwrap().status(), 200);
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = http.get(&url).send().unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(
+        header(&r, "ratelimit-policy").as_deref(),
+        Some("\"endpoint\";q=2;w=60"),
+        "the minute window denies"
+    );
+    // Allowed, two windows: `t` is the reported window's reset (1 s), not the hour's.
+    run::<String>(
+        &mut con,
+        &[
+            "RL.LIMIT", "SET", "ENDPOINT", "/mw", "RATE", "10/1s", "RATE", "1000/1h",
+        ],
+    )
+    .unwrap();
+    let r = http
+        .get(format!("{}/v1/check?client=m&endpoint=/mw", d.http_url()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "ratelimit-policy").as_deref(),
+        Some("\"endpoint\";q=10;w=1")
+    );
+    assert_eq!(
+        header(&r, "ratelimit").as_deref(),
+        Some("\"endpoint\";r=9;t=1")
+    );
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(
+        body["reset_after_ms"], 3600,
+        "the JSON keeps the longest reset"
+    );
 }
 
 #[test]
