@@ -65,6 +65,23 @@ impl KvTable {
             .map(|(k, i)| (&**k, i))
     }
 
+    /// Slots the slab grows by when full: it doubles (at least 4), as a `Vec` would, but by
+    /// a known amount, so that [`KvTable::insert_growth`] can tell the bound beforehand.
+    fn grow_by(&self) -> usize {
+        self.slab.capacity().max(4)
+    }
+
+    /// Bytes the slab would grow by to take one more item (0 while it has a free slot). The
+    /// bound checks a new item's cost with this: a slab doubling at the bound overshot it by
+    /// up to 40 %.
+    pub fn insert_growth(&self) -> usize {
+        if self.free.is_empty() && self.slab.len() == self.slab.capacity() {
+            self.grow_by() * std::mem::size_of::<Option<(Box<[u8]>, Item)>>()
+        } else {
+            0
+        }
+    }
+
     /// Insert a new key; returns its slab index.
     pub fn insert(&mut self, key: &[u8], item: Item) -> u32 {
         self.bytes += item.cost(key.len());
@@ -75,6 +92,9 @@ impl KvTable {
                 i
             }
             None => {
+                if self.slab.len() == self.slab.capacity() {
+                    self.slab.reserve_exact(self.grow_by());
+                }
                 self.slab.push(entry);
                 (self.slab.len() - 1) as u32
             }

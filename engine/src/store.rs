@@ -193,6 +193,9 @@ pub(crate) struct Bounds {
 enum Rebuild {
     Keep,
     Fit,
+    /// Each table at the smaller of its capacity and what its live entries need: gives the
+    /// bytes of evicted entries back without growing any table.
+    Shrink,
     Grow(u32, usize),
     /// At least these capacities for the GCRA, counting and CL.THROTTLE tables.
     AtLeast([usize; 3]),
@@ -202,6 +205,10 @@ enum Rebuild {
 /// Due entries a new key at the bound may reclaim before it is refused or a live key evicted
 /// (about 50 ns each: a 256-entry step is ~13 µs, paid only at the bound).
 const RECLAIM_PER_NEW_KEY: usize = 256;
+
+/// Wheel references a shard may hold beyond two per entry before it re-packs (see
+/// [`Shard::schedule_another`]).
+const WHEEL_SLACK: usize = 1024;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct ShardStats {
@@ -318,6 +325,7 @@ impl Shard {
         let cap = |t: u32, current: usize, live: usize| match how {
             Rebuild::Grow(g, c) if g == t => c,
             Rebuild::Fit => FpTable::<u64>::capacity_for(live),
+            Rebuild::Shrink => current.min(FpTable::<u64>::capacity_for(live)),
             Rebuild::AtLeast(caps) => current.max(caps[t as usize]),
             _ => current,
         };
@@ -499,7 +507,22 @@ impl Shard {
     #[inline]
     fn schedule_if_earlier(&mut self, t: u32, i: usize, old: Option<Nanos>, new: Nanos) {
         if old.is_some_and(|old| new < old) {
-            self.wheel.schedule(wheel_ref(t, i), new);
+            self.schedule_another(wheel_ref(t, i), new);
+        }
+    }
+
+    /// Schedule a reference that may be an entry's second: a deadline moved earlier, or a new
+    /// entry in a slot whose removed entry's reference is still in the wheel (removals leave
+    /// theirs, to be found stale when they fire). A reference that fires before its entry's
+    /// deadline is re-scheduled, so such duplicates live as long as the entry: a client
+    /// alternating RL.RESET and RL.CHECK added one per round, without bound and outside
+    /// `--maxmemory`. Past twice the entries (and some slack, so that small shards do not
+    /// re-pack often), the shard is re-packed, which schedules every entry exactly once: O(shard)
+    /// after at least as many additions, so O(1) per addition.
+    fn schedule_another(&mut self, r: WheelRef, deadline: Nanos) {
+        self.wheel.schedule(r, deadline);
+        if self.wheel.len() > 2 * self.len() + WHEEL_SLACK {
+            self.rebuild(Rebuild::Keep);
         }
     }
 
@@ -544,16 +567,33 @@ impl Shard {
         }
         // Evict a batch (1/8 of the shard, at least one) so that a re-pack — O(shard), the
         // dominant cost of a flood at the bound — is paid once per batch, not once per new
-        // key; keep going while the table is still too full to take the key without growing.
+        // key.
         let batch = (self.len() / 8).max(1);
         if over_keys {
             self.evict(batch.max(self.len() + 1 - max_keys.min(self.len())));
+            if self.len() >= max_keys {
+                // Nothing evictable is left (items without an expiry, the windows of the
+                // check being committed): the key is not stored.
+                self.stats.refused += 1;
+                return Err(policy);
+            }
         }
-        while self.table_full(t) && self.evict(batch) > 0 {
-            self.rebuild(Rebuild::Keep);
+        // Table `t` may still be too full to take the key without growing. A growth that fits
+        // the byte bound is made (sized by its live entries, so tombstones left by the
+        // evictions do not make it grow for nothing). Otherwise each round evicts a batch and
+        // re-packs every table no larger than its live entries need: evicted entries of any
+        // table give their bytes back, so the growth fits after a round or two. Evicting until
+        // `t` itself had room would, while the nearest entries belong to other tables, empty
+        // those tables one batch after another (every exhausted client of the shard let go).
+        let grow_fits = |s: &Shard| {
+            let (_, grown_bytes, table_bytes) = s.growth(t);
+            max_bytes == usize::MAX || s.bytes() - table_bytes + grown_bytes <= max_bytes
+        };
+        while self.table_full(t) && !grow_fits(self) && self.evict(batch) > 0 {
+            self.rebuild(Rebuild::Shrink);
         }
         if self.table_full(t) {
-            // Nothing left to evict (a table at its minimum size): grow after all.
+            // Within the bound, or nothing left to evict (a table at its minimum size).
             let (cap, _, _) = self.growth(t);
             self.rebuild(Rebuild::Grow(t, cap));
         }
@@ -602,7 +642,7 @@ impl Shard {
         }
         self.forget_other_algorithm(T_GCRA, key, now);
         let i = self.gcra.insert_new(key, word);
-        self.wheel.schedule(wheel_ref(T_GCRA, i), unpack(word).0);
+        self.schedule_another(wheel_ref(T_GCRA, i), unpack(word).0);
         Put::Stored
     }
 
@@ -652,7 +692,7 @@ impl Shard {
         }
         self.forget_other_algorithm(T_WIN, key, now);
         let i = self.win.insert_new(key, state);
-        self.wheel.schedule(wheel_ref(T_WIN, i), unpack(state[0]).0);
+        self.schedule_another(wheel_ref(T_WIN, i), unpack(state[0]).0);
         Put::Stored
     }
 
@@ -686,7 +726,7 @@ impl Shard {
             return Put::Refused(p);
         }
         let i = self.cl.insert_new(key, tat);
-        self.wheel.schedule(wheel_ref(T_CL, i), tat);
+        self.schedule_another(wheel_ref(T_CL, i), tat);
         Put::Stored
     }
 
@@ -727,7 +767,7 @@ impl Shard {
                 // its own wheel entry.
                 if let Some(at) = expires_at {
                     if old_expiry.is_none_or(|old| at < old || old <= now) {
-                        self.wheel.schedule(wheel_ref(T_KV, idx as usize), at);
+                        self.schedule_another(wheel_ref(T_KV, idx as usize), at);
                     }
                 }
             }
@@ -736,7 +776,7 @@ impl Shard {
                     .unwrap_or(usize::MAX);
                 let max_bytes = usize::try_from(bounds.bytes_per_shard.load(Ordering::Relaxed))
                     .unwrap_or(usize::MAX);
-                let need = item.cost(key.len());
+                let need = item.cost(key.len()) + self.kv.insert_growth();
                 if self.len() >= max_keys || self.bytes() + need > max_bytes {
                     let policy = EvictionPolicy::from_u8(bounds.policy.load(Ordering::Relaxed));
                     let room = |s: &Shard| s.len() < max_keys && s.bytes() + need <= max_bytes;
@@ -745,7 +785,17 @@ impl Shard {
                         self.expire(now, RECLAIM_PER_NEW_KEY);
                     }
                     if !room(self) && policy == EvictionPolicy::EvictNearest {
-                        while !room(self) && self.evict(1) > 0 {}
+                        if self.len() >= max_keys {
+                            self.evict(self.len() + 1 - max_keys);
+                        }
+                        // Evicted rate entries give their bytes back only when their table
+                        // is re-packed: evict by batches, each followed by a re-pack. One
+                        // entry at a time, nothing came back and every entry of the shard
+                        // was evicted before the item was refused all the same.
+                        let batch = (self.len() / 8).max(1);
+                        while !room(self) && self.evict(batch) > 0 {
+                            self.rebuild(Rebuild::Shrink);
+                        }
                     }
                     if !room(self) {
                         self.stats.refused += 1;
@@ -754,7 +804,7 @@ impl Shard {
                 }
                 let idx = self.kv.insert(key, item);
                 if let Some(at) = expires_at {
-                    self.wheel.schedule(wheel_ref(T_KV, idx as usize), at);
+                    self.schedule_another(wheel_ref(T_KV, idx as usize), at);
                 }
             }
         }

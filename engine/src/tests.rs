@@ -1998,3 +1998,165 @@ fn a_key_refused_by_the_bound_under_refuse_deny_reports_nothing_left_and_nothing
         );
     }
 }
+
+fn throttle_args(max_burst: i64, count: i64, period_s: i64, quantity: i64) -> ThrottleArgs {
+    ThrottleArgs {
+        max_burst,
+        count,
+        period_s,
+        quantity,
+    }
+}
+
+#[test]
+fn duplicate_wheel_references_stay_bounded() {
+    // Each RL.RESET leaves the removed entry's wheel reference behind and the next check
+    // stores the key again in the same slot, with a reference of its own; a reference that
+    // fires early is re-scheduled, so without a bound each round added one for good. The same
+    // with a CL.THROTTLE key whose deadline a negative quantity moves earlier, every round.
+    let clock = FakeClock::new(T0);
+    let config = EngineConfig {
+        shards: 1,
+        ..EngineConfig::default()
+    };
+    let e = Engine::new(clock.clone(), config);
+    e.set_limit(Scope::Default, limit(&[window(10, 3_600_000, 0)]));
+    assert!(e.check(b"c", b"/e", 1).allowed);
+    e.throttle(b"k", throttle_args(100, 1, 3600, 2)).unwrap();
+    let before = e.memory_bytes();
+    for _ in 0..100_000 {
+        e.reset(b"c", b"/e");
+        assert!(e.check(b"c", b"/e", 1).allowed);
+        e.throttle(b"k", throttle_args(100, 1, 3600, 1)).unwrap();
+        e.throttle(b"k", throttle_args(100, 1, 3600, -1)).unwrap();
+    }
+    let grown = e.memory_bytes() - before;
+    assert!(grown < 64 * 1024, "the wheel grew by {grown} bytes");
+    assert_eq!(e.key_count(), 2);
+    // Both keys still expire when their state is full again: c after 6 minutes, k (two
+    // units of an hour each) after two hours. A purge collects at most ~17 s of the wheel.
+    let purge = |seconds: u64| {
+        clock.advance(ms(seconds * 1000));
+        for _ in 0..seconds / 10 {
+            e.purge_decayed(usize::MAX);
+        }
+    };
+    purge(3600);
+    assert_eq!(e.key_count(), 1);
+    purge(3700);
+    assert_eq!(e.key_count(), 0);
+}
+
+#[test]
+fn a_new_key_whose_table_must_grow_at_the_bound_evicts_one_batch_not_the_shard() {
+    // 988 exhausted RL clients and 12 CL.THROTTLE keys, the CL table at its growth point, the
+    // shard at --max-keys. One more CL key evicts one batch (an eighth), and grows its table:
+    // it does not evict batch after batch of the other table until its own has room.
+    let (e, _clock) = bounded(1000, EvictionPolicy::EvictNearest);
+    e.set_limit(Scope::Default, limit(&[window(1, 60_000, 0)]));
+    for c in 0..988u32 {
+        assert!(e.check(&c.to_le_bytes(), b"/e", 1).allowed);
+    }
+    for k in 0..12u32 {
+        e.throttle(&k.to_le_bytes(), throttle_args(0, 1, 3600, 1))
+            .unwrap();
+    }
+    assert_eq!(e.key_count(), 1000);
+    e.throttle(b"one more", throttle_args(0, 1, 3600, 1))
+        .unwrap();
+    let evicted = e.stats().evicted;
+    assert!((1..=130).contains(&evicted), "evicted {evicted}");
+    let denied = (0..988u32)
+        .filter(|c| !e.check(&c.to_le_bytes(), b"/e", 1).allowed)
+        .count();
+    assert!(
+        denied >= 988 - 130,
+        "only {denied} exhausted clients still denied"
+    );
+}
+
+#[test]
+fn an_item_at_the_byte_bound_evicts_what_it_needs_then_is_stored() {
+    // 1,000 exhausted clients; the byte bound just above what they use. A 2 KB item needs
+    // the bytes of some of them: a batch is evicted and their table re-packed smaller. One at a
+    // time, evicted entries gave no bytes back until every one was gone, and then the item
+    // was refused all the same.
+    let clock = FakeClock::new(T0);
+    let e = Engine::new(
+        clock.clone(),
+        EngineConfig {
+            shards: 1,
+            ..EngineConfig::default()
+        },
+    );
+    e.set_limit(Scope::Default, limit(&[window(1, 3_600_000, 0)]));
+    for c in 0..1000u32 {
+        assert!(e.check(&c.to_le_bytes(), b"/e", 1).allowed);
+    }
+    let used = e.memory_bytes();
+    e.set_bounds(None, Some(used + 1000), EvictionPolicy::EvictNearest);
+    let big = vec![b'v'; 2048];
+    assert!(e
+        .kv_txn(&[b"big"], |t| t.write(b"big", put(&big, None)))
+        .is_ok());
+    let evicted = e.stats().evicted;
+    assert!((1..=250).contains(&evicted), "evicted {evicted}");
+    assert!(
+        e.memory_bytes() <= used + 1000,
+        "{} > {}",
+        e.memory_bytes(),
+        used + 1000
+    );
+}
+
+#[test]
+fn a_new_key_is_refused_when_nothing_can_be_evicted() {
+    // Items without an expiry are never evicted: with the shard full of them, a new rate
+    // key is not stored (the check is answered as under refuse-allow), and the bound holds.
+    let (e, _clock) = bounded(10, EvictionPolicy::EvictNearest);
+    e.set_limit(Scope::Default, limit(&[window(5, 1000, 0)]));
+    for i in 0..10u8 {
+        let k = [b'k', i];
+        e.kv_txn(&[&k], |t| t.write(&k, put(b"1", None))).unwrap();
+    }
+    let r = e.check(b"c", b"/e", 1);
+    assert!(r.allowed, "fail-open, as refuse-allow");
+    assert_eq!(e.key_count(), 10);
+    assert_eq!(e.stats().refused, 1);
+}
+
+#[test]
+fn items_stay_within_the_byte_bound_when_the_slab_grows() {
+    // The slab of items doubles when full; that growth is part of a new item's cost.
+    for bound in [20_000u64, 50_000, 100_000, 300_000] {
+        let clock = FakeClock::new(T0);
+        let e = Engine::new(
+            clock.clone(),
+            EngineConfig {
+                shards: 1,
+                max_keys: None,
+                max_memory: Some(bound),
+                policy: EvictionPolicy::RefuseDeny,
+            },
+        );
+        let base = e.memory_bytes();
+        e.set_bounds(None, Some(base + bound), EvictionPolicy::RefuseDeny);
+        let mut stored = 0;
+        for i in 0..10_000u32 {
+            let k = i.to_le_bytes();
+            if e.kv_txn(&[&k], |t| t.write(&k, put(b"12345678", None)))
+                .is_ok()
+            {
+                stored += 1;
+            }
+            // The shard's header (Padded: its lock and table headers) is outside its bound.
+            assert!(
+                e.memory_bytes() <= base + bound + 1024,
+                "{} > {} after {stored} items",
+                e.memory_bytes(),
+                base + bound
+            );
+        }
+        assert!(stored > 0);
+    }
+}

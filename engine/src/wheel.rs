@@ -75,7 +75,7 @@ impl Wheel {
             .collect()
     }
 
-    #[cfg(test)]
+    /// References held, pending ones included.
     pub fn len(&self) -> usize {
         self.len
     }
