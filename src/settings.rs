@@ -329,6 +329,7 @@ pub static KNOBS: &[Knob] = &[
         get: |s| s.engine.bounds().1.unwrap_or(0).to_string(),
         set: Some(|s, v| {
             let bytes = crate::config::parse_memory(v)?.0;
+            check_maxmemory(&s.engine, bytes)?;
             let (keys, _, policy) = s.engine.bounds();
             // 0 means "no bound", as in Redis.
             s.engine
@@ -467,6 +468,19 @@ pub fn info_persistence(shared: &Shared, out: &mut String) {
         p.snapshot_load.replace(['\r', '\n'], " "),
         p.errors,
     );
+}
+
+/// A `maxmemory` of `bytes` is 0 (no bound) or at least what the empty store takes: below
+/// that, every new key would be refused (or, under evict-nearest, evicted at once).
+pub fn check_maxmemory(engine: &ratelimitd_engine::Engine, bytes: u64) -> Result<(), String> {
+    let fixed = engine.fixed_memory_bytes();
+    if bytes > 0 && bytes < fixed {
+        return Err(format!(
+            "maxmemory {bytes} is below the {fixed} bytes the empty store takes ({} shards): use 0 (no bound) or at least that",
+            engine.shard_count()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

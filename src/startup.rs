@@ -35,6 +35,8 @@ pub enum StartupError {
     },
     #[error("config file {label}: {message}")]
     Preload { label: String, message: String },
+    #[error("--{0}")]
+    Bound(String),
 }
 
 /// The daemon's one shared state, for the few places that must hand an owned reference to a
@@ -66,6 +68,9 @@ pub fn prepare(settings: Settings, port: u16) -> Result<Arc<Shared>, StartupErro
     };
 
     let shared = Arc::new(Shared::new(config, port, persist));
+    if let Some(bytes) = shared.config.maxmemory.map(|m| m.0) {
+        crate::settings::check_maxmemory(&shared.engine, bytes).map_err(StartupError::Bound)?;
+    }
     let _ = SHARED.set(Arc::downgrade(&shared));
     if let Some(port) = http
         .as_ref()

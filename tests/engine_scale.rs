@@ -200,6 +200,13 @@ fn max_keys_with_each_policy() {
     assert_eq!(cfg.get("maxmemory").map(String::as_str), Some("67108864"));
     let err = run::<String>(&mut con, &["CONFIG", "SET", "maxmemory-policy", "lru"]).unwrap_err();
     assert!(err.contains("unknown policy"), "{err}");
+    // Below what the empty store takes, every new key would be refused.
+    let err = run::<String>(&mut con, &["CONFIG", "SET", "maxmemory", "1kb"]).unwrap_err();
+    assert!(
+        err.contains("below the") && err.contains("bytes the empty store takes"),
+        "{err}"
+    );
+    assert_eq!(info_field(&mut con, "maxmemory"), "67108864", "unchanged");
     assert_eq!(
         run::<String>(&mut con, &["CONFIG", "SET", "maxmemory", "0"]).unwrap(),
         "OK"
@@ -251,6 +258,7 @@ fn bad_bound_flags_are_refused_clearly() {
         (["--maxmemory", "12parsecs"], "unknown"),
         (["--maxmemory-policy", "lru"], "unknown"),
         (["--huge-pages", "maybe"], "possible values: yes, no"),
+        (["--maxmemory", "1mb"], "below the 2"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimitd"))
             .args(args)

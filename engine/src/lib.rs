@@ -280,6 +280,8 @@ pub struct Engine<C: Clock = SystemClock> {
     /// Serialises writers so that two concurrent edits cannot both clone the same snapshot
     /// and lose one of the changes.
     writer: Mutex<()>,
+    /// [`Engine::memory_bytes`] of the empty store (see [`Engine::fixed_memory_bytes`]).
+    fixed_bytes: u64,
 }
 
 /// The reply when no limit applies: allowed, and every number -1 ("unlimited").
@@ -322,7 +324,9 @@ impl<C: Clock> Engine<C> {
     pub fn new(clock: C, config: EngineConfig) -> Engine<C> {
         let store = Store::new(config.shards, clock.now());
         store.set_bounds(config.max_keys, config.max_memory, config.policy);
+        let fixed_bytes = store.bytes();
         Engine {
+            fixed_bytes,
             clock,
             store,
             shapes: Shapes::default(),
@@ -342,6 +346,13 @@ impl<C: Clock> Engine<C> {
         policy: EvictionPolicy,
     ) {
         self.store.set_bounds(max_keys, max_memory, policy);
+    }
+
+    /// The memory the store takes empty (each shard's wheel, lock and table headers), which
+    /// counts against a `max_memory` bound: one below it refuses every new key. The daemon
+    /// refuses such a bound.
+    pub fn fixed_memory_bytes(&self) -> u64 {
+        self.fixed_bytes
     }
 
     /// (max keys, max memory bytes, policy) as last set.
