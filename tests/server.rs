@@ -166,6 +166,36 @@ fn client_commands() {
 }
 
 #[test]
+fn every_command_that_says_try_help_answers_help() {
+    // "unknown subcommand 'x'. Try CMD HELP." must not point at a HELP that is itself unknown.
+    let d = Daemon::start();
+    let mut con = d.client();
+    for (cmd, names) in [
+        ("CLIENT", &["SETNAME", "LIST"][..]),
+        ("COMMAND", &["COUNT", "DOCS"][..]),
+        ("PUBSUB", &["CHANNELS", "NUMPAT"][..]),
+        ("RL.LIMIT", &["SET", "LIST"][..]),
+        ("RL.TIER", &["SET", "DEL"][..]),
+    ] {
+        let err = run::<String>(&mut con, &[cmd, "FROB"]).unwrap_err();
+        assert!(err.contains(&format!("Try {cmd} HELP")), "{err}");
+        let help: Vec<String> = run(&mut con, &[cmd, "HELP"]).unwrap();
+        assert!(
+            help[0].starts_with(&format!("{cmd} <subcommand>")),
+            "{help:?}"
+        );
+        for name in names {
+            assert!(
+                help.iter().any(|l| l.starts_with(name)),
+                "{cmd} HELP lacks {name}: {help:?}"
+            );
+        }
+        let err = run::<String>(&mut con, &[cmd, "HELP", "extra"]).unwrap_err();
+        assert!(err.contains("wrong number of arguments"), "{cmd}: {err}");
+    }
+}
+
+#[test]
 fn info_dbsize_flushall_config_command() {
     let d = Daemon::start();
     let mut con = d.client();

@@ -256,6 +256,7 @@ fn client(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<R
             Err(ParseError::Syntax)
         }
     } else if sub_is("HELP") {
+        parse.finish()?;
         let lines = [
             "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "GETNAME",
@@ -271,12 +272,7 @@ fn client(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<R
             "SETNAME <name>",
             "    Assign the name <name> to the current connection.",
         ];
-        Ok(Reply::Array(
-            lines
-                .iter()
-                .map(|l| Reply::Simple(Bytes::from_static(l.as_bytes())))
-                .collect(),
-        ))
+        Ok(super::help_reply(&lines))
     } else {
         Err(unknown_subcommand(sub, "CLIENT"))
     }

@@ -218,6 +218,17 @@ pub fn shorten(b: &[u8], max: usize) -> String {
         .collect()
 }
 
+/// The reply to `CMD HELP`: one status line per entry, as Redis answers it. Every command
+/// whose unknown-subcommand error says "Try CMD HELP" answers it.
+pub fn help_reply(lines: &[&'static str]) -> Reply {
+    Reply::Array(
+        lines
+            .iter()
+            .map(|l| Reply::Simple(Bytes::from_static(l.as_bytes())))
+            .collect(),
+    )
+}
+
 /// `ERR unknown subcommand 'x'. Try CMD HELP.`, as Redis words it.
 pub fn unknown_subcommand(sub: &[u8], cmd: &str) -> ParseError {
     ParseError::Invalid(format!(

@@ -113,6 +113,17 @@ fn pubsub(shared: &Shared, args: &[&[u8]]) -> Result<Reply, ParseError> {
     } else if sub.eq_ignore_ascii_case(b"NUMPAT") {
         parse.finish()?;
         Ok(Reply::Integer(shared.pubsub.pattern_count() as i64))
+    } else if sub.eq_ignore_ascii_case(b"HELP") {
+        parse.finish()?;
+        Ok(super::help_reply(&[
+            "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "CHANNELS [<pattern>]",
+            "    Return the currently active channels matching a <pattern> (default: '*').",
+            "NUMSUB [<channel> ...]",
+            "    Return the number of subscribers for the specified channels.",
+            "NUMPAT",
+            "    Return the number of subscriptions to patterns.",
+        ]))
     } else {
         Err(unknown_subcommand(sub, "PUBSUB"))
     }

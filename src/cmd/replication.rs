@@ -49,14 +49,16 @@ pub fn write_refusal(shared: &Shared) -> Option<&'static str> {
 }
 
 /// True when `spec` with `args` changes state (refused on a replica). RL.LIMIT and RL.TIER
-/// are flagged "write" as a whole, but their GET and LIST read.
+/// are flagged "write" as a whole, but their GET, LIST and HELP read.
 pub fn is_write(spec: &CommandSpec, args: &[&[u8]]) -> bool {
     if !spec.flags.contains(&"write") {
         return false;
     }
     match spec.id {
         CmdId::RlLimit | CmdId::RlTier => args.get(1).is_none_or(|sub| {
-            !(sub.eq_ignore_ascii_case(b"GET") || sub.eq_ignore_ascii_case(b"LIST"))
+            !(sub.eq_ignore_ascii_case(b"GET")
+                || sub.eq_ignore_ascii_case(b"LIST")
+                || sub.eq_ignore_ascii_case(b"HELP"))
         }),
         _ => true,
     }
@@ -361,6 +363,8 @@ mod tests {
             (&["rl.limit", "get", "DEFAULT"], false),
             (&["RL.LIMIT", "LIST"], false),
             (&["RL.TIER", "GET", "a"], false),
+            (&["RL.TIER", "HELP"], false),
+            (&["RL.LIMIT", "HELP"], false),
             (&["RL.TIER", "DEL", "a"], true),
             (&["RL.PEEK", "a", "b"], false),
             (&["CL.THROTTLE", "k", "1", "1", "1"], true),

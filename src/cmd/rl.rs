@@ -302,6 +302,20 @@ fn limit(shared: &Shared, args: &[&[u8]], parse: &mut Parse) -> Result<Reply, Pa
             }
         }
         Ok(Reply::Array(out))
+    } else if sub.eq_ignore_ascii_case(b"HELP") {
+        parse.finish()?;
+        Ok(super::help_reply(&[
+            "RL.LIMIT <subcommand> [<arg> ...]. Subcommands are:",
+            "SET <scope> RATE <n>/<period> [BURST <b>] [RATE ...] [ALGO gcra|sliding|fixed]",
+            "    Set the limit of a scope: DEFAULT, CLIENT <id>, ENDPOINT <pattern>,",
+            "    CLIENT <id> ENDPOINT <pattern>, TIER <name> [ENDPOINT <pattern>].",
+            "GET <scope>",
+            "    Return the limit of a scope, as SET takes it.",
+            "DEL <scope>",
+            "    Delete the limit of a scope.",
+            "LIST [MATCH <pattern>] [COUNT <n>]",
+            "    Return every scope and its limit.",
+        ]))
     } else {
         Err(unknown_subcommand(sub, "RL.LIMIT"))
     }
@@ -343,6 +357,17 @@ fn tier(shared: &Shared, args: &[&[u8]], parse: &mut Parse) -> Result<Reply, Par
             engine.del_tier(client)
         })?;
         Ok(Reply::Integer(deleted as i64))
+    } else if sub.eq_ignore_ascii_case(b"HELP") {
+        parse.finish()?;
+        Ok(super::help_reply(&[
+            "RL.TIER <subcommand> [<arg> ...]. Subcommands are:",
+            "SET <client> <tier>",
+            "    Put a client in a tier (its TIER limits then apply to it).",
+            "GET <client>",
+            "    Return the tier of a client.",
+            "DEL <client>",
+            "    Take a client out of its tier.",
+        ]))
     } else {
         Err(unknown_subcommand(sub, "RL.TIER"))
     }

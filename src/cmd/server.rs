@@ -123,6 +123,21 @@ fn command(parse: &mut Parse) -> Result<Reply, ParseError> {
             }
         }
         Ok(Reply::Map(out))
+    } else if sub.eq_ignore_ascii_case(b"HELP") {
+        parse.finish()?;
+        Ok(super::help_reply(&[
+            "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "(no subcommand)",
+            "    Return details about all commands.",
+            "COUNT",
+            "    Return the total number of commands.",
+            "LIST",
+            "    Return the names of all commands.",
+            "INFO [<command-name> ...]",
+            "    Return details about the given commands, or all of them.",
+            "DOCS [<command-name> ...]",
+            "    Return documentation for the given commands, or all of them.",
+        ]))
     } else {
         Err(unknown_subcommand(sub, "COMMAND"))
     }
