@@ -1120,6 +1120,16 @@ fn bounds_through_the_engine() {
     assert_eq!(e.peek(&[3], b"/e").remaining, 5);
 }
 
+/// An unbounded engine of one shard, on a fake clock.
+fn one_shard() -> (Engine<FakeClock>, FakeClock) {
+    let clock = FakeClock::new(T0);
+    let config = EngineConfig {
+        shards: 1,
+        ..EngineConfig::default()
+    };
+    (Engine::new(clock.clone(), config), clock)
+}
+
 fn bounded(max_keys: u64, policy: EvictionPolicy) -> (Engine<FakeClock>, FakeClock) {
     let clock = FakeClock::new(T0);
     let config = EngineConfig {
@@ -2014,12 +2024,7 @@ fn duplicate_wheel_references_stay_bounded() {
     // stores the key again in the same slot, with a reference of its own; a reference that
     // fires early is re-scheduled, so without a bound each round added one for good. The same
     // with a CL.THROTTLE key whose deadline a negative quantity moves earlier, every round.
-    let clock = FakeClock::new(T0);
-    let config = EngineConfig {
-        shards: 1,
-        ..EngineConfig::default()
-    };
-    let e = Engine::new(clock.clone(), config);
+    let (e, clock) = one_shard();
     e.set_limit(Scope::Default, limit(&[window(10, 3_600_000, 0)]));
     assert!(e.check(b"c", b"/e", 1).allowed);
     e.throttle(b"k", throttle_args(100, 1, 3600, 2)).unwrap();
@@ -2081,14 +2086,7 @@ fn an_item_at_the_byte_bound_evicts_what_it_needs_then_is_stored() {
     // the bytes of some of them: a batch is evicted and their table re-packed smaller. One at a
     // time, evicted entries gave no bytes back until every one was gone, and then the item
     // was refused all the same.
-    let clock = FakeClock::new(T0);
-    let e = Engine::new(
-        clock.clone(),
-        EngineConfig {
-            shards: 1,
-            ..EngineConfig::default()
-        },
-    );
+    let (e, _clock) = one_shard();
     e.set_limit(Scope::Default, limit(&[window(1, 3_600_000, 0)]));
     for c in 0..1000u32 {
         assert!(e.check(&c.to_le_bytes(), b"/e", 1).allowed);
