@@ -329,12 +329,25 @@ impl Shard {
             Rebuild::AtLeast(caps) => current.max(caps[t as usize]),
             _ => current,
         };
-        self.gcra
-            .rebuild(cap(T_GCRA, self.gcra.capacity(), self.gcra.len()));
-        self.win
-            .rebuild(cap(T_WIN, self.win.capacity(), self.win.len()));
-        self.cl
-            .rebuild(cap(T_CL, self.cl.capacity(), self.cl.len()));
+        // A table never allocated stays so unless it is the one growing: re-packing it would
+        // give it its minimum size, memory taken from the bound for nothing.
+        let cap = |t: u32, current: usize, live: usize| {
+            let asked = match how {
+                Rebuild::Grow(g, _) => g == t,
+                Rebuild::AtLeast(caps) => caps[t as usize] > 0,
+                _ => false,
+            };
+            (current > 0 || live > 0 || asked).then(|| cap(t, current, live))
+        };
+        if let Some(c) = cap(T_GCRA, self.gcra.capacity(), self.gcra.len()) {
+            self.gcra.rebuild(c);
+        }
+        if let Some(c) = cap(T_WIN, self.win.capacity(), self.win.len()) {
+            self.win.rebuild(c);
+        }
+        if let Some(c) = cap(T_CL, self.cl.capacity(), self.cl.len()) {
+            self.cl.rebuild(c);
+        }
         self.wheel.clear();
         for (i, _, w) in self.gcra.iter() {
             self.wheel.schedule(wheel_ref(T_GCRA, i), unpack(w).0);
@@ -776,10 +789,14 @@ impl Shard {
                     .unwrap_or(usize::MAX);
                 let max_bytes = usize::try_from(bounds.bytes_per_shard.load(Ordering::Relaxed))
                     .unwrap_or(usize::MAX);
-                let need = item.cost(key.len()) + self.kv.insert_growth();
-                if self.len() >= max_keys || self.bytes() + need > max_bytes {
+                let cost = item.cost(key.len());
+                // The slab's growth is part of the cost, worked out afresh after evictions:
+                // evicted items free slab slots, and an emptied slab starts over from none.
+                let room = |s: &Shard| {
+                    s.len() < max_keys && s.bytes() + cost + s.kv.insert_growth() <= max_bytes
+                };
+                if !room(self) {
                     let policy = EvictionPolicy::from_u8(bounds.policy.load(Ordering::Relaxed));
-                    let room = |s: &Shard| s.len() < max_keys && s.bytes() + need <= max_bytes;
                     if now > 0 {
                         // As for rate state (`make_room`): what is already due goes first.
                         self.expire(now, RECLAIM_PER_NEW_KEY);

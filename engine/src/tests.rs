@@ -2158,3 +2158,51 @@ fn items_stay_within_the_byte_bound_when_the_slab_grows() {
         assert!(stored > 0);
     }
 }
+
+#[test]
+fn an_item_evicts_by_what_it_needs_after_the_evictions_when_the_slab_is_full() {
+    // 1024 items fill the slab exactly, so one more would double it; but evicting items frees
+    // slab slots, and the doubling is then no longer needed. Counted once, before evicting,
+    // the doubling made the item evict 768 of the 1024.
+    let (e, _clock) = one_shard();
+    for i in 0..1024u32 {
+        let k = i.to_le_bytes();
+        let at = T0 + 3_600_000_000_000 + u64::from(i) * 1_000_000;
+        e.kv_txn(&[&k], |t| t.write(&k, put(b"12345678", Some(at))))
+            .unwrap();
+    }
+    let used = e.memory_bytes();
+    e.set_bounds(None, Some(used + 200), EvictionPolicy::EvictNearest);
+    let k = 5000u32.to_le_bytes();
+    let later = T0 + 7_200_000_000_000;
+    assert!(e
+        .kv_txn(&[&k], |t| t.write(&k, put(b"12345678", Some(later))))
+        .is_ok());
+    let evicted = e.stats().evicted;
+    assert!(
+        (1..=1024 / 8 + 1).contains(&evicted),
+        "evicted {evicted} of 1024 items to store one"
+    );
+}
+
+#[test]
+fn tables_never_used_stay_unallocated_through_re_packs() {
+    // A shard of items only: making room re-packs the rate tables, which must not give the
+    // three empty ones their minimum size (1 KB per shard taken from the bound, and a second
+    // batch evicted to pay for it).
+    let (e, _clock) = one_shard();
+    for i in 0..100u32 {
+        let k = i.to_le_bytes();
+        let at = T0 + 3_600_000_000_000 + u64::from(i) * 1_000_000;
+        e.kv_txn(&[&k], |t| t.write(&k, put(b"12345678", Some(at))))
+            .unwrap();
+    }
+    let used = e.memory_bytes();
+    e.set_bounds(None, Some(used - 800), EvictionPolicy::EvictNearest);
+    let k = 5000u32.to_le_bytes();
+    assert!(e
+        .kv_txn(&[&k], |t| t.write(&k, put(b"12345678", None)))
+        .is_ok());
+    assert_eq!(e.stats().evicted, 100 / 8, "one batch");
+    assert!(e.memory_bytes() < used);
+}
