@@ -2206,3 +2206,37 @@ fn tables_never_used_stay_unallocated_through_re_packs() {
     assert_eq!(e.stats().evicted, 100 / 8, "one batch");
     assert!(e.memory_bytes() < used);
 }
+
+/// A snapshot whose checksum holds but whose counts lie, as a crafted file could: the loader
+/// reserves for no more records than the bytes left can hold, and refuses the file. Reserving
+/// for the count itself asked the allocator for terabytes (the process aborted).
+#[test]
+fn a_snapshot_with_lying_counts_is_refused_without_reserving_for_them() {
+    let crafted = |entries: u64, items: u64| {
+        let mut b = b"RLDSNAP\0".to_vec();
+        b.extend_from_slice(&1u32.to_le_bytes()); // version
+        b.extend_from_slice(&T0.to_le_bytes()); // saved_at
+        b.extend_from_slice(&0u32.to_le_bytes()); // no shapes
+        b.extend_from_slice(&entries.to_le_bytes());
+        if entries == 0 {
+            b.extend_from_slice(&items.to_le_bytes());
+        }
+        b.extend_from_slice(&[0u8; 40]); // a few bytes of "records"
+        let sum = xxhash_rust::xxh3::xxh3_64(&b);
+        b.extend_from_slice(&sum.to_le_bytes());
+        b
+    };
+    let (e, _clock) = one_shard();
+    for (entries, items) in [
+        (1u64 << 40, 0),
+        (0, 1u64 << 40),
+        (u64::MAX, 0),
+        (0, u64::MAX),
+    ] {
+        assert!(
+            e.restore_state(&crafted(entries, items)).is_err(),
+            "{entries} entries, {items} items"
+        );
+    }
+    assert_eq!(e.key_count(), 0);
+}
