@@ -203,6 +203,18 @@ fn memcached_arithmetic_and_exptime_rules() {
             b"incr n -1\r\n",
             b"CLIENT_ERROR invalid numeric delta argument\r\n",
         ),
+        // Numbers as memcached's strtoull reads them, in the value and in the delta.
+        (b"set w 0 0 4\r\n  10\r\nincr w 1\r\n", b"STORED\r\n11\r\n"),
+        (b"set w 0 0 2\r\n+5\r\nincr w +5\r\n", b"STORED\r\n10\r\n"),
+        (b"set w 0 0 2\r\n5\t\r\ndecr w 1\r\n", b"STORED\r\n4\r\n"),
+        (
+            b"set w 0 0 21\r\n000000000000000000001\r\nincr w 1\r\n",
+            b"STORED\r\n2\r\n",
+        ),
+        (
+            b"set w 0 0 2\r\n5x\r\nincr w 1\r\n",
+            b"STORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+        ),
         (b"set gone 0 -1 1\r\nx\r\n", b"STORED\r\n"),
         (b"get gone\r\n", b"END\r\n"),
         (b"set past 0 2592001 1\r\nx\r\n", b"STORED\r\n"),
@@ -377,4 +389,53 @@ fn only_the_latest_flush_all_counts() {
     std::thread::sleep(std::time::Duration::from_millis(2500));
     mc.send(b"get k\r\n");
     mc.expect(b"VALUE k 0 1\r\n2\r\nEND\r\n");
+}
+
+#[test]
+fn touch_and_gat_keep_the_cas_as_memcached_does() {
+    // A new expiry is not a new version: read (gets), extend the TTL, then cas with the token
+    // read must store. The touch used to give a new CAS, and the cas answered EXISTS.
+    let d = Daemon::start_with(&["--memcached-port", "0"]);
+    let mut mc = d.mc_raw();
+    mc.send(b"set k 0 0 1\r\nv\r\n");
+    mc.expect(b"STORED\r\n");
+    let gets = |mc: &mut common::Raw| -> String {
+        mc.send(b"gets k\r\n");
+        let head = mc.line();
+        let _value = mc.line();
+        assert_eq!(mc.line(), "END");
+        head.rsplit(' ').next().unwrap().to_string()
+    };
+    let cas = gets(&mut mc);
+    mc.send(b"touch k 100\r\n");
+    mc.expect(b"TOUCHED\r\n");
+    assert_eq!(gets(&mut mc), cas, "touch");
+    mc.send(b"gat 200 k\r\n");
+    mc.expect(b"VALUE k 0 1\r\nv\r\nEND\r\n");
+    mc.send(b"gats 300 k\r\n");
+    mc.expect(format!("VALUE k 0 1 {cas}\r\nv\r\nEND\r\n").as_bytes());
+    assert_eq!(gets(&mut mc), cas, "gat, gats");
+    mc.send(format!("cas k 0 0 1 {cas}\r\nx\r\nget k\r\n").as_bytes());
+    mc.expect(b"STORED\r\nVALUE k 0 1\r\nx\r\nEND\r\n");
+}
+
+#[test]
+fn flush_all_takes_an_absolute_unix_time_as_exptimes_do() {
+    // Over 30 days the delay is a Unix time: it used to be read as that many seconds (a flush
+    // some 56 years away). One already past flushes nothing.
+    let d = Daemon::start_with(&["--memcached-port", "0"]);
+    let mut mc = d.mc_raw();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    mc.send(format!("set k 0 0 1\r\n1\r\nflush_all {}\r\n", now + 2).as_bytes());
+    mc.expect(b"STORED\r\nOK\r\n");
+    mc.send(b"get k\r\n");
+    mc.expect(b"VALUE k 0 1\r\n1\r\nEND\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    mc.send(b"get k\r\n");
+    mc.expect(b"END\r\n");
+    mc.send(format!("set k 0 0 1\r\n2\r\nflush_all {}\r\nget k\r\n", now - 3600).as_bytes());
+    mc.expect(b"STORED\r\nOK\r\nVALUE k 0 1\r\n2\r\nEND\r\n");
 }

@@ -138,6 +138,9 @@ impl KvTable {
 pub enum KvWrite {
     /// Store this item (its `cas` is assigned by the engine).
     Put(Item),
+    /// Store this item with the `cas` it carries: memcached's `touch` and `gat` give an item a
+    /// new expiry without making it a new version, so a client's `gets` token still matches.
+    Retime(Item),
     Delete,
 }
 
@@ -191,14 +194,20 @@ impl KvTxn<'_> {
     /// transaction began is ignored (returns Ok(0)).
     pub fn write(&mut self, key: &[u8], w: KvWrite) -> Result<u64, KvError> {
         let now = self.now;
-        let cas = self.cas.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let next_cas = self.cas;
         let bounds = self.store.bounds_ref();
         let Some(shard) = self.shard_mut(key) else {
             return Ok(0);
         };
         match w {
             KvWrite::Put(mut item) => {
+                let cas = next_cas.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 item.cas = cas;
+                shard.kv_put(key, item, now, bounds)?;
+                Ok(cas)
+            }
+            KvWrite::Retime(item) => {
+                let cas = item.cas;
                 shard.kv_put(key, item, now, bounds)?;
                 Ok(cas)
             }

@@ -396,7 +396,7 @@ impl McDecoder {
                 let noreply = t.len() == 4 && t[3] == b"noreply";
                 done((|| {
                     let key = self.key(t[1])?;
-                    let delta = parse_u64(t[2]).ok_or(McError::InvalidDelta)?;
+                    let delta = parse_number(t[2]).ok_or(McError::InvalidDelta)?;
                     Ok(McRequest::Arith {
                         incr: cmd == b"incr",
                         key,
@@ -647,6 +647,23 @@ pub fn parse_u64(b: &[u8]) -> Option<u64> {
     })
 }
 
+/// A number as memcached's `incr`/`decr` read it (its `safe_strtoull`, i.e. C's `strtoull`):
+/// leading whitespace and a `+` are skipped, then decimal digits (leading zeros allowed) that
+/// fit 64 bits, then the end or whitespace (whatever follows it is ignored). Clients and
+/// memcached itself store numbers such as `"  10"` or `"5\t"` that a plain digit parse refuses.
+pub fn parse_number(b: &[u8]) -> Option<u64> {
+    let start = b.iter().position(|c| !c.is_ascii_whitespace())?;
+    let b = &b[start..];
+    let b = b.strip_prefix(b"+").unwrap_or(b);
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || b.get(digits).is_some_and(|c| !c.is_ascii_whitespace()) {
+        return None;
+    }
+    b[..digits].iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
 fn parse_u32(b: &[u8]) -> Option<u32> {
     parse_u64(b).and_then(|n| u32::try_from(n).ok())
 }
@@ -870,6 +887,35 @@ pub fn compose_mc(reply: &McReply, out: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_read_as_strtoull_reads_them() {
+        for (text, want) in [
+            (&b"10"[..], Some(10)),
+            (b"  10", Some(10)),
+            (b"\t5", Some(5)),
+            (b"5\t", Some(5)),
+            (b"5 ", Some(5)),
+            (b"5 abc", Some(5)),
+            (b"+5", Some(5)),
+            (b"000000000000000000001", Some(1)),
+            (b"18446744073709551615", Some(u64::MAX)),
+            (b"18446744073709551616", None),
+            (b"5x", None),
+            (b"-5", None),
+            (b"+", None),
+            (b"", None),
+            (b"   ", None),
+            (b"+-5", None),
+        ] {
+            assert_eq!(
+                parse_number(text),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
 
     fn decode_all(input: &[u8]) -> Vec<Result<McFrame, McFatal>> {
         let mut d = McDecoder::new(McLimits {

@@ -2,7 +2,7 @@
 //! and which reply it gets.
 //!
 //! memcached's own rules, not Redis's: `incr`/`decr` need an existing key holding a decimal
-//! number (at most 20 digits), `decr` floors at 0, `incr` wraps at 2^64, and neither changes the
+//! number that fits 64 bits (read as memcached's strtoull reads it), `decr` floors at 0, `incr` wraps at 2^64, and neither changes the
 //! TTL; an exptime over 30 days (2592000 s) is an absolute Unix time, a negative one is already
 //! expired; `cas` answers `EXISTS`/`NOT_FOUND`. Every request runs in one engine transaction
 //! over its keys, so read-modify-write commands (`incr`, `append`, `cas`, `ma`) are atomic
@@ -204,16 +204,27 @@ pub fn execute(shared: &Arc<Shared>, req: McRequest) -> Outcome {
             if let Some(timer) = pending.take() {
                 timer.abort();
             }
-            if delay > 0 {
-                let shared2 = shared.clone();
-                *pending = Some(tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_secs(delay as u64)).await;
-                    shared2.engine.kv_flush();
-                }));
-            } else {
+            // The delay is an exptime: over 30 days it is an absolute Unix time (and one
+            // already past flushes nothing, as in memcached, where it only invalidates items
+            // stored before it); 0 or negative flushes now.
+            let now = shared.engine.now();
+            let when = match delay {
+                d if d <= 0 => Some(now),
+                d => expiry(now, d).as_option(),
+            };
+            match when {
+                Some(at) if at > now => {
+                    let shared2 = shared.clone();
+                    let wait = std::time::Duration::from_nanos(at - now);
+                    *pending = Some(tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        shared2.engine.kv_flush();
+                    }));
+                }
                 // Items only: memcached's flush_all must not hand every rate-limited client a
                 // fresh allowance (FLUSHALL over RESP drops both).
-                shared.engine.kv_flush();
+                Some(_) => shared.engine.kv_flush(),
+                None => {}
             }
             quiet(McReply::Status("OK"), noreply)
         }
@@ -284,7 +295,8 @@ fn get(shared: &Shared, keys: &[Bytes], touch: Option<i64>, with_cas: bool) -> M
     })
 }
 
-/// Give an existing item a new exptime. Returns the new CAS, or None if it expired at once.
+/// Give an existing item a new exptime, keeping its CAS as memcached does (a `gets` token
+/// taken before a `touch` still matches). Returns that CAS, or None if it expired at once.
 fn set_expiry(
     t: &mut KvTxn<'_>,
     key: &[u8],
@@ -296,7 +308,7 @@ fn set_expiry(
         e => t
             .write(
                 key,
-                KvWrite::Put(Item {
+                KvWrite::Retime(Item {
                     expires_at: e.as_option(),
                     ..item
                 }),
@@ -383,11 +395,11 @@ fn store(
     }
 }
 
-/// Read a stored value as memcached's incr/decr does: decimal digits (at most 20, fitting u64),
-/// optionally followed by spaces (memcached pads a shrunken number with spaces).
+/// Read a stored value as memcached's incr/decr does (see
+/// [`ratelimitd_protocol::memcache::parse_number`]): `"5"`, `"  10"`, `"+5"`, `"0007"`, and
+/// the space-padded numbers memcached leaves after shrinking one.
 fn stored_number(v: &[u8]) -> Option<u64> {
-    let end = v.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
-    ratelimitd_protocol::memcache::parse_u64(&v[..end])
+    ratelimitd_protocol::memcache::parse_number(v)
 }
 
 /// Apply a delta to an existing item, keeping its flags and TTL unless `ttl` is given. Returns
