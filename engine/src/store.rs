@@ -792,8 +792,11 @@ impl Shard {
                 let cost = item.cost(key.len());
                 // The slab's growth is part of the cost, worked out afresh after evictions:
                 // evicted items free slab slots, and an emptied slab starts over from none.
+                // (`bytes()` walks the wheel's slot vectors: only with a byte bound.)
                 let room = |s: &Shard| {
-                    s.len() < max_keys && s.bytes() + cost + s.kv.insert_growth() <= max_bytes
+                    s.len() < max_keys
+                        && (max_bytes == usize::MAX
+                            || s.bytes() + cost + s.kv.insert_growth() <= max_bytes)
                 };
                 if !room(self) {
                     let policy = EvictionPolicy::from_u8(bounds.policy.load(Ordering::Relaxed));
