@@ -233,17 +233,13 @@ impl CheckParams {
             "client" => self.client = Some(value),
             "endpoint" => self.endpoint = Some(value),
             "cost" => {
-                // Digits only, as RL.CHECK's COST: no sign, no spaces.
-                let cost = std::str::from_utf8(&value)
-                    .ok()
-                    .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|t| t.parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        BadRequest(format!(
-                            "cost must be an integer from 0 to 18446744073709551615, got '{}'",
-                            crate::cmd::shorten(&value, 32)
-                        ))
-                    })?;
+                // Read as RL.CHECK reads COST: digits only, no sign, no spaces.
+                let cost = ratelimitd_protocol::parse::parse_u64(&value).ok_or_else(|| {
+                    BadRequest(format!(
+                        "cost must be an integer from 0 to 18446744073709551615, got '{}'",
+                        crate::cmd::shorten(&value, 32)
+                    ))
+                })?;
                 self.cost = Some(cost);
             }
             other => {

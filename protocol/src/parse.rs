@@ -143,8 +143,9 @@ pub fn parse_i64(b: &[u8]) -> Option<i64> {
 }
 
 /// Parse a non-empty run of ASCII digits that fits u64 (leading zeros accepted: this is the
-/// plain decimal reading `next_u64` and rates use, not `string2ll`).
-fn parse_u64(b: &[u8]) -> Option<u64> {
+/// plain decimal reading `next_u64` and rates use, not `string2ll`). Public so that the HTTP
+/// check reads its `cost` exactly as RL.CHECK reads `COST`.
+pub fn parse_u64(b: &[u8]) -> Option<u64> {
     if b.is_empty() {
         return None;
     }
