@@ -315,6 +315,63 @@ fn multi_exec_pipeline_as_rate_limit_libraries_send_it() {
 }
 
 #[test]
+fn flushes_and_dbsize_queued_in_multi_keep_their_place() {
+    // A test fixture's reset: MULTI, FLUSHDB, then seed. The flush must run where it was
+    // queued, not after the key-value commands (which it then wiped), and DBSIZE must count
+    // what the commands before it left.
+    let d = Daemon::start();
+    let mut c = d.client();
+    let _: () = redis::cmd("SET").arg("old").arg("1").query(&mut c).unwrap();
+    let (a, flushed, b, size, flushed2, after): (i64, String, i64, i64, String, String) =
+        redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg("c")
+            .cmd("FLUSHDB")
+            .cmd("INCR")
+            .arg("c")
+            .cmd("DBSIZE")
+            .cmd("FLUSHALL")
+            .cmd("SET")
+            .arg("seed")
+            .arg("1")
+            .query(&mut c)
+            .unwrap();
+    assert_eq!((a, flushed.as_str(), b, size), (1, "OK", 1, 1));
+    assert_eq!((flushed2.as_str(), after.as_str()), ("OK", "OK"));
+    let (old, cnt, seed, n): (Option<String>, Option<String>, String, i64) = redis::pipe()
+        .cmd("GET")
+        .arg("old")
+        .cmd("GET")
+        .arg("c")
+        .cmd("GET")
+        .arg("seed")
+        .cmd("DBSIZE")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!((old, cnt, seed.as_str(), n), (None, None, "1", 1));
+    // WATCH is still checked before anything runs, the flush included.
+    let mut other = d.client();
+    let _: () = redis::cmd("WATCH").arg("seed").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("seed")
+        .arg("2")
+        .query(&mut other)
+        .unwrap();
+    let r: Option<(String, String)> = redis::pipe()
+        .atomic()
+        .cmd("FLUSHALL")
+        .cmd("SET")
+        .arg("x")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(r, None, "aborted");
+    let seed: String = redis::cmd("GET").arg("seed").query(&mut c).unwrap();
+    assert_eq!(seed, "2", "the queued FLUSHALL did not run");
+}
+
+#[test]
 fn multi_errors() {
     let d = Daemon::start();
     let mut r = d.raw();

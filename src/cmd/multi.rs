@@ -8,6 +8,8 @@
 //! and the writes. Other commands queued in a MULTI (PING, RL.CHECK, CONFIG, ...) run after the
 //! transaction, in their queued order: they use engine locks of their own, which must not be
 //! taken while the transaction holds its shards. Their replies keep their places in EXEC's array.
+//! FLUSHALL, FLUSHDB and DBSIZE, which act on every key, split the queue into parts run one after
+//! the other that way, so they run where they were queued.
 //!
 //! Queuing-time errors (unknown command, wrong arity, NOAUTH) are recorded by dispatch
 //! ([`TxState::flag_error`]) and make EXEC answer EXECABORT; runtime errors inside EXEC are
@@ -138,36 +140,61 @@ fn exec(
         .iter()
         .map(|args| args.first().and_then(|n| lookup(n)).map(|s| s.id))
         .collect();
-    let mut keys: Vec<&[u8]> = state.watched.iter().map(|(k, _)| &k[..]).collect();
-    for (args, id) in queue.iter().zip(&ids) {
-        if let Some(id) = id.filter(|id| counter::is_kv(*id)) {
-            keys.extend(counter::keys_of(id, args));
-        }
-    }
     let mut replies: Vec<Option<Reply>> = vec![None; queue.len()];
     let max_value = shared.config.max_value_size;
-    let watched = &state.watched;
-    let committed = shared.engine.kv_txn(&keys, |txn| {
-        let changed = watched
+    // FLUSHALL, FLUSHDB and DBSIZE act on the whole key space, which a transaction over some
+    // keys cannot hold: they split the queue. Each part's key-value commands run in one engine
+    // transaction, then its other commands, then the splitting command, in the queued order
+    // (`MULTI; FLUSHDB; SET k 1; EXEC` leaves k set, as in Redis; run after the key-value part,
+    // the flush had wiped it). Only such a transaction is atomic part by part, not as a whole.
+    let splits =
+        |id: &Option<CmdId>| matches!(id, Some(CmdId::Flushall | CmdId::Flushdb | CmdId::Dbsize));
+    let mut start = 0;
+    loop {
+        let end = ids[start..]
             .iter()
-            .any(|(key, cas)| txn.get(key).map(|i| i.cas) != *cas);
-        if changed {
-            return false;
-        }
-        for ((args, id), slot) in queue.iter().zip(&ids).zip(replies.iter_mut()) {
+            .position(splits)
+            .map_or(queue.len(), |p| start + p);
+        // WATCH is checked in the first part's transaction, before anything has run.
+        let watched: &[(Bytes, Option<u64>)] = if start == 0 { &state.watched } else { &[] };
+        let mut keys: Vec<&[u8]> = watched.iter().map(|(k, _)| &k[..]).collect();
+        for (args, id) in queue[start..end].iter().zip(&ids[start..end]) {
             if let Some(id) = id.filter(|id| counter::is_kv(*id)) {
-                *slot = Some(counter::apply(id, args, txn, max_value));
+                keys.extend(counter::keys_of(id, args));
             }
         }
-        true
-    });
-    if !committed {
-        return Ok(Reply::NullArray);
-    }
-    for (args, slot) in queue.iter().zip(replies.iter_mut()) {
-        if slot.is_none() {
-            *slot = Some(super::execute(shared, session, args, local));
+        let part = start..end;
+        let committed = shared.engine.kv_txn(&keys, |txn| {
+            let changed = watched
+                .iter()
+                .any(|(key, cas)| txn.get(key).map(|i| i.cas) != *cas);
+            if changed {
+                return false;
+            }
+            for ((args, id), slot) in queue[part.clone()]
+                .iter()
+                .zip(&ids[part.clone()])
+                .zip(replies[part.clone()].iter_mut())
+            {
+                if let Some(id) = id.filter(|id| counter::is_kv(*id)) {
+                    *slot = Some(counter::apply(id, args, txn, max_value));
+                }
+            }
+            true
+        });
+        if !committed {
+            return Ok(Reply::NullArray);
         }
+        for i in start..end {
+            if replies[i].is_none() {
+                replies[i] = Some(super::execute(shared, session, &queue[i], local));
+            }
+        }
+        if end == queue.len() {
+            break;
+        }
+        replies[end] = Some(super::execute(shared, session, &queue[end], local));
+        start = end + 1;
     }
     Ok(Reply::Array(replies.into_iter().flatten().collect()))
 }
