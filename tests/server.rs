@@ -124,6 +124,23 @@ fn auth_is_required_when_a_password_is_set() {
     let mut con = d2.client();
     let err = run::<String>(&mut con, &["AUTH", "x"]).unwrap_err();
     assert!(err.contains("without any password configured"), "{err}");
+    // Without a password the `default` user takes any (Redis 6+: it is `nopass`); clients that
+    // hold a password send it that way whatever the server (go-redis v9, redis-py with a
+    // username), and must connect. Another user does not exist.
+    assert_eq!(
+        run::<String>(&mut con, &["AUTH", "default", "pw"]).unwrap(),
+        "OK"
+    );
+    let err = run::<String>(&mut con, &["AUTH", "nouser", "pw"]).unwrap_err();
+    assert!(err.contains("WRONGPASS"), "{err}");
+    let mut raw = d2.raw();
+    raw.send(&resp(&[
+        b"HELLO", b"3", b"AUTH", b"default", b"pw", b"SETNAME", b"n1",
+    ]));
+    assert_eq!(raw.line(), "%7");
+    let client = redis::Client::open(format!("redis://default:pw@127.0.0.1:{}/", d2.port)).unwrap();
+    let mut con = client.get_connection().unwrap();
+    assert_eq!(run::<String>(&mut con, &["PING"]).unwrap(), "PONG");
 }
 
 #[test]

@@ -52,9 +52,19 @@ pub fn execute(
 /// The outcome of checking a username/password pair against `--requirepass`.
 fn check_password(shared: &Shared, user: Option<&[u8]>, pass: &[u8]) -> Result<(), Reply> {
     match &shared.config.requirepass {
-        None => Err(Reply::error(
-            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        )),
+        // As Redis 6+ without a password: the `default` user is `nopass`, so any password
+        // signs it in (go-redis v9 sends `HELLO 3 AUTH default <pw>` whenever it has one, and
+        // redis-py `AUTH <user> <pw>` when given a username); another user does not exist.
+        // Only the legacy one-argument form is an error.
+        None => match user {
+            Some(b"default") => Ok(()),
+            Some(_) => Err(Reply::error(
+                "WRONGPASS invalid username-password pair or user is disabled.",
+            )),
+            None => Err(Reply::error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            )),
+        },
         Some(expected) => {
             let user_ok = user.is_none_or(|u| u == b"default");
             // Compare in constant time: a password check should not leak its prefix length.
