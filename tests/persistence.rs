@@ -5,6 +5,8 @@
 mod common;
 use common::{check_distinct_keys, resp, run, temp_dir, Daemon};
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn limit_list(con: &mut redis::Connection) -> Vec<(String, Vec<String>)> {
@@ -72,8 +74,8 @@ fn limits_and_tiers_survive_a_restart_binary_ids_included() {
 }
 
 /// Stream RL.LIMIT SETs (pipelined in small batches) until the daemon dies; return how many
-/// were acknowledged with +OK.
-fn stream_until_killed(port: u16, round: usize) -> usize {
+/// were acknowledged with +OK. `progress` follows the count as it goes.
+fn stream_until_killed(port: u16, round: usize, progress: &AtomicUsize) -> usize {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
@@ -98,7 +100,10 @@ fn stream_until_killed(port: u16, round: usize) -> usize {
         for _ in 0..8 {
             let mut reply = [0u8; 5];
             match s.read_exact(&mut reply) {
-                Ok(()) if &reply == b"+OK\r\n" => acked += 1,
+                Ok(()) if &reply == b"+OK\r\n" => {
+                    acked += 1;
+                    progress.store(acked, Ordering::Relaxed);
+                }
                 _ => return acked,
             }
         }
@@ -113,9 +118,16 @@ fn kill_9_mid_stream_loses_no_acknowledged_limit() {
     for round in 0..3 {
         let mut d = Daemon::start_with(&["--dir", dir_s]);
         let port = d.port;
-        let writer = std::thread::spawn(move || stream_until_killed(port, round));
-        // Let a few hundred changes through, at a different moment each round.
-        std::thread::sleep(Duration::from_millis(150 + 70 * round as u64));
+        let progress = Arc::new(AtomicUsize::new(0));
+        let seen = progress.clone();
+        let writer = std::thread::spawn(move || stream_until_killed(port, round, &seen));
+        // Kill once some changes are through (each is an fsync: a busy machine may take a
+        // while), then at a different moment each round.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while progress.load(Ordering::Relaxed) < 8 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(20 + 70 * round as u64));
         d.child.kill().expect("kill -9");
         let _ = d.child.wait();
         let acked = writer.join().expect("writer");
