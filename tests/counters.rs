@@ -409,6 +409,15 @@ fn multi_errors() {
         (&[b"GET", b"q"], b"$-1\r\n"),
         (&[b"MULTI"], b"+OK\r\n"),
         (&[b"EXEC"], b"*0\r\n"),
+        // EXEC with an argument: EXECABORT, and the transaction is gone (as Redis).
+        (&[b"MULTI"], b"+OK\r\n"),
+        (&[b"INCR", b"q"], b"+QUEUED\r\n"),
+        (
+            &[b"EXEC", b"x"],
+            b"-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command\r\n",
+        ),
+        (&[b"EXEC"], b"-ERR EXEC without MULTI\r\n"),
+        (&[b"GET", b"q"], b"$-1\r\n"),
     ];
     for (args, want) in steps {
         r.send(&resp(args));

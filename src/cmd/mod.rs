@@ -98,8 +98,16 @@ pub fn execute(
     let argc = args.len() as i64;
     let arity = spec.arity as i64;
     if (arity > 0 && argc != arity) || (arity < 0 && argc < -arity) {
+        let err = ParseError::WrongArity(spec.name.to_string()).to_string();
+        if spec.id == CmdId::Exec {
+            // As Redis (execCommandAbort): an EXEC refused discards the transaction and the
+            // watched keys, and says so with EXECABORT.
+            session.tx = multi::TxState::default();
+            let why = err.strip_prefix("ERR ").unwrap_or(&err);
+            return Reply::error(format!("EXECABORT Transaction discarded because of: {why}"));
+        }
         session.tx.flag_error();
-        return Reply::error(ParseError::WrongArity(spec.name.to_string()).to_string());
+        return Reply::error(err);
     }
     if !session.authenticated && !spec.no_auth {
         session.tx.flag_error();
