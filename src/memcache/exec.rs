@@ -4,10 +4,9 @@
 //! memcached's own rules, not Redis's: `incr`/`decr` need an existing key holding a decimal
 //! number that fits 64 bits (read as memcached's strtoull reads it), `decr` floors at 0,
 //! `incr` wraps at 2^64, and neither changes the TTL; an exptime over 30 days (2592000 s) is an
-//! absolute Unix time, a negative one is already
-//! expired; `cas` answers `EXISTS`/`NOT_FOUND`. Every request runs in one engine transaction
-//! over its keys, so read-modify-write commands (`incr`, `append`, `cas`, `ma`) are atomic
-//! against RESP clients too.
+//! absolute Unix time, a negative one is already expired; `cas` answers `EXISTS`/`NOT_FOUND`.
+//! Every request runs in one engine transaction over its keys, so read-modify-write commands
+//! (`incr`, `append`, `cas`, `ma`) are atomic against RESP clients too.
 
 use super::McStats;
 use crate::server::Shared;
