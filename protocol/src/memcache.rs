@@ -659,9 +659,7 @@ pub fn parse_number(b: &[u8]) -> Option<u64> {
     if digits == 0 || b.get(digits).is_some_and(|c| !c.is_ascii_whitespace()) {
         return None;
     }
-    b[..digits].iter().try_fold(0u64, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
+    crate::parse::parse_u64(&b[..digits])
 }
 
 fn parse_u32(b: &[u8]) -> Option<u32> {

@@ -49,6 +49,9 @@ pub fn execute(
     }
 }
 
+/// Redis's answer to a wrong user or password.
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
 /// The outcome of checking a username/password pair against `--requirepass`.
 fn check_password(shared: &Shared, user: Option<&[u8]>, pass: &[u8]) -> Result<(), Reply> {
     match &shared.config.requirepass {
@@ -58,9 +61,7 @@ fn check_password(shared: &Shared, user: Option<&[u8]>, pass: &[u8]) -> Result<(
         // Only the legacy one-argument form is an error.
         None => match user {
             Some(b"default") => Ok(()),
-            Some(_) => Err(Reply::error(
-                "WRONGPASS invalid username-password pair or user is disabled.",
-            )),
+            Some(_) => Err(Reply::error(WRONGPASS)),
             None => Err(Reply::error(
                 "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
             )),
@@ -73,7 +74,7 @@ fn check_password(shared: &Shared, user: Option<&[u8]>, pass: &[u8]) -> Result<(
             if user_ok && pass_ok {
                 Ok(())
             } else {
-                Err(Reply::error("WRONGPASS invalid username-password pair or user is disabled."))
+                Err(Reply::error(WRONGPASS))
             }
         }
     }
