@@ -532,6 +532,7 @@ impl Shard {
     /// `--maxmemory`. Past twice the entries (and some slack, so that small shards do not
     /// re-pack often), the shard is re-packed, which schedules every entry exactly once: O(shard)
     /// after at least as many additions, so O(1) per addition.
+    #[inline(never)]
     fn schedule_another(&mut self, r: WheelRef, deadline: Nanos) {
         self.wheel.schedule(r, deadline);
         if self.wheel.len() > 2 * self.len() + WHEEL_SLACK {
@@ -635,7 +636,12 @@ impl Shard {
 
     /// Store `word` for `key`, whose slot and word there (None: absent) were found under the
     /// same lock: an existing key is written in place, a new one goes through the bounds.
-    #[inline]
+    ///
+    /// Only the write in place, which every check of a known key makes, is inlined into the
+    /// check; a new key's way through the bounds stays a call. As one function, the compiler
+    /// kept the whole store out of line, and that call with its saved registers cost 27 of a
+    /// check's 463 instructions (`benches/icount.sh`; docs/PERFORMANCE.md).
+    #[inline(always)]
     fn gcra_store(
         &mut self,
         key: u64,
@@ -644,12 +650,20 @@ impl Shard {
         bounds: &Bounds,
         now: Nanos,
     ) -> Put {
-        self.mark(T_GCRA, key);
-        if let Some((i, old)) = slot {
-            self.gcra.set_at(i, word);
-            self.schedule_if_earlier(T_GCRA, i, Some(unpack(old).0), unpack(word).0);
-            return Put::Stored;
+        match slot {
+            Some((i, old)) => {
+                self.mark(T_GCRA, key);
+                self.gcra.set_at(i, word);
+                self.schedule_if_earlier(T_GCRA, i, Some(unpack(old).0), unpack(word).0);
+                Put::Stored
+            }
+            None => self.gcra_store_new(key, word, bounds, now),
         }
+    }
+
+    #[inline(never)]
+    fn gcra_store_new(&mut self, key: u64, word: u64, bounds: &Bounds, now: Nanos) -> Put {
+        self.mark(T_GCRA, key);
         if let Err(p) = self.make_room(T_GCRA, bounds, now) {
             return Put::Refused(p);
         }
