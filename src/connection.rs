@@ -212,12 +212,13 @@ impl Connection {
 /// How many pipelined checks are decoded before the first of them runs.
 const AHEAD: usize = 16;
 
-/// Requests decoded ahead of execution. A pipeline of RL.CHECKs is decoded as a run (up to
-/// [`AHEAD`]) and every check's key is prefetched before the first one runs, so that with
-/// millions of keys their cache misses overlap instead of queueing one behind another. The
-/// run stops right after the first request that is not a check: everything after it stays
-/// undecoded in the input buffer, where a PSYNC (which takes the rest of the buffer over) or
-/// a QUIT expects it. Execution order and replies are exactly those of one-at-a-time decoding.
+/// Requests decoded ahead of execution. A pipeline of checks (RL.CHECK, CL.THROTTLE) is
+/// decoded as a run (up to [`AHEAD`]) and every check's key is prefetched before the first one
+/// runs, so that with millions of keys their cache misses overlap instead of queueing one
+/// behind another. The run stops right after the first request that is not a check:
+/// everything after it stays undecoded in the input buffer, where a PSYNC (which takes the
+/// rest of the buffer over) or a QUIT expects it. Execution order and replies are exactly
+/// those of one-at-a-time decoding.
 #[derive(Default)]
 struct Lookahead {
     queue: std::collections::VecDeque<Request>,
@@ -248,8 +249,13 @@ impl Lookahead {
                     let key = check_key(&req);
                     if !self.queue.is_empty() {
                         let first = self.queue.front().filter(|_| self.queue.len() == 1);
-                        for (client, endpoint) in first.and_then(check_key).into_iter().chain(key) {
-                            shared.engine.prefetch_check(client, endpoint);
+                        for key in first.and_then(check_key).into_iter().chain(key) {
+                            match key {
+                                CheckKey::Rl(client, endpoint) => {
+                                    shared.engine.prefetch_check(client, endpoint)
+                                }
+                                CheckKey::Cell(key) => shared.engine.prefetch_throttle(key),
+                            }
                         }
                     }
                     let check = key.is_some();
@@ -272,13 +278,27 @@ impl Lookahead {
     }
 }
 
-/// (client, endpoint) of an RL.CHECK request.
-fn check_key(req: &Request) -> Option<(&[u8], &[u8])> {
+/// The key a pipelined check will touch: what [`Lookahead`] prefetches.
+#[derive(Clone, Copy)]
+enum CheckKey<'a> {
+    /// RL.CHECK's (client, endpoint).
+    Rl(&'a [u8], &'a [u8]),
+    /// CL.THROTTLE's key.
+    Cell(&'a [u8]),
+}
+
+/// The key of an RL.CHECK or CL.THROTTLE request.
+fn check_key(req: &Request) -> Option<CheckKey<'_>> {
     match req {
         Request::Command(args) if args.len() >= 3 => {
             let name = args.get(0)?;
-            name.eq_ignore_ascii_case(b"RL.CHECK")
-                .then_some((args.get(1)?, args.get(2)?))
+            if name.eq_ignore_ascii_case(b"RL.CHECK") {
+                Some(CheckKey::Rl(args.get(1)?, args.get(2)?))
+            } else if name.eq_ignore_ascii_case(b"CL.THROTTLE") {
+                Some(CheckKey::Cell(args.get(1)?))
+            } else {
+                None
+            }
         }
         _ => None,
     }

@@ -431,6 +431,12 @@ impl<C: Clock> Engine<C> {
             .prefetch_gcra(fingerprint(TAG_RL, &[client, endpoint]));
     }
 
+    /// [`Engine::prefetch_check`] for a CL.THROTTLE of `key`.
+    #[inline]
+    pub fn prefetch_throttle(&self, key: &[u8]) {
+        self.store.prefetch_cl(fingerprint(TAG_CL, &[key]));
+    }
+
     /// Check-and-consume each request as [`Engine::check`] would, in order, appending one
     /// result per request to `out`. The clock is read and the limits snapshot loaded once per
     /// batch (all the checks of a batch are judged at the same instant), and the slots of up to
@@ -953,11 +959,13 @@ impl<C: Clock> Engine<C> {
         let params = cell::CellParams::new(&args)?;
         let fp = fingerprint(TAG_CL, &[key]);
         let mut locked = self.store.lock_at(fp, now);
-        let tat = locked.shard.cl_get(fp).filter(|&t| t > now);
+        // Probed once: the write goes to the slot this read found.
+        let slot = locked.shard.cl_slot(fp);
+        let tat = slot.map(|(_, t)| t).filter(|&t| t > now);
         let (mut result, write) = cell::decide(&params, tat, now);
         match write {
             cell::Write::Store(t) => {
-                if let Put::Refused(policy) = locked.cl_put(fp, t) {
+                if let Put::Refused(policy) = locked.cl_set(fp, slot, t) {
                     if policy == EvictionPolicy::RefuseDeny {
                         result.limited = true;
                         result.retry_after_s = -1;

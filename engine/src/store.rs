@@ -737,18 +737,43 @@ impl Shard {
 
     // -- CL.THROTTLE table ---------------------------------------------------------------------
 
-    pub fn cl_get(&self, key: u64) -> Option<Nanos> {
-        self.cl.get(key)
+    /// Slot index and stored TAT of a CL.THROTTLE key, if present (see [`Shard::gcra_slot`]).
+    #[inline]
+    pub fn cl_slot(&self, key: u64) -> Option<(usize, Nanos)> {
+        let i = self.cl.find(key)?;
+        self.cl.at(i).map(|(_, t)| (i, t))
     }
 
     pub fn cl_put(&mut self, key: u64, tat: Nanos, bounds: &Bounds, now: Nanos) -> Put {
-        self.mark(T_CL, key);
-        if let Some(i) = self.cl.find(key) {
-            let old = self.cl.at(i).map(|(_, t)| t);
-            self.cl.set_at(i, tat);
-            self.schedule_if_earlier(T_CL, i, old, tat);
-            return Put::Stored;
+        let slot = self.cl_slot(key);
+        self.cl_store(key, slot, tat, bounds, now)
+    }
+
+    /// [`Shard::gcra_store`] for CL.THROTTLE's table: the in-place write inlined, a new key's
+    /// way through the bounds a call.
+    #[inline(always)]
+    fn cl_store(
+        &mut self,
+        key: u64,
+        slot: Option<(usize, Nanos)>,
+        tat: Nanos,
+        bounds: &Bounds,
+        now: Nanos,
+    ) -> Put {
+        match slot {
+            Some((i, old)) => {
+                self.mark(T_CL, key);
+                self.cl.set_at(i, tat);
+                self.schedule_if_earlier(T_CL, i, Some(old), tat);
+                Put::Stored
+            }
+            None => self.cl_store_new(key, tat, bounds, now),
         }
+    }
+
+    #[inline(never)]
+    fn cl_store_new(&mut self, key: u64, tat: Nanos, bounds: &Bounds, now: Nanos) -> Put {
+        self.mark(T_CL, key);
         if let Err(p) = self.make_room(T_CL, bounds, now) {
             return Put::Refused(p);
         }
@@ -939,8 +964,10 @@ pub(crate) fn kv_fingerprint(key: &[u8]) -> u64 {
 const TAG_KV: Tag = Tag::of(b"kv");
 
 /// One shard, padded to its own cache lines so neighbouring locks do not false-share, with the
-/// address and capacity of its GCRA table published for prefetch hints (see
-/// [`crate::fptable::prefetch`]); they are refreshed whenever the shard is unlocked.
+/// address and capacity of its GCRA and CL.THROTTLE tables published for prefetch hints (see
+/// [`crate::fptable::prefetch`]); the GCRA ones are refreshed whenever the shard is unlocked,
+/// the CL ones after a CL.THROTTLE write and after every expiry step or re-pack. A stale hint
+/// (the table re-packed by a write of another kind since) only wastes that prefetch.
 ///
 /// Field order is fixed (`repr(C)`) so that what a check reads and writes — the hints, the
 /// lock word, the GCRA table's header and the tracking flag — sits in the first 64 bytes:
@@ -951,14 +978,27 @@ struct Padded {
     gcra_addr: AtomicUsize,
     gcra_cap: AtomicUsize,
     lock: ShardLock<Shard>,
+    cl_addr: AtomicUsize,
+    cl_cap: AtomicUsize,
 }
 
 impl Padded {
     fn publish(&self, shard: &Shard) {
+        self.publish_gcra(shard);
+        self.publish_cl(shard);
+    }
+
+    #[inline]
+    fn publish_gcra(&self, shard: &Shard) {
         self.gcra_addr
             .store(shard.gcra.slots_addr(), Ordering::Relaxed);
         self.gcra_cap
             .store(shard.gcra.capacity(), Ordering::Relaxed);
+    }
+
+    fn publish_cl(&self, shard: &Shard) {
+        self.cl_addr.store(shard.cl.slots_addr(), Ordering::Relaxed);
+        self.cl_cap.store(shard.cl.capacity(), Ordering::Relaxed);
     }
 }
 
@@ -990,11 +1030,18 @@ pub(crate) struct Locked<'a> {
     /// The caller's clock reading (0: none), so that a new key at the bound can first reclaim
     /// entries that are already due (see [`Shard::make_room`]).
     now: Nanos,
+    /// Set by a CL.THROTTLE write: the CL table's hints are then published too. Only then,
+    /// because they live on another cache line than the GCRA hints, and an RL.CHECK that
+    /// stored them would write that line as well.
+    cl_used: bool,
 }
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        self.padded.publish(&self.shard);
+        self.padded.publish_gcra(&self.shard);
+        if self.cl_used {
+            self.padded.publish_cl(&self.shard);
+        }
     }
 }
 
@@ -1012,8 +1059,12 @@ impl Locked<'_> {
     pub fn win_put(&mut self, key: u64, state: [u64; 3]) -> Put {
         self.shard.win_put(key, state, self.bounds, self.now)
     }
-    pub fn cl_put(&mut self, key: u64, tat: Nanos) -> Put {
-        self.shard.cl_put(key, tat, self.bounds, self.now)
+    /// [`Locked::gcra_set`] for CL.THROTTLE: `slot` is what [`Shard::cl_slot`] found under
+    /// this lock. The CL table's prefetch hints are published when this lock is released.
+    #[inline]
+    pub fn cl_set(&mut self, key: u64, slot: Option<(usize, Nanos)>, tat: Nanos) -> Put {
+        self.cl_used = true;
+        self.shard.cl_store(key, slot, tat, self.bounds, self.now)
     }
 }
 
@@ -1038,6 +1089,8 @@ impl Store {
                     lock: ShardLock::new(Shard::new(now)),
                     gcra_addr: AtomicUsize::new(0),
                     gcra_cap: AtomicUsize::new(0),
+                    cl_addr: AtomicUsize::new(0),
+                    cl_cap: AtomicUsize::new(0),
                 })
                 .collect(),
             shift: (bits > 0).then(|| 64 - bits),
@@ -1105,6 +1158,7 @@ impl Store {
             bounds: &self.bounds,
             padded: &self.shards[i],
             now,
+            cl_used: false,
         }
     }
 
@@ -1115,6 +1169,18 @@ impl Store {
         crate::fptable::prefetch(
             p.gcra_addr.load(Ordering::Relaxed),
             p.gcra_cap.load(Ordering::Relaxed),
+            16,
+            fp,
+        );
+    }
+
+    /// Start loading the CL.THROTTLE slot `fp` would live in.
+    #[inline]
+    pub fn prefetch_cl(&self, fp: u64) {
+        let p = &self.shards[self.shard_of(fp)];
+        crate::fptable::prefetch(
+            p.cl_addr.load(Ordering::Relaxed),
+            p.cl_cap.load(Ordering::Relaxed),
             16,
             fp,
         );
@@ -1435,6 +1501,38 @@ mod tests {
         for end in ends {
             assert!(end - base <= 64, "a hot field ends at byte {}", end - base);
         }
+    }
+
+    #[test]
+    fn a_throttle_write_publishes_the_cl_tables_hints_and_a_check_leaves_them() {
+        let store = Store::new(1, 0);
+        let hints = |s: &Store| {
+            let p = &s.shards[0];
+            (
+                p.cl_addr.load(Ordering::Relaxed),
+                p.cl_cap.load(Ordering::Relaxed),
+            )
+        };
+        // Enough keys that the CL table grows (and moves) several times.
+        for k in 2..5_000u64 {
+            let fp = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut locked = store.lock_at(fp, 1);
+            let slot = locked.shard.cl_slot(fp);
+            assert_eq!(locked.cl_set(fp, slot, 1_000_000_000), Put::Stored);
+            drop(locked);
+            let shard = store.shards[0].lock.lock();
+            assert_eq!(hints(&store), (shard.cl.slots_addr(), shard.cl.capacity()));
+        }
+        // An RL.CHECK write does not store them (their line stays untouched)...
+        store.shards[0].cl_addr.store(7, Ordering::Relaxed);
+        let mut locked = store.lock_at(3, 1);
+        locked.gcra_set(3, None, pack(2_000_000_000, 0));
+        drop(locked);
+        assert_eq!(hints(&store).0, 7);
+        // ...and an expiry step publishes every hint.
+        store.expire(1, 16, 1);
+        let shard = store.shards[0].lock.lock();
+        assert_eq!(hints(&store), (shard.cl.slots_addr(), shard.cl.capacity()));
     }
 
     /// Random churn on one shard (puts, updates, deletes, expiry steps, and evictions under a
