@@ -10,6 +10,7 @@ use crate::cmd::{self, Session};
 use crate::server::Shared;
 use crate::stats::LocalStats;
 use bytes::BytesMut;
+use ratelimitd_engine::Prefetched;
 use ratelimitd_protocol::{compose, Decoder, Limits, Reply, Request};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -103,6 +104,7 @@ impl Connection {
                         let now = self.shared.engine.now();
                         metrics.begin(now);
                         local.now = Some(now);
+                        local.prefetched = ahead.hint.take();
                         let mut reply = args.with_slices(|argv| {
                             cmd::execute(&self.shared, &mut self.session, argv, &mut local)
                         });
@@ -221,7 +223,11 @@ const AHEAD: usize = 16;
 /// those of one-at-a-time decoding.
 #[derive(Default)]
 struct Lookahead {
-    queue: std::collections::VecDeque<Request>,
+    /// Each request with its key's fingerprint if it was prefetched.
+    queue: std::collections::VecDeque<(Request, Option<Prefetched>)>,
+    /// The fingerprint of the request [`Lookahead::next`] returned last, if prefetched: the
+    /// check takes it (through `LocalStats::prefetched`) instead of hashing its key again.
+    hint: Option<Prefetched>,
     /// A framing error met while decoding ahead: it surfaces after the requests before it.
     error: Option<ratelimitd_protocol::FrameError>,
 }
@@ -233,7 +239,9 @@ impl Lookahead {
         input: &mut BytesMut,
         shared: &Shared,
     ) -> Result<Option<Request>, ratelimitd_protocol::FrameError> {
-        if let Some(req) = self.queue.pop_front() {
+        self.hint = None;
+        if let Some((req, hint)) = self.queue.pop_front() {
+            self.hint = hint;
             return Ok(Some(req));
         }
         if let Some(e) = self.error.take() {
@@ -244,22 +252,21 @@ impl Lookahead {
                 Ok(Some(req)) => {
                     // Each check's key is prefetched as soon as it is decoded, so the miss
                     // overlaps with decoding the rest; but not a lone request's, which runs at
-                    // once (the prefetch would only hash its key twice): the first check is
-                    // prefetched when a second request follows it.
+                    // once (its prefetch could overlap with nothing): the first check is
+                    // prefetched when a second request follows it. The fingerprint a prefetch
+                    // works out goes with the request, so the check does not hash it again.
                     let key = check_key(&req);
+                    let check = key.is_some();
+                    let mut hint = None;
                     if !self.queue.is_empty() {
-                        let first = self.queue.front().filter(|_| self.queue.len() == 1);
-                        for key in first.and_then(check_key).into_iter().chain(key) {
-                            match key {
-                                CheckKey::Rl(client, endpoint) => {
-                                    shared.engine.prefetch_check(client, endpoint)
-                                }
-                                CheckKey::Cell(key) => shared.engine.prefetch_throttle(key),
+                        if self.queue.len() == 1 {
+                            if let Some((first, first_hint)) = self.queue.front_mut() {
+                                *first_hint = check_key(first).map(|k| k.prefetch(shared));
                             }
                         }
+                        hint = key.map(|k| k.prefetch(shared));
                     }
-                    let check = key.is_some();
-                    self.queue.push_back(req);
+                    self.queue.push_back((req, hint));
                     if !check {
                         break;
                     }
@@ -274,7 +281,11 @@ impl Lookahead {
                 }
             }
         }
-        Ok(self.queue.pop_front())
+        let next = self.queue.pop_front();
+        Ok(next.map(|(req, hint)| {
+            self.hint = hint;
+            req
+        }))
     }
 }
 
@@ -285,6 +296,15 @@ enum CheckKey<'a> {
     Rl(&'a [u8], &'a [u8]),
     /// CL.THROTTLE's key.
     Cell(&'a [u8]),
+}
+
+impl CheckKey<'_> {
+    fn prefetch(self, shared: &Shared) -> Prefetched {
+        match self {
+            CheckKey::Rl(client, endpoint) => shared.engine.prefetch_check(client, endpoint),
+            CheckKey::Cell(key) => shared.engine.prefetch_throttle(key),
+        }
+    }
 }
 
 /// The key of an RL.CHECK or CL.THROTTLE request.

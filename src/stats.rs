@@ -54,6 +54,10 @@ pub struct LocalStats {
     /// read costs ~20 ns on a VM, a tenth of a pipelined check). None: the engine reads its
     /// own clock.
     pub now: Option<ratelimitd_engine::Nanos>,
+    /// The fingerprint of the command's key, if the connection prefetched it (a pipelined
+    /// RL.CHECK or CL.THROTTLE, see `connection::Lookahead`): taken by the check, so that it
+    /// does not hash the key again. Set for every command, None for most.
+    pub prefetched: Option<ratelimitd_engine::Prefetched>,
 }
 
 impl LocalStats {

@@ -50,6 +50,46 @@ fn pipelining_answers_every_request_in_order() {
     raw.expect(&b"+PONG\r\n".repeat(100));
 }
 
+#[test]
+fn a_pipeline_of_mixed_checks_charges_each_its_own_key() {
+    // Pipelined RL.CHECKs and CL.THROTTLEs are decoded ahead, their keys prefetched and the
+    // fingerprints handed to the checks (src/connection.rs): every reply must still be that of
+    // its own key. 48 requests cross several look-ahead runs; a PING breaks one.
+    let d = Daemon::start();
+    let mut con = d.client();
+    run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "2/1m"]).unwrap();
+    let mut pipe = redis::pipe();
+    let mut want: Vec<[i64; 3]> = Vec::new();
+    let mut rl_used = [0i64; 5];
+    let mut cl_used = [0i64; 3];
+    for i in 0..48 {
+        if i == 20 {
+            pipe.cmd("PING").ignore();
+        }
+        if i % 2 == 0 {
+            let k = (i / 2) % 5;
+            pipe.cmd("RL.CHECK").arg(format!("rl{k}")).arg("/e");
+            let allowed = rl_used[k] < 2;
+            rl_used[k] += i64::from(allowed);
+            want.push([i64::from(allowed), 2, 2 - rl_used[k]]);
+        } else {
+            // Capacity max_burst + 1 = 2, one token per minute: no refill during the test.
+            let k = (i / 2) % 3;
+            pipe.cmd("CL.THROTTLE")
+                .arg(format!("cl{k}"))
+                .arg(1)
+                .arg(1)
+                .arg(60);
+            let limited = cl_used[k] >= 2;
+            cl_used[k] += i64::from(!limited);
+            want.push([i64::from(limited), 2, 2 - cl_used[k]]);
+        }
+    }
+    let replies: Vec<Vec<i64>> = pipe.query(&mut con).unwrap();
+    let got: Vec<[i64; 3]> = replies.iter().map(|r| [r[0], r[1], r[2]]).collect();
+    assert_eq!(got, want);
+}
+
 /// Read HELLO's remaining lines up to its last value, the empty `modules` array.
 fn skip_to_modules(raw: &mut common::Raw) {
     for _ in 0..40 {

@@ -80,6 +80,12 @@ pub struct CheckResult {
     pub window: u8,
 }
 
+/// A key's fingerprint as a prefetch worked it out ([`Engine::prefetch_check`],
+/// [`Engine::prefetch_throttle`]), handed back with the check of the same key so that the key
+/// is hashed once. Only the engine makes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefetched(u64);
+
 /// One check of a batch ([`Engine::check_many`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckRequest<'a> {
@@ -425,16 +431,23 @@ impl<C: Clock> Engine<C> {
     /// slot). A hint only: nothing is read or changed. The daemon calls it for every check of
     /// a pipelined batch before running the first, so that at millions of keys the cache misses
     /// of the batch overlap instead of queueing one after another.
+    ///
+    /// Returns the key's fingerprint, for [`Engine::check_prefetched_at`] to use instead of
+    /// hashing the key again.
     #[inline]
-    pub fn prefetch_check(&self, client: &[u8], endpoint: &[u8]) {
-        self.store
-            .prefetch_gcra(fingerprint(TAG_RL, &[client, endpoint]));
+    pub fn prefetch_check(&self, client: &[u8], endpoint: &[u8]) -> Prefetched {
+        let fp = fingerprint(TAG_RL, &[client, endpoint]);
+        self.store.prefetch_gcra(fp);
+        Prefetched(fp)
     }
 
-    /// [`Engine::prefetch_check`] for a CL.THROTTLE of `key`.
+    /// [`Engine::prefetch_check`] for a CL.THROTTLE of `key`; the fingerprint returned is for
+    /// [`Engine::throttle_prefetched_at`].
     #[inline]
-    pub fn prefetch_throttle(&self, key: &[u8]) {
-        self.store.prefetch_cl(fingerprint(TAG_CL, &[key]));
+    pub fn prefetch_throttle(&self, key: &[u8]) -> Prefetched {
+        let fp = fingerprint(TAG_CL, &[key]);
+        self.store.prefetch_cl(fp);
+        Prefetched(fp)
     }
 
     /// Check-and-consume each request as [`Engine::check`] would, in order, appending one
@@ -477,6 +490,26 @@ impl<C: Clock> Engine<C> {
     /// that lost the race for the shard lock sees anyway).
     pub fn check_at(&self, client: &[u8], endpoint: &[u8], cost: u64, now: Nanos) -> CheckResult {
         self.evaluate(client, endpoint, cost, true, Some(now))
+    }
+
+    /// [`Engine::check_at`] for a key whose [`Engine::prefetch_check`] returned `key`: the key
+    /// is not hashed a second time (at a thousand keys, where the prefetch finds the table in
+    /// the caches already, that second hash made the prefetch a loss). `key` must come from
+    /// the prefetch of this same (client, endpoint); debug builds check it.
+    pub fn check_prefetched_at(
+        &self,
+        key: Prefetched,
+        client: &[u8],
+        endpoint: &[u8],
+        cost: u64,
+        now: Nanos,
+    ) -> CheckResult {
+        debug_assert_eq!(key.0, fingerprint(TAG_RL, &[client, endpoint]));
+        let guard = epoch::pin();
+        let Some(resolved) = self.table(&guard).resolve(client, endpoint) else {
+            return UNLIMITED;
+        };
+        self.decide_key(key.0, resolved.limit, resolved.kind(), now, cost, true)
     }
 
     /// What a cost-1 check would decide, consuming nothing. `allowed` and `retry_after_ms` are
@@ -956,8 +989,29 @@ impl<C: Clock> Engine<C> {
         args: ThrottleArgs,
         now: Nanos,
     ) -> Result<ThrottleResult, CellError> {
+        self.throttle_fp(fingerprint(TAG_CL, &[key]), args, now)
+    }
+
+    /// [`Engine::throttle_at`] for a key whose [`Engine::prefetch_throttle`] returned `hint`
+    /// (see [`Engine::check_prefetched_at`]).
+    pub fn throttle_prefetched_at(
+        &self,
+        hint: Prefetched,
+        key: &[u8],
+        args: ThrottleArgs,
+        now: Nanos,
+    ) -> Result<ThrottleResult, CellError> {
+        debug_assert_eq!(hint.0, fingerprint(TAG_CL, &[key]));
+        self.throttle_fp(hint.0, args, now)
+    }
+
+    fn throttle_fp(
+        &self,
+        fp: u64,
+        args: ThrottleArgs,
+        now: Nanos,
+    ) -> Result<ThrottleResult, CellError> {
         let params = cell::CellParams::new(&args)?;
-        let fp = fingerprint(TAG_CL, &[key]);
         let mut locked = self.store.lock_at(fp, now);
         // Probed once: the write goes to the slot this read found.
         let slot = locked.shard.cl_slot(fp);

@@ -16,9 +16,12 @@ pub fn execute(
         Ok(parsed) => parsed,
         Err(e) => return Ok(Reply::error(e.to_string())),
     };
-    let result = match local.now {
-        Some(now) => shared.engine.throttle_at(key, throttle, now),
-        None => shared.engine.throttle(key, throttle),
+    let result = match (local.now, local.prefetched.take()) {
+        (Some(now), Some(hint)) => shared
+            .engine
+            .throttle_prefetched_at(hint, key, throttle, now),
+        (Some(now), None) => shared.engine.throttle_at(key, throttle, now),
+        (None, _) => shared.engine.throttle(key, throttle),
     };
     match result {
         Ok(r) => {

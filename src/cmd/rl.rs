@@ -37,9 +37,12 @@ pub fn execute(
                 cost = parse.next_u64()?;
                 parse.finish().map_err(|_| ParseError::Syntax)?;
             }
-            let result = match local.now {
-                Some(now) => engine.check_at(client, endpoint, cost, now),
-                None => engine.check(client, endpoint, cost),
+            let result = match (local.now, local.prefetched.take()) {
+                (Some(now), Some(key)) => {
+                    engine.check_prefetched_at(key, client, endpoint, cost, now)
+                }
+                (Some(now), None) => engine.check_at(client, endpoint, cost, now),
+                (None, _) => engine.check(client, endpoint, cost),
             };
             if result.allowed {
                 local.allowed += 1;
