@@ -481,7 +481,7 @@ impl<C: Clock> Engine<C> {
     /// is the wait after which every window fits, or -1 if some window can never fit `cost`.
     /// `reset_after_ms` is the longest over all windows. Cost 0 behaves as a peek.
     pub fn check(&self, client: &[u8], endpoint: &[u8], cost: u64) -> CheckResult {
-        self.evaluate(client, endpoint, cost, true, None)
+        self.evaluate(client, endpoint, cost, true, None, None)
     }
 
     /// [`Engine::check`] at `now`, a reading of this engine's clock ([`Engine::now`]) the
@@ -489,7 +489,7 @@ impl<C: Clock> Engine<C> {
     /// with the same reading. A reading a little in the past is harmless (it is what a check
     /// that lost the race for the shard lock sees anyway).
     pub fn check_at(&self, client: &[u8], endpoint: &[u8], cost: u64, now: Nanos) -> CheckResult {
-        self.evaluate(client, endpoint, cost, true, Some(now))
+        self.evaluate(client, endpoint, cost, true, Some(now), None)
     }
 
     /// [`Engine::check_at`] for a key whose [`Engine::prefetch_check`] returned `key`: the key
@@ -504,12 +504,7 @@ impl<C: Clock> Engine<C> {
         cost: u64,
         now: Nanos,
     ) -> CheckResult {
-        debug_assert_eq!(key.0, fingerprint(TAG_RL, &[client, endpoint]));
-        let guard = epoch::pin();
-        let Some(resolved) = self.table(&guard).resolve(client, endpoint) else {
-            return UNLIMITED;
-        };
-        self.decide_key(key.0, resolved.limit, resolved.kind(), now, cost, true)
+        self.evaluate(client, endpoint, cost, true, Some(now), Some(key))
     }
 
     /// What a cost-1 check would decide, consuming nothing. `allowed` and `retry_after_ms` are
@@ -517,9 +512,9 @@ impl<C: Clock> Engine<C> {
     /// the state as it is now (nothing charged), so a fresh key peeks as `remaining == limit`.
     /// A key decayed to full reads as fresh.
     pub fn peek(&self, client: &[u8], endpoint: &[u8]) -> CheckResult {
-        let one = self.evaluate(client, endpoint, 1, false, None);
+        let one = self.evaluate(client, endpoint, 1, false, None, None);
         if one.allowed {
-            self.evaluate(client, endpoint, 0, false, None)
+            self.evaluate(client, endpoint, 0, false, None, None)
         } else {
             one
         }
@@ -692,6 +687,7 @@ impl<C: Clock> Engine<C> {
 
     /// The shared body of check and peek: decide every window under one shard lock, then
     /// commit all new states (only if `charge`, the cost is non-zero and every window allows).
+    /// `key`: the fingerprint a prefetch of this (client, endpoint) already worked out.
     fn evaluate(
         &self,
         client: &[u8],
@@ -699,11 +695,21 @@ impl<C: Clock> Engine<C> {
         cost: u64,
         charge: bool,
         now: Option<Nanos>,
+        key: Option<Prefetched>,
     ) -> CheckResult {
-        // Fingerprint first and start loading the key's slot, so that the limit lookup and the
-        // clock read below overlap with what is, at millions of keys, a cache miss.
-        let fp = fingerprint(TAG_RL, &[client, endpoint]);
-        self.store.prefetch_gcra(fp);
+        let fp = match key {
+            Some(key) => {
+                debug_assert_eq!(key.0, fingerprint(TAG_RL, &[client, endpoint]));
+                key.0
+            }
+            None => {
+                // Fingerprint first and start loading the key's slot, so that the limit lookup
+                // and the clock read below overlap with what is, at millions of keys, a miss.
+                let fp = fingerprint(TAG_RL, &[client, endpoint]);
+                self.store.prefetch_gcra(fp);
+                fp
+            }
+        };
         let guard = epoch::pin();
         let Some(resolved) = self.table(&guard).resolve(client, endpoint) else {
             return UNLIMITED;
