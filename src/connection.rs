@@ -22,6 +22,17 @@ use tokio::sync::watch;
 /// Initial read buffer; it grows only for requests that need more.
 const READ_BUF: usize = 16 * 1024;
 
+/// Requests a connection runs before it lets the worker serve its other connections.
+///
+/// Why: a client that pipelines without pause (`redis-cli --pipe`, a flood of distinct keys)
+/// always has input ready, so its reads never wait, and its task keeps the worker until
+/// tokio's cooperative budget runs out or its replies fill the socket. The other connections'
+/// sockets wait meanwhile. During a 10M-key RL.CHECK flood, a PING from another connection
+/// waited up to 179 ms. When the flood was also evicting at the memory bound, it waited up to
+/// 628 ms (docs/PERFORMANCE.md, "A flood of distinct keys"). Redis serves one read's worth of a
+/// client per turn; 512 requests are about one 16 KiB read of small commands.
+const FAIR_SHARE: usize = 512;
+
 pub struct Connection {
     socket: TcpStream,
     shared: Arc<Shared>,
@@ -69,7 +80,15 @@ impl Connection {
         let mut local = LocalStats::default();
         let mut metrics = self.shared.metrics.local();
         let mut ahead = Lookahead::default();
+        // Requests run since this connection last let the others in (see [`FAIR_SHARE`]).
+        let mut since_yield = 0usize;
         loop {
+            if since_yield >= FAIR_SHARE {
+                since_yield = 0;
+                // Deferred until the runtime has polled every socket for readiness, so the
+                // connections that became readable meanwhile run before this one goes on.
+                tokio::task::yield_now().await;
+            }
             if input.capacity() - input.len() < 1024 {
                 input.reserve(READ_BUF);
             }
@@ -101,6 +120,7 @@ impl Connection {
             loop {
                 match ahead.next(&mut decoder, &mut input, &self.shared) {
                     Ok(Some(Request::Command(args))) => {
+                        since_yield += 1;
                         let now = self.shared.engine.now();
                         metrics.begin(now);
                         local.now = Some(now);
