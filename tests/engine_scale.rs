@@ -83,7 +83,13 @@ fn decayed_keys_leave_dbsize_through_the_wheels() {
     let mut con = d.client();
     run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "1/1s"]).unwrap();
     check_clients(&mut con, 2000);
-    assert!(run::<i64>(&mut con, &["DBSIZE"]).unwrap() > 0);
+    let live = run::<i64>(&mut con, &["DBSIZE"]).unwrap();
+    assert!(live > 0);
+    let keyspace: String = run(&mut con, &["INFO", "keyspace"]).unwrap();
+    assert!(
+        keyspace.contains(&format!("db0:keys={live},")),
+        "INFO keyspace with {live} keys: {keyspace:?}"
+    );
     // Keys decay 1 s after their check; the wheels drop them within a few ticks. The bound
     // is generous: this asserts that they go, not how fast.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -93,6 +99,9 @@ fn decayed_keys_leave_dbsize_through_the_wheels() {
     }
     let expired: u64 = info_field(&mut con, "expired_keys").parse().unwrap();
     assert_eq!(expired, 2000);
+    // As Redis does for an empty database: the section, without a db0 line.
+    let keyspace: String = run(&mut con, &["INFO", "keyspace"]).unwrap();
+    assert_eq!(keyspace.trim_end(), "# Keyspace");
 }
 
 #[test]
