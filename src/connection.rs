@@ -27,10 +27,11 @@ const READ_BUF: usize = 16 * 1024;
 /// Why: a client that pipelines without pause (`redis-cli --pipe`, a flood of distinct keys)
 /// always has input ready, so its reads never wait, and its task keeps the worker until
 /// tokio's cooperative budget runs out or its replies fill the socket. The other connections'
-/// sockets wait meanwhile. During a 10M-key RL.CHECK flood, a PING from another connection
-/// waited up to 179 ms. When the flood was also evicting at the memory bound, it waited up to
-/// 628 ms (docs/PERFORMANCE.md, "A flood of distinct keys"). Redis serves one read's worth of a
-/// client per turn; 512 requests are about one 16 KiB read of small commands.
+/// sockets wait meanwhile. During a flood of 10M new keys at the memory bound
+/// (`benches/flood.sh`), a PING from another connection waited up to 78 ms while new keys were
+/// refused, and up to 0.64 s while they evicted others (docs/PERFORMANCE.md, "A flood of
+/// distinct keys"). Redis serves one read's worth of a client per turn; 512 requests are about
+/// one 16 KiB read of small commands.
 const FAIR_SHARE: usize = 512;
 
 pub struct Connection {
@@ -85,8 +86,10 @@ impl Connection {
         loop {
             if since_yield >= FAIR_SHARE {
                 since_yield = 0;
-                // Deferred until the runtime has polled every socket for readiness, so the
+                // Tokio runs a task that yields only after its next poll of the sockets'
+                // readiness (tokio-rs/tokio#5223; observed, not promised by the docs), so the
                 // connections that became readable meanwhile run before this one goes on.
+                // `a_client_that_never_stops_pipelining_does_not_hold_the_worker` checks it.
                 tokio::task::yield_now().await;
             }
             if input.capacity() - input.len() < 1024 {
