@@ -34,6 +34,31 @@ const READ_BUF: usize = 16 * 1024;
 /// one 16 KiB read of small commands.
 const FAIR_SHARE: usize = 512;
 
+/// A connection's requests since it last let the worker's other connections in (RESP and
+/// memcached connections alike; see [`FAIR_SHARE`]).
+#[derive(Default)]
+pub(crate) struct FairShare(usize);
+
+impl FairShare {
+    /// Count one request run.
+    pub(crate) fn ran(&mut self) {
+        self.0 += 1;
+    }
+
+    /// Yield to the worker's other tasks if this connection has had its share; call it between
+    /// reads, never while a request is half done.
+    pub(crate) async fn take_turns(&mut self) {
+        if self.0 >= FAIR_SHARE {
+            self.0 = 0;
+            // Tokio runs a task that yields only after its next poll of the sockets'
+            // readiness (tokio-rs/tokio#5223; observed, not promised by the docs), so the
+            // connections that became readable meanwhile run before this one goes on.
+            // `a_client_that_never_stops_pipelining_does_not_hold_the_worker` checks it.
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 pub struct Connection {
     socket: TcpStream,
     shared: Arc<Shared>,
@@ -81,17 +106,9 @@ impl Connection {
         let mut local = LocalStats::default();
         let mut metrics = self.shared.metrics.local();
         let mut ahead = Lookahead::default();
-        // Requests run since this connection last let the others in (see [`FAIR_SHARE`]).
-        let mut since_yield = 0usize;
+        let mut share = FairShare::default();
         loop {
-            if since_yield >= FAIR_SHARE {
-                since_yield = 0;
-                // Tokio runs a task that yields only after its next poll of the sockets'
-                // readiness (tokio-rs/tokio#5223; observed, not promised by the docs), so the
-                // connections that became readable meanwhile run before this one goes on.
-                // `a_client_that_never_stops_pipelining_does_not_hold_the_worker` checks it.
-                tokio::task::yield_now().await;
-            }
+            share.take_turns().await;
             if input.capacity() - input.len() < 1024 {
                 input.reserve(READ_BUF);
             }
@@ -123,7 +140,7 @@ impl Connection {
             loop {
                 match ahead.next(&mut decoder, &mut input, &self.shared) {
                     Ok(Some(Request::Command(args))) => {
-                        since_yield += 1;
+                        share.ran();
                         let now = self.shared.engine.now();
                         metrics.begin(now);
                         local.now = Some(now);

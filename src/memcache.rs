@@ -13,6 +13,7 @@
 
 pub mod exec;
 
+use crate::connection::FairShare;
 use crate::server::Shared;
 use bytes::BytesMut;
 use ratelimitd_protocol::memcache::{compose_mc, McDecoder, McFrame, McLimits, McReply};
@@ -160,7 +161,9 @@ async fn serve(
     });
     let mut input = BytesMut::with_capacity(READ_BUF);
     let mut output = BytesMut::with_capacity(READ_BUF);
+    let mut share = FairShare::default();
     loop {
+        share.take_turns().await;
         if input.capacity() - input.len() < 1024 {
             input.reserve(READ_BUF);
         }
@@ -174,13 +177,16 @@ async fn serve(
         let mut close = false;
         loop {
             match decoder.decode(&mut input) {
-                Ok(Some(McFrame::Request(req))) => match exec::execute(shared, req) {
-                    exec::Outcome::Reply(reply) => compose_mc(&reply, &mut output),
-                    exec::Outcome::Close => {
-                        close = true;
-                        break;
+                Ok(Some(McFrame::Request(req))) => {
+                    share.ran();
+                    match exec::execute(shared, req) {
+                        exec::Outcome::Reply(reply) => compose_mc(&reply, &mut output),
+                        exec::Outcome::Close => {
+                            close = true;
+                            break;
+                        }
                     }
-                },
+                }
                 Ok(Some(McFrame::Error(e))) => {
                     shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
                     compose_mc(&McReply::from(e), &mut output);

@@ -439,3 +439,43 @@ fn flush_all_takes_an_absolute_unix_time_as_exptimes_do() {
     mc.send(format!("set k 0 0 1\r\n2\r\nflush_all {}\r\nget k\r\n", now - 3600).as_bytes());
     mc.expect(b"STORED\r\nOK\r\nVALUE k 0 1\r\n2\r\nEND\r\n");
 }
+
+#[test]
+fn a_client_that_never_stops_pipelining_does_not_hold_the_worker() {
+    // The memcached listener's side of the RESP test of the same name (tests/server.rs): a
+    // connection flooding `get` keeps the one worker only for its share. A connection runs
+    // every complete request of a read before it yields, and a 16 KiB read holds about 1,000
+    // of these short gets, so another connection's `stats` waits one or two reads' worth:
+    // 598–2,346 gets in this debug build, against 5,291–5,602 between every two `stats`
+    // without the yield.
+    let d = Daemon::start_with(&["--memcached-port", "0", "--threads", "1"]);
+    let port = d.memcached_port.expect("memcached port in the log");
+    let mut stats = d.mc_raw();
+    let mut cmd_get = || {
+        stats.send(b"stats\r\n");
+        let mut gets = None;
+        loop {
+            let line = stats.line();
+            if line == "END" {
+                return gets.expect("stats has cmd_get");
+            }
+            if let Some(v) = line.strip_prefix("STAT cmd_get ") {
+                gets = v.parse::<u64>().ok();
+            }
+        }
+    };
+    const FLOOD: u64 = 300_000;
+    let (gaps, last) = common::flood_and_watch(
+        port,
+        |i| format!("get flood:{i}\r\n").into_bytes(),
+        b"quit\r\n",
+        FLOOD,
+        &mut cmd_get,
+    );
+    assert!(
+        last < FLOOD,
+        "the flood ended during the samples ({last} of {FLOOD} run): make it longer"
+    );
+    let least = *gaps.iter().min().unwrap();
+    assert!(least < 3_000, "flood gets between two stats: {gaps:?}");
+}

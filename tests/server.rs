@@ -61,57 +61,21 @@ fn commands_processed(con: &mut redis::Connection) -> u64 {
 
 #[test]
 fn a_client_that_never_stops_pipelining_does_not_hold_the_worker() {
-    // One worker, shared by a connection that always has requests waiting (written and read
-    // by two threads, as `redis-cli --pipe` does) and a client asking INFO over and over. The
-    // number of flood requests run between two consecutive INFOs is how long the flood held
-    // the worker while the INFO waited. Without the connection's yield every 512 requests,
-    // this debug build ran 2,165 between every two INFOs; with it, 199–953.
+    // One worker, shared by a connection that always has requests waiting and a client asking
+    // INFO over and over. The number of flood requests run between two consecutive INFOs is
+    // how long the flood held the worker while the INFO waited. Without the connection's yield
+    // every 512 requests, this debug build ran 2,165 between every two INFOs; with it, 199–953.
     let d = Daemon::start_with(&["--threads", "1"]);
     let mut con = d.client();
     run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "100/1h"]).unwrap();
     const FLOOD: u64 = 300_000;
-    let flood = d.raw().s;
-    flood
-        .set_read_timeout(Some(std::time::Duration::from_secs(120)))
-        .unwrap();
-    let mut replies = flood.try_clone().unwrap();
-    let drain = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut buf = vec![0u8; 1 << 16];
-        let mut total = 0usize;
-        loop {
-            match replies.read(&mut buf) {
-                Ok(0) | Err(_) => return total,
-                Ok(n) => total += n,
-            }
-        }
-    });
-    let mut requests = flood;
-    let send = std::thread::spawn(move || {
-        use std::io::Write;
-        let mut buf = Vec::new();
-        for i in 0..FLOOD {
-            buf.extend(resp(&[b"RL.CHECK", format!("flood:{i}").as_bytes(), b"/e"]));
-            if buf.len() >= 1 << 20 {
-                requests.write_all(&buf).unwrap();
-                buf.clear();
-            }
-        }
-        buf.extend(resp(&[b"QUIT"]));
-        requests.write_all(&buf).unwrap();
-    });
-    while commands_processed(&mut con) < 10_000 {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    let mut last = commands_processed(&mut con);
-    let mut gaps = Vec::new();
-    for _ in 0..20 {
-        let now = commands_processed(&mut con);
-        gaps.push(now - last);
-        last = now;
-    }
-    send.join().unwrap();
-    assert!(drain.join().unwrap() > 0);
+    let (gaps, last) = common::flood_and_watch(
+        d.port,
+        |i| resp(&[b"RL.CHECK", format!("flood:{i}").as_bytes(), b"/e"]),
+        b"*1\r\n$4\r\nQUIT\r\n",
+        FLOOD,
+        || commands_processed(&mut con),
+    );
     assert!(
         last < FLOOD,
         "the flood ended during the samples ({last} of {FLOOD} run): make it longer"

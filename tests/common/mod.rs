@@ -297,3 +297,59 @@ pub fn check_distinct_keys(con: &mut redis::Connection, prefix: &str, batches: u
         let () = pipe.query(con).unwrap();
     }
 }
+
+/// Flood the listener at `port` with `n` requests (`request(i)` for i = 0..n, then `quit`)
+/// written by one thread while another drains the replies, as `redis-cli --pipe` does: a
+/// connection that always has requests waiting. Meanwhile `progress` (how many requests the
+/// daemon has run, read over another connection) is called until it passes 10,000 and then 21
+/// times in a row. Returns the 20 differences between consecutive readings, the number of
+/// flood requests run while each reading waited its turn, and the last reading.
+pub fn flood_and_watch(
+    port: u16,
+    request: fn(u64) -> Vec<u8>,
+    quit: &'static [u8],
+    n: u64,
+    mut progress: impl FnMut() -> u64,
+) -> (Vec<u64>, u64) {
+    let flood = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    flood
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    let mut replies = flood.try_clone().expect("clone");
+    let drain = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0usize;
+        loop {
+            match replies.read(&mut buf) {
+                Ok(0) | Err(_) => return total,
+                Ok(got) => total += got,
+            }
+        }
+    });
+    let mut requests = flood;
+    let send = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        for i in 0..n {
+            buf.extend(request(i));
+            if buf.len() >= 1 << 20 {
+                requests.write_all(&buf).expect("write");
+                buf.clear();
+            }
+        }
+        buf.extend_from_slice(quit);
+        requests.write_all(&buf).expect("write");
+    });
+    while progress() < 10_000 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut last = progress();
+    let mut gaps = Vec::new();
+    for _ in 0..20 {
+        let now = progress();
+        gaps.push(now - last);
+        last = now;
+    }
+    send.join().expect("sender");
+    assert!(drain.join().expect("drain") > 0, "the flood got replies");
+    (gaps, last)
+}
