@@ -19,6 +19,8 @@
 #include <time.h>
 #include <x86intrin.h>
 
+#include "bench.h"
+
 #define SHARDS 256
 #define BATCH 16
 
@@ -33,19 +35,6 @@ typedef struct {
 } __attribute__((aligned(128))) shard_t;
 
 static shard_t shards[SHARDS];
-
-static double now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e9 + t.tv_nsec;
-}
-
-static uint64_t xorshift(uint64_t *x) {
-  *x ^= *x << 13;
-  *x ^= *x >> 7;
-  *x ^= *x << 17;
-  return *x;
-}
 
 static inline uint64_t mix(uint64_t a, uint64_t b) {
   __uint128_t p = (__uint128_t)a * b;

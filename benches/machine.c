@@ -13,18 +13,7 @@
 #include <time.h>
 #include <x86intrin.h>
 
-static double now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e9 + t.tv_nsec;
-}
-
-static uint64_t xorshift(uint64_t *x) {
-  *x ^= *x << 13;
-  *x ^= *x >> 7;
-  *x ^= *x << 17;
-  return *x;
-}
+#include "bench.h"
 
 int main(void) {
   const long n = 20000000;
