@@ -464,17 +464,12 @@ fn a_client_that_never_stops_pipelining_does_not_hold_the_worker() {
             }
         }
     };
-    const FLOOD: u64 = 300_000;
-    let (gaps, last) = common::flood_and_watch(
+    let gaps = common::flood_and_watch(
         port,
         |i| format!("get flood:{i}\r\n").into_bytes(),
         b"quit\r\n",
-        FLOOD,
+        300_000,
         &mut cmd_get,
-    );
-    assert!(
-        last < FLOOD,
-        "the flood ended during the samples ({last} of {FLOOD} run): make it longer"
     );
     let least = *gaps.iter().min().unwrap();
     assert!(least < 3_000, "flood gets between two stats: {gaps:?}");

@@ -68,17 +68,12 @@ fn a_client_that_never_stops_pipelining_does_not_hold_the_worker() {
     let d = Daemon::start_with(&["--threads", "1"]);
     let mut con = d.client();
     run::<String>(&mut con, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "100/1h"]).unwrap();
-    const FLOOD: u64 = 300_000;
-    let (gaps, last) = common::flood_and_watch(
+    let gaps = common::flood_and_watch(
         d.port,
         |i| resp(&[b"RL.CHECK", format!("flood:{i}").as_bytes(), b"/e"]),
         b"*1\r\n$4\r\nQUIT\r\n",
-        FLOOD,
+        300_000,
         || commands_processed(&mut con),
-    );
-    assert!(
-        last < FLOOD,
-        "the flood ended during the samples ({last} of {FLOOD} run): make it longer"
     );
     // The least of 20 gaps: a test thread descheduled for a few ms on a busy machine widens
     // one gap, not all of them.
