@@ -886,6 +886,47 @@ pub fn compose_mc(reply: &McReply, out: &mut BytesMut) {
 mod tests {
     use super::*;
 
+    /// The two `parse_u64`s as they stand: this one (memcached's header fields and meta flags)
+    /// and `parse::parse_u64` (Redis-side arguments, rates, and the digits of `parse_number`).
+    /// They agree on everything but zero-padded numbers longer than 20 characters.
+    #[test]
+    fn the_two_parse_u64s_today() {
+        let max_padded = format!("0{}", u64::MAX);
+        #[rustfmt::skip]
+        let cases: &[(&[u8], Option<u64>, Option<u64>)] = &[
+            // input                         memcache::parse_u64     parse::parse_u64
+            (b"",                            None,                   None),
+            (b"0",                           Some(0),                Some(0)),
+            (b"007",                         Some(7),                Some(7)),
+            (b"00000000000000000001",        Some(1),                Some(1)),
+            (b"000000000000000000001",       None,                   Some(1)),
+            (b"000000000000000000000000001", None,                   Some(1)),
+            (max_padded.as_bytes(),          None,                   Some(u64::MAX)),
+            (b"18446744073709551615",        Some(u64::MAX),         Some(u64::MAX)),
+            (b"18446744073709551616",        None,                   None),
+            (b"99999999999999999999",        None,                   None),
+            (b"100000000000000000000",       None,                   None),
+            (b"+5",                          None,                   None),
+            (b"-5",                          None,                   None),
+            (b"-0",                          None,                   None),
+            (b" 5",                          None,                   None),
+            (b"5 ",                          None,                   None),
+            (b"5\t",                         None,                   None),
+            (b"5x",                          None,                   None),
+            (b"0x10",                        None,                   None),
+            (b"1_000",                       None,                   None),
+        ];
+        for &(text, mc, resp) in cases {
+            let shown = String::from_utf8_lossy(text);
+            assert_eq!(parse_u64(text), mc, "memcache::parse_u64({shown:?})");
+            assert_eq!(
+                crate::parse::parse_u64(text),
+                resp,
+                "parse::parse_u64({shown:?})"
+            );
+        }
+    }
+
     #[test]
     fn numbers_read_as_strtoull_reads_them() {
         for (text, want) in [
