@@ -37,6 +37,10 @@
 use bytes::{Buf, Bytes, BytesMut};
 use std::fmt::Write as _;
 
+/// The digits of every unsigned field (flags, exptime, lengths, cas, meta flags) are read by
+/// the crate's one [`parse::parse_u64`](crate::parse::parse_u64), re-exported here.
+pub use crate::parse::parse_u64;
+
 /// Input bounds, checked before anything is buffered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct McLimits {
@@ -633,20 +637,6 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
     hay.iter().position(|&b| b == needle)
 }
 
-/// Unsigned decimal that fits u64 (memcached's safe_strtoull: digits only here).
-pub fn parse_u64(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 20 {
-        return None;
-    }
-    b.iter().try_fold(0u64, |acc, &d| {
-        if d.is_ascii_digit() {
-            acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        } else {
-            None
-        }
-    })
-}
-
 /// A number as memcached's `incr`/`decr` read it (its `safe_strtoull`, i.e. C's `strtoull`):
 /// leading whitespace and a `+` are skipped, then decimal digits (leading zeros allowed) that
 /// fit 64 bits, then the end or whitespace (whatever follows it is ignored). Clients and
@@ -659,7 +649,7 @@ pub fn parse_number(b: &[u8]) -> Option<u64> {
     if digits == 0 || b.get(digits).is_some_and(|c| !c.is_ascii_whitespace()) {
         return None;
     }
-    crate::parse::parse_u64(&b[..digits])
+    parse_u64(&b[..digits])
 }
 
 fn parse_u32(b: &[u8]) -> Option<u32> {
@@ -886,45 +876,79 @@ pub fn compose_mc(reply: &McReply, out: &mut BytesMut) {
 mod tests {
     use super::*;
 
-    /// The two `parse_u64`s as they stand: this one (memcached's header fields and meta flags)
-    /// and `parse::parse_u64` (Redis-side arguments, rates, and the digits of `parse_number`).
-    /// They agree on everything but zero-padded numbers longer than 20 characters.
+    /// memcached reads its numeric fields with `strtoull`/`strtol`, so zero padding of any
+    /// length is accepted (checked against memcached 1.6.18), also past 20 characters.
     #[test]
-    fn the_two_parse_u64s_today() {
-        let max_padded = format!("0{}", u64::MAX);
-        #[rustfmt::skip]
-        let cases: &[(&[u8], Option<u64>, Option<u64>)] = &[
-            // input                         memcache::parse_u64     parse::parse_u64
-            (b"",                            None,                   None),
-            (b"0",                           Some(0),                Some(0)),
-            (b"007",                         Some(7),                Some(7)),
-            (b"00000000000000000001",        Some(1),                Some(1)),
-            (b"000000000000000000001",       None,                   Some(1)),
-            (b"000000000000000000000000001", None,                   Some(1)),
-            (max_padded.as_bytes(),          None,                   Some(u64::MAX)),
-            (b"18446744073709551615",        Some(u64::MAX),         Some(u64::MAX)),
-            (b"18446744073709551616",        None,                   None),
-            (b"99999999999999999999",        None,                   None),
-            (b"100000000000000000000",       None,                   None),
-            (b"+5",                          None,                   None),
-            (b"-5",                          None,                   None),
-            (b"-0",                          None,                   None),
-            (b" 5",                          None,                   None),
-            (b"5 ",                          None,                   None),
-            (b"5\t",                         None,                   None),
-            (b"5x",                          None,                   None),
-            (b"0x10",                        None,                   None),
-            (b"1_000",                       None,                   None),
-        ];
-        for &(text, mc, resp) in cases {
-            let shown = String::from_utf8_lossy(text);
-            assert_eq!(parse_u64(text), mc, "memcache::parse_u64({shown:?})");
-            assert_eq!(
-                crate::parse::parse_u64(text),
-                resp,
-                "parse::parse_u64({shown:?})"
-            );
-        }
+    fn zero_padded_fields_of_any_length_are_read() {
+        let z = |n: u32| format!("{:0>27}", n);
+        let neg = |n: u32| format!("-{:0>27}", n);
+        let mut d = McDecoder::new(McLimits::default());
+        let mut decode = |line: String| {
+            let mut buf = BytesMut::from(line.as_bytes());
+            let frame = d.decode(&mut buf);
+            assert!(buf.is_empty(), "{line:?} left {buf:?}");
+            match frame {
+                Ok(Some(McFrame::Request(r))) => r,
+                other => panic!("{line:?}: {other:?}"),
+            }
+        };
+        assert_eq!(
+            decode(format!("set k {} {} {}\r\nabc\r\n", z(5), z(60), z(3))),
+            McRequest::Store {
+                cmd: StoreCmd::Set,
+                key: b("k"),
+                flags: 5,
+                exptime: 60,
+                cas_unique: 0,
+                data: b("abc"),
+                noreply: false,
+            }
+        );
+        assert!(matches!(
+            decode(format!("cas k 0 0 1 {}\r\nx\r\n", z(99))),
+            McRequest::Store { cas_unique: 99, .. }
+        ));
+        assert!(matches!(
+            decode(format!("touch k {}\r\n", neg(1))),
+            McRequest::Touch { exptime: -1, .. }
+        ));
+        assert!(matches!(
+            decode(format!("gat {} k\r\n", z(10))),
+            McRequest::Gat { exptime: 10, .. }
+        ));
+        assert!(matches!(
+            decode(format!("flush_all {}\r\n", z(10))),
+            McRequest::FlushAll { delay: 10, .. }
+        ));
+        assert!(matches!(
+            decode(format!("verbosity {}\r\n", z(1))),
+            McRequest::Verbosity { .. }
+        ));
+        assert!(matches!(
+            decode(format!("incr k {}\r\n", z(2))),
+            McRequest::Arith { delta: 2, .. }
+        ));
+        let McRequest::Meta(m) = decode(format!(
+            "ms k {} T{} F{} C{}\r\nhi\r\n",
+            z(2),
+            z(10),
+            z(3),
+            z(7)
+        )) else {
+            panic!("not a meta request")
+        };
+        assert_eq!(m.data, Some(b("hi")));
+        assert_eq!(
+            (m.flags.ttl, m.flags.client_flags, m.flags.compare_cas),
+            (Some(10), Some(3), Some(7))
+        );
+        let McRequest::Meta(m) = decode(format!("ma k D{} J{} N{}\r\n", z(2), z(4), neg(1))) else {
+            panic!("not a meta request")
+        };
+        assert_eq!(
+            (m.flags.delta, m.flags.initial, m.flags.vivify),
+            (Some(2), Some(4), Some(-1))
+        );
     }
 
     #[test]

@@ -142,9 +142,16 @@ pub fn parse_i64(b: &[u8]) -> Option<i64> {
     }
 }
 
-/// Parse a non-empty run of ASCII digits that fits u64 (leading zeros accepted: this is the
-/// plain decimal reading `next_u64` and rates use, not `string2ll`). Public so that the HTTP
-/// check reads its `cost` exactly as RL.CHECK reads `COST`.
+/// Parse a non-empty run of ASCII digits that fits u64, with any number of leading zeros.
+///
+/// The one unsigned decimal reading of the crate, for both protocols: [`Parse::next_u64`], the
+/// numbers of a rate, and every numeric field of the memcached decoder. It is the digit core of
+/// C's `strtoull`, which is what both reference servers fall back to: memcached reads its
+/// fields with `strtoull`/`strtol`, and Redis's `string2ull` with `strtoull` once `string2ll`
+/// (no leading zeros) has refused; so `000…001` is 1 whatever its length. A sign or blanks are
+/// refused here; [`crate::memcache::parse_number`] adds the blanks and `+` that memcached's
+/// `incr`/`decr` skip. Public so that the HTTP check reads its `cost` exactly as RL.CHECK
+/// reads `COST`.
 pub fn parse_u64(b: &[u8]) -> Option<u64> {
     if b.is_empty() {
         return None;

@@ -2,7 +2,7 @@
 //! patterns.
 
 use ratelimitd_protocol::parse::{
-    format_period, glob_match, parse_i64, parse_rate, Parse, ParseError, RateSpec,
+    format_period, glob_match, parse_i64, parse_rate, parse_u64, Parse, ParseError, RateSpec,
 };
 
 fn args<'a>(list: &[&'a str]) -> Vec<&'a [u8]> {
@@ -199,6 +199,54 @@ fn cursor() {
         p.arity_error().to_string(),
         "ERR wrong number of arguments for 'rl.check' command"
     );
+}
+
+/// `parse_u64`, the one unsigned reading of both protocols: digits only, any number of leading
+/// zeros (as `strtoull`, behind memcached's fields and Redis's `string2ull`), within u64.
+#[test]
+fn u64_reads_digits_with_any_leading_zeros() {
+    let max = u64::MAX.to_string();
+    let max_padded = format!("{:0>30}", u64::MAX);
+    let cases: &[(&[u8], Option<u64>)] = &[
+        (b"", None),
+        (b"0", Some(0)),
+        (b"00", Some(0)),
+        (b"7", Some(7)),
+        (b"007", Some(7)),
+        (b"00000000000000000001", Some(1)),
+        (b"000000000000000000001", Some(1)),
+        (b"000000000000000000000000001", Some(1)),
+        (b"000000000000000000000000000", Some(0)),
+        (max.as_bytes(), Some(u64::MAX)),
+        (max_padded.as_bytes(), Some(u64::MAX)),
+        (b"18446744073709551616", None),
+        (b"000000000018446744073709551616", None),
+        (b"99999999999999999999", None),
+        (b"100000000000000000000", None),
+        (b"+5", None),
+        (b"-5", None),
+        (b"-0", None),
+        (b"+", None),
+        (b"-", None),
+        (b" 5", None),
+        (b"5 ", None),
+        (b"5\t", None),
+        (b" ", None),
+        (b"5x", None),
+        (b"x", None),
+        (b"0x10", None),
+        (b"1_000", None),
+        (b"1.0", None),
+        (b"5\0", None),
+        ("\u{663}".as_bytes(), None),
+    ];
+    for &(text, want) in cases {
+        let shown = String::from_utf8_lossy(text);
+        assert_eq!(parse_u64(text), want, "parse_u64({shown:?})");
+        let list = [&b"cmd"[..], text];
+        let got = Parse::new(&list).next_u64();
+        assert_eq!(got.ok(), want, "next_u64({shown:?})");
+    }
 }
 
 #[test]
