@@ -218,16 +218,22 @@ fn encode_header(dst: &mut [u8], mut at: usize, kind: u8, n: i64) -> usize {
     at + 2
 }
 
-/// A one-line reply (`+`, `-`, `,`). CR and LF would end the line early and desynchronise the
-/// client, so they become spaces, as Redis does for error messages.
+/// A one-line reply (`+`, `-`, `,`).
 fn line(out: &mut BytesMut, kind: u8, text: &[u8]) {
     out.reserve(text.len() + 3);
     out.extend_from_slice(&[kind]);
+    extend_one_line(out, text);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Append `text` with CR and LF replaced by spaces, as Redis does for error messages: either
+/// would end the line early and desynchronise the client. Shared by RESP's one-line replies and
+/// memcached's error lines.
+pub(crate) fn extend_one_line(out: &mut BytesMut, text: &[u8]) {
     out.extend(
         text.iter()
             .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
     );
-    out.extend_from_slice(b"\r\n");
 }
 
 /// A length-prefixed string (`$`).

@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 use std::fmt::Write as _;
 
 use super::McError;
+use crate::reply::extend_one_line;
 
 /// One item in a `get` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,10 +61,7 @@ pub fn compose_mc(reply: &McReply, out: &mut BytesMut) {
             out.extend_from_slice(b"\r\n");
         }
         McReply::Error(s) => {
-            out.extend(
-                s.bytes()
-                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-            );
+            extend_one_line(out, s.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         McReply::Number(n) => {
