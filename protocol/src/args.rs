@@ -2,8 +2,8 @@
 //!
 //! Why not a `Vec<Bytes>` of slices of the read buffer, which would avoid the copy: every such
 //! slice takes a reference count on the read buffer and every drop gives it back, and each of
-//! those is a locked instruction. A three-argument check paid eight of them, more than copying
-//! its 50-odd bytes once; and commands only ever read their arguments. So a request's frame is
+//! those is a locked instruction. A three-argument check would pay eight of them, more than
+//! copying its 50-odd bytes once; and commands only ever read their arguments. So a request's frame is
 //! copied into a buffer the decoder reuses, and commands see plain `&[u8]` slices of it.
 
 use bytes::Bytes;
@@ -84,8 +84,8 @@ impl Args {
             .map(|&(start, len)| self.data.get(start..start + len).unwrap_or(&[]))
     }
 
-    /// Run `f` over the arguments as a slice of slices, the form commands take. Up to
-    /// [`STACK_ARGS`] arguments are laid out on the stack, so the common request allocates
+    /// Run `f` over the arguments as a slice of slices, the form commands take. Up to 16
+    /// arguments (`STACK_ARGS`) are laid out on the stack, so the common request allocates
     /// nothing here.
     pub fn with_slices<R>(&self, f: impl FnOnce(&[&[u8]]) -> R) -> R {
         if self.len() <= STACK_ARGS {

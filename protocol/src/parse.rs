@@ -212,7 +212,7 @@ pub fn format_period(period_ms: u64) -> String {
 }
 
 /// Redis-style glob match (`*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\` escape), as used by
-/// `RL.LIMIT LIST MATCH` (and later KEYS/SCAN).
+/// `RL.LIMIT LIST MATCH`, `CONFIG GET` and the pub/sub patterns.
 ///
 /// Semantics follow Redis's `stringmatchlen` (case-sensitive; a `[` class without its `]` runs
 /// to the end of the pattern; reversed ranges like `[z-a]` match too). Unlike the recursive C

@@ -120,8 +120,8 @@ pub fn compose(reply: &Reply, version: ProtoVersion, out: &mut BytesMut) {
         Reply::NullArray => out.extend_from_slice(b"*-1\r\n"),
         Reply::Array(items) => aggregate(out, b'*', items, version),
         Reply::IntArray(ints) => {
-            // Encoded whole on the stack and appended once: one small copy per header was
-            // ~3 % of a worker answering pipelined checks.
+            // Encoded whole on the stack and appended once: one small copy per header would
+            // cost ~3 % of a worker answering pipelined checks.
             let mut buf = [0u8; HEADER_MAX * (IntArray::MAX + 1)];
             let mut end = encode_header(&mut buf, 0, b'*', len_i64(ints.as_slice().len()));
             for &n in ints.as_slice() {
@@ -192,7 +192,7 @@ const HEADER_MAX: usize = 23;
 
 /// Write `<kind><n>\r\n` into `dst` at `at` (which has [`HEADER_MAX`] bytes of room) and
 /// return where it ends. Digits are written by hand: every reply has at least one header (a
-/// check's reply has six), and `core::fmt` cost about 4 % of a busy worker.
+/// check's reply has six), and `core::fmt` would cost about 4 % of a busy worker.
 fn encode_header(dst: &mut [u8], mut at: usize, kind: u8, n: i64) -> usize {
     dst[at] = kind;
     at += 1;
