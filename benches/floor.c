@@ -1,5 +1,5 @@
 // The least a batched RL.CHECK can cost on this machine: a bare GCRA check with nothing but
-// what issue 3's goal needs — a key hashed to a 64-bit fingerprint, a shard lock (the engine is
+// what the check-cost goal needs — a key hashed to a 64-bit fingerprint, a shard lock (the engine is
 // shared between threads), one open-addressing probe for the 16-byte slot, the GCRA decision
 // with the reply's `remaining` (a multiply by the interval's reciprocal, as engine/src/gcra.rs
 // does), the TAT written in place — in the same workload as `rl_check/batch16` of

@@ -1,8 +1,8 @@
 // How long this machine takes a core away from a thread that never blocks: a loop that only
 // reads CLOCK_MONOTONIC, pinned to one core, recording every gap between two consecutive
 // readings above 20 us. No server, no network, no other work of ours is involved, so a gap
-// here is the floor under any request's max latency on this machine (the mass-expiry goal of
-// issue 3 compares a max with a p99; docs/PERFORMANCE.md, "Mass expiry").
+// here is the floor under any request's max latency on this machine (the mass-expiry goal
+// compares a max with a p99; docs/PERFORMANCE.md, "Expiry").
 //
 //   gcc -O2 -o /tmp/hiccup benches/hiccup.c && taskset -c 0 /tmp/hiccup [SECONDS]
 //

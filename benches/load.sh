@@ -11,15 +11,15 @@
 # Redis and ratelimitd alternating, in reverse order every other round.
 #
 # Why rounds: on a shared VM the speed of the machine drifts by 15-50 % within minutes, and a
-# single pass that measured Redis first and ratelimitd a minute later put that drift into the
-# ratio (the same build gave 0.99x and 1.57x in two runs). Comparing each round's figures with
+# single pass that measures Redis first and ratelimitd a minute later puts that drift into the
+# ratio (two such passes of one build gave 0.99x and 1.57x). Comparing each round's figures with
 # the Redis INCR figure of the same round, and taking medians, keeps the drift out.
 #
 # Prints a table of the medians over the rounds (requests/s, p50, p99, max latency in ms, and
 # the median of the per-round ratios to Redis INCR at the same pipeline depth), then every
 # round's requests/s and ratio. Every test starts from an empty server, as a single pass would:
 # Redis is emptied (FLUSHALL) and ratelimitd restarted before each, so neither has tables
-# already grown by an earlier test. Only 127.0.0.1 is used; everything stops by itself.
+# already grown by a previous test of the round. Only 127.0.0.1 is used; everything stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
