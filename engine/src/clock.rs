@@ -100,6 +100,37 @@ impl Clock for FakeClock {
     }
 }
 
+/// The clock a process chooses at run time: the daemon is not generic over its clock, so that
+/// a test can run the whole server in-process on a [`FakeClock`]. One predictable branch per
+/// reading.
+#[derive(Debug)]
+pub enum AnyClock {
+    System(SystemClock),
+    Fake(FakeClock),
+}
+
+impl Clock for AnyClock {
+    #[inline]
+    fn now(&self) -> Nanos {
+        match self {
+            AnyClock::System(c) => c.now(),
+            AnyClock::Fake(c) => c.now(),
+        }
+    }
+}
+
+impl From<SystemClock> for AnyClock {
+    fn from(c: SystemClock) -> AnyClock {
+        AnyClock::System(c)
+    }
+}
+
+impl From<FakeClock> for AnyClock {
+    fn from(c: FakeClock) -> AnyClock {
+        AnyClock::Fake(c)
+    }
+}
+
 /// Nanoseconds in a duration, saturating: u64 nanoseconds cover ~584 years, so saturation
 /// only matters for absurd inputs, where clamping is the safe reading.
 fn duration_to_nanos(d: Duration) -> Nanos {

@@ -160,6 +160,8 @@ pub struct KvTxn<'a> {
     pub(crate) store: &'a crate::store::Store,
     pub(crate) now: Nanos,
     pub(crate) cas: &'a std::sync::atomic::AtomicU64,
+    /// Writes applied so far (see [`KvTxn::writes`]).
+    pub(crate) writes: u64,
 }
 
 impl KvTxn<'_> {
@@ -190,9 +192,28 @@ impl KvTxn<'_> {
         self.shard(key)?.kv_get(key, now)
     }
 
+    /// How many writes this transaction has applied so far: every [`KvTxn::write`] that
+    /// returned Ok for a key the transaction holds (a delete of an absent key included). The
+    /// daemon counts them as changes a snapshot would carry.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
     /// Apply a write; a `Put` gets a fresh CAS value, returned. A key not named when the
     /// transaction began is ignored (returns Ok(0)).
     pub fn write(&mut self, key: &[u8], w: KvWrite) -> Result<u64, KvError> {
+        let r = self.apply(key, w);
+        if r.is_ok() && self.holds(key) {
+            self.writes += 1;
+        }
+        r
+    }
+
+    fn holds(&self, key: &[u8]) -> bool {
+        self.shard(key).is_some()
+    }
+
+    fn apply(&mut self, key: &[u8], w: KvWrite) -> Result<u64, KvError> {
         let now = self.now;
         let next_cas = self.cas;
         let bounds = self.store.bounds_ref();

@@ -38,7 +38,7 @@ use std::sync::{Mutex, PoisonError};
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 
 pub use cell::{parse_throttle_args, CellError, ThrottleArgs, ThrottleResult, THROTTLE_USAGE};
-pub use clock::{Clock, FakeClock, SystemClock};
+pub use clock::{AnyClock, Clock, FakeClock, SystemClock};
 pub use kv::{Item, KvError, KvTxn, KvWrite};
 pub use limit::{Algorithm, EndpointPattern, Limit, LimitError, Scope, Window, MAX_WINDOWS};
 pub use snapshot::SnapshotError;
@@ -108,6 +108,18 @@ pub enum ScopeKind {
 }
 
 impl ScopeKind {
+    /// Every kind, in the order of their discriminants: `ALL[k as usize] == k`, so a table
+    /// of counters indexed by kind can be walked with its labels.
+    pub const ALL: [ScopeKind; 7] = [
+        ScopeKind::ClientEndpoint,
+        ScopeKind::Client,
+        ScopeKind::TierEndpoint,
+        ScopeKind::Tier,
+        ScopeKind::Endpoint,
+        ScopeKind::Default,
+        ScopeKind::None,
+    ];
+
     /// Label text, e.g. for Prometheus.
     pub fn name(self) -> &'static str {
         match self {
@@ -1053,6 +1065,7 @@ impl<C: Clock> Engine<C> {
             store: &self.store,
             now: self.clock.now(),
             cas: &self.cas,
+            writes: 0,
         };
         f(&mut txn)
     }

@@ -1,7 +1,5 @@
-//! Process-wide counters for INFO, and the registry of connected clients for CLIENT LIST.
-//!
-//! Connections count locally and add to these atomics once per batch of requests, so the hot
-//! path does not bounce a shared cache line on every command.
+//! The registry of connected clients: what CLIENT LIST, CLIENT KILL, INFO's
+//! `connected_clients` and `--maxclients` see of every RESP and memcached connection.
 
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -9,82 +7,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub connections_received: AtomicU64,
-    pub rejected_connections: AtomicU64,
-    pub commands_processed: AtomicU64,
-    pub checks_allowed: AtomicU64,
-    pub checks_denied: AtomicU64,
-    pub unknown_commands: AtomicU64,
-    pub protocol_errors: AtomicU64,
-}
-
-impl Stats {
-    /// CONFIG RESETSTAT.
-    pub fn reset(&self) {
-        for c in [
-            &self.connections_received,
-            &self.rejected_connections,
-            &self.commands_processed,
-            &self.checks_allowed,
-            &self.checks_denied,
-            &self.unknown_commands,
-            &self.protocol_errors,
-        ] {
-            c.store(0, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Counters a connection accumulates during one batch, flushed into [`Stats`] afterwards.
-#[derive(Debug, Default)]
-pub struct LocalStats {
-    pub commands: u64,
-    pub allowed: u64,
-    pub denied: u64,
-    pub unknown: u64,
-    /// The command being executed (set by dispatch), for per-command metrics.
-    pub last_cmd: Option<crate::cmd::table::CmdId>,
-    /// Denied RL.CHECKs by the kind of scope that denied (indexed like metrics::SCOPE_KINDS).
-    pub denied_scope: [u64; crate::metrics::SCOPE_KINDS.len()],
-    /// When the command being executed started (engine clock), if the connection read it:
-    /// one clock read per command serves both the check's "now" and the latency metric (a TSC
-    /// read costs ~20 ns on a VM, a tenth of a pipelined check). None: the engine reads its
-    /// own clock.
-    pub now: Option<ratelimitd_engine::Nanos>,
-    /// The fingerprint of the command's key, if the connection prefetched it (a pipelined
-    /// RL.CHECK or CL.THROTTLE, see `connection::Lookahead`): taken by the check, so that it
-    /// does not hash the key again. Set for every command, None for most.
-    pub prefetched: Option<ratelimitd_engine::Prefetched>,
-}
-
-impl LocalStats {
-    pub fn flush(&mut self, stats: &Stats) {
-        if self.commands > 0 {
-            stats
-                .commands_processed
-                .fetch_add(self.commands, Ordering::Relaxed);
-        }
-        if self.allowed > 0 {
-            stats
-                .checks_allowed
-                .fetch_add(self.allowed, Ordering::Relaxed);
-        }
-        if self.denied > 0 {
-            stats
-                .checks_denied
-                .fetch_add(self.denied, Ordering::Relaxed);
-        }
-        if self.unknown > 0 {
-            stats
-                .unknown_commands
-                .fetch_add(self.unknown, Ordering::Relaxed);
-        }
-        *self = LocalStats::default();
-    }
-}
 
 /// What CLIENT LIST shows of one connection. Shared between the connection (which updates it)
 /// and the registry (which reads it).
