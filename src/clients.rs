@@ -137,6 +137,10 @@ impl ClientRegistry {
         self.count.load(Ordering::Relaxed) as usize
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn snapshot(&self) -> Vec<Arc<ClientHandle>> {
         self.clients
             .lock()

@@ -80,7 +80,7 @@ pub struct Config {
     #[arg(long, env = "RATELIMITD_MEMCACHED_PORT")]
     pub memcached_port: Option<u16>,
 
-    // --- operations (issue 6): config file, logs, persistence, HTTP. See docs/OPERATIONS.md.
+    // --- operations: config file, logs, persistence, HTTP. See docs/OPERATIONS.md.
     /// TOML file with any of these flags (same names) and preloaded [[limit]] / [[tier]]
     /// tables. Precedence: flags > RATELIMITD_* environment > file > defaults.
     #[arg(long, env = "RATELIMITD_CONFIG")]
@@ -130,10 +130,10 @@ pub struct Config {
           value_parser = ["method-path", "path"])]
     pub forward_auth_endpoint: String,
 
-    // --- replication (issue 5). See docs/DESIGN.md, "Replication".
+    // --- replication. See docs/DESIGN.md, "Replication".
     /// Start as a replica of this primary (`host:port`); also REPLICAOF host port at runtime.
     #[arg(long, env = "RATELIMITD_REPLICAOF", value_parser = parse_master)]
-    pub replicaof: Option<crate::primary::MasterAddr>,
+    pub replicaof: Option<MasterAddr>,
 
     /// Password this replica sends (AUTH) to a primary that has --requirepass.
     #[arg(long, env = "RATELIMITD_MASTERAUTH", hide_env_values = true)]
@@ -161,8 +161,15 @@ pub struct Config {
     pub min_replicas_max_lag: u64,
 }
 
+/// Where a replica's link points (`--replicaof host:port`, `REPLICAOF host port`), as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterAddr {
+    pub host: String,
+    pub port: u16,
+}
+
 /// `host:port` (or `host port`) of a primary, for --replicaof.
-pub fn parse_master(text: &str) -> Result<crate::primary::MasterAddr, String> {
+pub fn parse_master(text: &str) -> Result<MasterAddr, String> {
     let t = text.trim();
     let (host, port) = t
         .rsplit_once(' ')
@@ -176,7 +183,7 @@ pub fn parse_master(text: &str) -> Result<crate::primary::MasterAddr, String> {
     if host.is_empty() {
         return Err(format!("'{text}': empty host"));
     }
-    Ok(crate::primary::MasterAddr {
+    Ok(MasterAddr {
         host: host.to_string(),
         port,
     })

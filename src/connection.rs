@@ -5,10 +5,9 @@
 //! carries on; bytes that are not RESP at all get `-ERR Protocol error` and a close (the stream
 //! cannot be resynchronised), exactly as Redis does.
 
-use crate::cmd::replication::Blocking;
-use crate::cmd::{self, Session};
-use crate::server::Shared;
-use crate::stats::LocalStats;
+use crate::cmd::{self, Blocking, Ctx, Found, Prefetch, Session, COMMANDS};
+use crate::counters::Family;
+use crate::state::Shared;
 use bytes::BytesMut;
 use ratelimitd_engine::Prefetched;
 use ratelimitd_protocol::{compose, Decoder, Limits, Reply, Request};
@@ -29,8 +28,7 @@ const READ_BUF: usize = 16 * 1024;
 /// tokio's cooperative budget runs out or its replies fill the socket. The other connections'
 /// sockets wait meanwhile. During a flood of 10M new keys at the memory bound
 /// (`benches/flood.sh`), a PING from another connection waited up to 78 ms while new keys were
-/// refused, and up to 0.64 s while they evicted others (docs/PERFORMANCE.md, "A flood of
-/// distinct keys"). Redis serves one read's worth of a client per turn; 512 requests are about
+/// refused, and up to 0.64 s while they evicted others (docs/PERFORMANCE.md, "Flood"). Redis serves one read's worth of a client per turn; 512 requests are about
 /// one 16 KiB read of small commands.
 const FAIR_SHARE: usize = 512;
 
@@ -59,6 +57,7 @@ impl FairShare {
     }
 }
 
+/// One RESP client connection.
 pub struct Connection {
     socket: TcpStream,
     shared: Arc<Shared>,
@@ -103,8 +102,7 @@ impl Connection {
         let mut decoder = Decoder::new(limits);
         let mut input = BytesMut::with_capacity(READ_BUF);
         let mut output = BytesMut::with_capacity(READ_BUF);
-        let mut local = LocalStats::default();
-        let mut metrics = self.shared.metrics.local();
+        let mut counters = self.shared.counters.local();
         let mut ahead = Lookahead::default();
         let mut share = FairShare::default();
         loop {
@@ -139,15 +137,21 @@ impl Connection {
             let mut close = false;
             loop {
                 match ahead.next(&mut decoder, &mut input, &self.shared) {
-                    Ok(Some(Request::Command(args))) => {
+                    Ok(Some((Request::Command(args), found, prefetched))) => {
                         share.ran();
                         let now = self.shared.engine.now();
-                        metrics.begin(now);
-                        local.now = Some(now);
-                        local.prefetched = ahead.hint.take();
-                        let mut reply = args.with_slices(|argv| {
-                            cmd::execute(&self.shared, &mut self.session, argv, &mut local)
-                        });
+                        counters.begin(now);
+                        let mut ctx = Ctx {
+                            shared: &self.shared,
+                            session: &mut self.session,
+                            counters: &mut counters,
+                            now: Some(now),
+                            prefetched,
+                            commands: &COMMANDS,
+                        };
+                        let mut reply =
+                            args.with_slices(|argv| cmd::execute(&mut ctx, argv, found));
+                        counters.timed(found.map_or(Family::Server, |f| f.spec.family));
                         decoder.recycle(args);
                         // WAIT blocks this connection only; PSYNC turns it into a replica's
                         // stream (src/primary.rs).
@@ -167,10 +171,8 @@ impl Connection {
                                     .store(true, Ordering::Relaxed);
                                 // The batch's counts and latencies, PSYNC's included, before
                                 // the connection becomes a replica stream for good.
-                                metrics.record(local.last_cmd.take(), &reply);
-                                metrics.close(self.shared.engine.now());
-                                metrics.flush(&self.shared, &local);
-                                local.flush(&self.shared.stats);
+                                counters.close(self.shared.engine.now());
+                                self.shared.flush(&mut counters);
                                 self.socket.write_all(&output).await?;
                                 let rest = input.split();
                                 return crate::primary::serve_replica(
@@ -178,7 +180,6 @@ impl Connection {
                                     rest,
                                     &self.shared,
                                     req,
-                                    self.session.handle.id,
                                     self.session.handle.addr,
                                     self.shutdown.clone(),
                                 )
@@ -186,7 +187,6 @@ impl Connection {
                             }
                             None => {}
                         }
-                        metrics.record(local.last_cmd.take(), &reply);
                         if let Some(sub) = self.session.pubsub.as_mut() {
                             // Messages first (a RESP3 client publishing to itself gets the
                             // message before the count, as from Redis), then the reply, or the
@@ -206,11 +206,8 @@ impl Connection {
                             break;
                         }
                     }
-                    Ok(Some(Request::Rejected(reason))) => {
-                        self.shared
-                            .stats
-                            .protocol_errors
-                            .fetch_add(1, Ordering::Relaxed);
+                    Ok(Some((Request::Rejected(reason), _, _))) => {
+                        counters.protocol_error();
                         compose(
                             &Reply::error(reason.to_string()),
                             self.session.proto,
@@ -219,10 +216,7 @@ impl Connection {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        self.shared
-                            .stats
-                            .protocol_errors
-                            .fetch_add(1, Ordering::Relaxed);
+                        counters.protocol_error();
                         compose(
                             &Reply::error(e.to_string()),
                             self.session.proto,
@@ -233,11 +227,10 @@ impl Connection {
                     }
                 }
             }
-            if metrics.is_open() {
-                metrics.close(self.shared.engine.now());
+            if counters.is_open() {
+                counters.close(self.shared.engine.now());
             }
-            metrics.flush(&self.shared, &local);
-            local.flush(&self.shared.stats);
+            self.shared.flush(&mut counters);
             self.session.touch();
             if !output.is_empty() {
                 self.socket.write_all(&output).await?;
@@ -254,23 +247,26 @@ impl Connection {
 /// How many pipelined checks are decoded before the first of them runs.
 const AHEAD: usize = 16;
 
-/// Requests decoded ahead of execution. A pipeline of checks (RL.CHECK, CL.THROTTLE) is
-/// decoded as a run (up to [`AHEAD`]) and every check's key is prefetched before the first one
-/// runs, so that with millions of keys their cache misses overlap instead of queueing one
-/// behind another. The run stops right after the first request that is not a check:
-/// everything after it stays undecoded in the input buffer, where a PSYNC (which takes the
-/// rest of the buffer over) or a QUIT expects it. Execution order and replies are exactly
-/// those of one-at-a-time decoding.
+/// Requests decoded ahead of execution. A pipeline of checks (the rows with a [`Prefetch`]:
+/// RL.CHECK, CL.THROTTLE) is decoded as a run (up to [`AHEAD`]) and every check's key is
+/// prefetched before the first one runs, so that with millions of keys their cache misses
+/// overlap instead of queueing one behind another. The run stops right after the first
+/// request that is not a check: everything after it stays undecoded in the input buffer,
+/// where a PSYNC (which takes the rest of the buffer over) or a QUIT expects it. Execution
+/// order and replies are exactly those of one-at-a-time decoding.
+///
+/// Each request is looked up in the command table once, here, and its row goes with it to
+/// dispatch.
 #[derive(Default)]
 struct Lookahead {
-    /// Each request with its key's fingerprint if it was prefetched.
-    queue: std::collections::VecDeque<(Request, Option<Prefetched>)>,
-    /// The fingerprint of the request [`Lookahead::next`] returned last, if prefetched: the
-    /// check takes it (through `LocalStats::prefetched`) instead of hashing its key again.
-    hint: Option<Prefetched>,
+    queue: std::collections::VecDeque<Decoded>,
     /// A framing error met while decoding ahead: it surfaces after the requests before it.
     error: Option<ratelimitd_protocol::FrameError>,
 }
+
+/// A decoded request, its row (None: not a command, or an unknown one), and its key's
+/// fingerprint if it was prefetched: the check takes it instead of hashing its key again.
+type Decoded = (Request, Option<Found>, Option<Prefetched>);
 
 impl Lookahead {
     fn next(
@@ -278,11 +274,9 @@ impl Lookahead {
         decoder: &mut Decoder,
         input: &mut BytesMut,
         shared: &Shared,
-    ) -> Result<Option<Request>, ratelimitd_protocol::FrameError> {
-        self.hint = None;
-        if let Some((req, hint)) = self.queue.pop_front() {
-            self.hint = hint;
-            return Ok(Some(req));
+    ) -> Result<Option<Decoded>, ratelimitd_protocol::FrameError> {
+        if let Some(next) = self.queue.pop_front() {
+            return Ok(Some(next));
         }
         if let Some(e) = self.error.take() {
             return Err(e);
@@ -293,20 +287,22 @@ impl Lookahead {
                     // Each check's key is prefetched as soon as it is decoded, so the miss
                     // overlaps with decoding the rest; but not a lone request's, which runs at
                     // once (its prefetch could overlap with nothing): the first check is
-                    // prefetched when a second request follows it. The fingerprint a prefetch
-                    // works out goes with the request, so the check does not hash it again.
-                    let key = check_key(&req);
-                    let check = key.is_some();
+                    // prefetched when a second request follows it.
+                    let found = match &req {
+                        Request::Command(args) => args.get(0).and_then(|n| COMMANDS.lookup(n)),
+                        Request::Rejected(_) => None,
+                    };
+                    let check = found.is_some_and(|f| f.spec.prefetch.is_some());
                     let mut hint = None;
                     if !self.queue.is_empty() {
                         if self.queue.len() == 1 {
-                            if let Some((first, first_hint)) = self.queue.front_mut() {
-                                *first_hint = check_key(first).map(|k| k.prefetch(shared));
+                            if let Some((first, first_found, first_hint)) = self.queue.front_mut() {
+                                *first_hint = prefetch(shared, first, *first_found);
                             }
                         }
-                        hint = key.map(|k| k.prefetch(shared));
+                        hint = prefetch(shared, &req, found);
                     }
-                    self.queue.push_back((req, hint));
+                    self.queue.push_back((req, found, hint));
                     if !check {
                         break;
                     }
@@ -321,46 +317,18 @@ impl Lookahead {
                 }
             }
         }
-        let next = self.queue.pop_front();
-        Ok(next.map(|(req, hint)| {
-            self.hint = hint;
-            req
-        }))
+        Ok(self.queue.pop_front())
     }
 }
 
-/// The key a pipelined check will touch: what [`Lookahead`] prefetches.
-#[derive(Clone, Copy)]
-enum CheckKey<'a> {
-    /// RL.CHECK's (client, endpoint).
-    Rl(&'a [u8], &'a [u8]),
-    /// CL.THROTTLE's key.
-    Cell(&'a [u8]),
-}
-
-impl CheckKey<'_> {
-    fn prefetch(self, shared: &Shared) -> Prefetched {
-        match self {
-            CheckKey::Rl(client, endpoint) => shared.engine.prefetch_check(client, endpoint),
-            CheckKey::Cell(key) => shared.engine.prefetch_throttle(key),
-        }
-    }
-}
-
-/// The key of an RL.CHECK or CL.THROTTLE request.
-fn check_key(req: &Request) -> Option<CheckKey<'_>> {
-    match req {
-        Request::Command(args) if args.len() >= 3 => {
-            let name = args.get(0)?;
-            if name.eq_ignore_ascii_case(b"RL.CHECK") {
-                Some(CheckKey::Rl(args.get(1)?, args.get(2)?))
-            } else if name.eq_ignore_ascii_case(b"CL.THROTTLE") {
-                Some(CheckKey::Cell(args.get(1)?))
-            } else {
-                None
-            }
-        }
-        _ => None,
+/// Prefetch the key of a request whose row names one, from the row's argument positions.
+fn prefetch(shared: &Shared, req: &Request, found: Option<Found>) -> Option<Prefetched> {
+    let Request::Command(args) = req else {
+        return None;
+    };
+    match found?.spec.prefetch? {
+        Prefetch::ClientEndpoint => Some(shared.engine.prefetch_check(args.get(1)?, args.get(2)?)),
+        Prefetch::Throttle => Some(shared.engine.prefetch_throttle(args.get(1)?)),
     }
 }
 

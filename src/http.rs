@@ -22,7 +22,9 @@
 //! `RateLimit-Limit/-Remaining/-Reset` trio): `RateLimit-Policy: "endpoint";q=5;w=60` and
 //! `RateLimit: "endpoint";r=4;t=12`. The policy is named after the kind of scope that applied.
 
-use crate::server::Shared;
+use crate::counters::LocalCounters;
+use crate::state::Shared;
+use crate::text::shorten;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -34,7 +36,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use ratelimitd_engine::CheckResult;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -120,17 +121,13 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
             text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                shared.metrics.render(shared),
+                shared.render_metrics(),
             ),
         ),
         (&Method::GET | &Method::HEAD, "/healthz") => ("healthz", text(StatusCode::OK, "text/plain", "ok\n".into())),
         (&Method::GET | &Method::HEAD, "/readyz") => (
             "readyz",
-            // A replica is ready only while its link to the primary is up: until then it
-            // would serve stale limits and state.
-            if shared.ready.load(Ordering::Relaxed)
-                && (!shared.repl.is_replica() || crate::cmd::replication::link_up(shared))
-            {
+            if shared.is_ready() {
                 text(StatusCode::OK, "text/plain", "ready\n".into())
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
@@ -147,7 +144,7 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
             error(StatusCode::NOT_FOUND, "not found: the routes are /metrics, /healthz, /readyz, /v1/check and /v1/forward-auth"),
         ),
     };
-    shared.metrics.http(route, reply.status().as_u16());
+    shared.counters.http(route, reply.status().as_u16());
     reply
 }
 
@@ -175,7 +172,7 @@ fn error(status: StatusCode, message: &str) -> Reply {
 /// (--min-replicas-to-write), answers 503 with the RESP refusal's text, as it would over RESP.
 /// Charging the key here would fork this node's state from the primary's.
 fn refused_write(shared: &Shared) -> Reply {
-    let why = crate::cmd::replication::write_refusal(shared).unwrap_or("unavailable");
+    let why = shared.repl.write_refusal().unwrap_or("unavailable");
     error(StatusCode::SERVICE_UNAVAILABLE, why)
 }
 
@@ -237,7 +234,7 @@ impl CheckParams {
                 let cost = ratelimitd_protocol::parse::parse_u64(&value).ok_or_else(|| {
                     BadRequest(format!(
                         "cost must be an integer from 0 to 18446744073709551615, got '{}'",
-                        crate::cmd::shorten(&value, 32)
+                        shorten(&value, 32)
                     ))
                 })?;
                 self.cost = Some(cost);
@@ -245,7 +242,7 @@ impl CheckParams {
             other => {
                 return Err(BadRequest(format!(
                     "unknown parameter '{}': expected client, endpoint, cost",
-                    crate::cmd::shorten(other.as_bytes(), 32)
+                    shorten(other.as_bytes(), 32)
                 )))
             }
         }
@@ -278,7 +275,7 @@ impl CheckParams {
                 _ => {
                     return Err(BadRequest(format!(
                         "'{}' must be a string or a number",
-                        crate::cmd::shorten(k.as_bytes(), 32)
+                        shorten(k.as_bytes(), 32)
                     )))
                 }
             };
@@ -291,7 +288,7 @@ impl CheckParams {
 /// GET or POST /v1/check.
 async fn check(shared: &Shared, req: Request<Incoming>) -> Reply {
     match check_params(req).await {
-        Ok(_) if crate::cmd::replication::write_refusal(shared).is_some() => refused_write(shared),
+        Ok(_) if shared.repl.write_refusal().is_some() => refused_write(shared),
         Ok((client, endpoint, cost)) => {
             let result = shared.engine.check(&client, &endpoint, cost);
             let (reply, _) = decision(
@@ -356,7 +353,7 @@ async fn check_params(
         } else {
             return Err(bad(format!(
                 "unsupported content type '{}': use application/x-www-form-urlencoded or application/json",
-                crate::cmd::shorten(content_type.as_bytes(), 64)
+                shorten(content_type.as_bytes(), 64)
             )));
         }
     }
@@ -398,13 +395,14 @@ fn decision(
     });
     let status = if r.allowed { StatusCode::OK } else { deny };
     let mut reply = json(status, body);
-    // The scope and window that applied: one more lookup, which HTTP's own cost dwarfs.
+    let mut counters = LocalCounters::default();
+    counters.check(r.allowed, r.scope);
+    shared.flush(&mut counters);
+    // The window that applied: one more lookup, which HTTP's own cost dwarfs.
     let explained = shared.engine.explain(client, endpoint);
-    let kind = crate::metrics::scope_kind(explained.scope.as_ref());
-    shared.metrics.check(r.allowed, kind);
     let headers = reply.headers_mut();
     if r.limit >= 0 {
-        let name = crate::metrics::SCOPE_KINDS[kind];
+        let name = r.scope.name();
         // The window the reply describes: by index, since two windows can share a capacity.
         let window = explained
             .windows
@@ -452,7 +450,7 @@ fn decision(
 /// - the denial status is 429, or what the `X-RateLimit-Deny-Status` request header asks for
 ///   (401, 403 or 429: nginx's auth_request only understands 401 and 403).
 fn forward_auth(shared: &Shared, peer: SocketAddr, req: &Request<Incoming>) -> Reply {
-    if crate::cmd::replication::write_refusal(shared).is_some() {
+    if shared.repl.write_refusal().is_some() {
         return refused_write(shared);
     }
     let headers = req.headers();

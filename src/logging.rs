@@ -1,13 +1,7 @@
-//! Structured logs with `tracing`: set-up, the runtime log level (`--log-level`, `CONFIG SET
-//! loglevel`), and the once-a-second throttling summary.
-//!
-//! Why a summary and not a line per denied check: under an attack the daemon may deny hundreds
-//! of thousands of checks a second, and a log line each would cost more than the checks and
-//! drown everything else. One line per second with the count and the scope kinds that denied
-//! says the same thing at a bounded cost.
+//! Structured logs with `tracing`: set-up, and the runtime log level (`--log-level`,
+//! `CONFIG SET loglevel`).
 
 use std::sync::OnceLock;
-use std::time::Duration;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
@@ -97,50 +91,6 @@ pub fn current_level() -> &'static str {
         .get()
         .and_then(|h| h.level.lock().ok().map(|l| *l))
         .unwrap_or("info")
-}
-
-/// How often the throttling summary may be logged.
-pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Log, at most once per [`SUMMARY_INTERVAL`], how many checks were denied since the last line
-/// and by which scope kinds (largest first). Quiet seconds log nothing. Runs until the
-/// shutdown channel fires.
-pub async fn throttle_summary(
-    shared: std::sync::Arc<crate::server::Shared>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let metrics = &shared.metrics;
-    let mut tick = tokio::time::interval(SUMMARY_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = metrics.denied_by_scope();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        let now = metrics.denied_by_scope();
-        let mut delta: Vec<(&'static str, u64)> = now
-            .iter()
-            .zip(&last)
-            .map(|((kind, n), (_, before))| (*kind, n.saturating_sub(*before)))
-            .filter(|(_, d)| *d > 0)
-            .collect();
-        last = now;
-        if delta.is_empty() {
-            continue;
-        }
-        delta.sort_by_key(|d| std::cmp::Reverse(d.1));
-        let total: u64 = delta.iter().map(|(_, d)| d).sum();
-        let top = delta
-            .iter()
-            .map(|(k, d)| format!("{k}={d}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        tracing::info!(
-            denied = total,
-            "{total} checks denied in the last second, by scope kind: {top}"
-        );
-    }
 }
 
 #[cfg(test)]

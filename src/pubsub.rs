@@ -18,7 +18,7 @@
 //! `client-output-buffer-limit pubsub`, so a stuck client cannot make the daemon hold
 //! unbounded memory.
 
-use crate::stats::ClientHandle;
+use crate::clients::ClientHandle;
 use bytes::{Bytes, BytesMut};
 use ratelimitd_protocol::parse::glob_match;
 use ratelimitd_protocol::{compose, ProtoVersion, Reply};
@@ -367,7 +367,7 @@ mod tests {
     use super::*;
 
     fn handle(id: u64) -> Arc<ClientHandle> {
-        crate::stats::ClientRegistry::default().register(
+        crate::clients::ClientRegistry::default().register(
             std::net::SocketAddr::from(([127, 0, 0, 1], 1000 + id as u16)),
             None,
         )

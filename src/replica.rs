@@ -8,20 +8,23 @@
 //!
 //! Applying: state records go to `Engine::apply_change` (the primary's decision, with the
 //! primary's deadlines: the replica never runs a check with its own clock); limit records go
-//! through `cmd::rl::replay`, the live command's parser, which also writes them to this node's
-//! limits log so they survive a restart or a promotion. Every applied record's bytes are
+//! through `cmd::replay`, the live command's row of the command table, which also writes
+//! them to this node's limits log so they survive a restart or a promotion. Every applied record's bytes are
 //! forwarded unchanged into this node's own backlog (so a promoted replica can continue the
 //! other replicas) and to its own replicas.
 //!
 //! Bad bytes from a primary never panic the replica: the error is logged, the link is dropped,
 //! and the next attempt resyncs.
 
-use crate::primary::{LinkState, MasterAddr};
-use crate::server::Shared;
+use crate::cmd::COMMANDS;
+use crate::config::MasterAddr;
+use crate::limit_args::{limit_set_args, scope_args};
+use crate::repl::{LinkInfo, LinkState, REPL_TIMEOUT};
+use crate::state::Shared;
 use bytes::{Buf, BytesMut};
 use ratelimitd_replication::{record, FullSync, Record, ReplId};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -55,13 +58,8 @@ enum LinkError {
     Stopped,
 }
 
-fn set_link(shared: &Shared, f: impl FnOnce(&mut crate::primary::LinkInfo)) {
-    let mut l = shared
-        .repl
-        .link
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    f(&mut l);
+fn set_link(shared: &Shared, f: impl FnOnce(&mut LinkInfo)) {
+    shared.repl.set_link(f);
 }
 
 /// The link task: follows `Repl`'s target, reconnecting as needed, until shutdown.
@@ -165,7 +163,7 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
             return Err(LinkError::Refused(r));
         }
     }
-    let port = shared.port.to_string();
+    let port = shared.ports.resp.to_string();
     let r = within(
         short,
         command(
@@ -193,7 +191,7 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
     set_link(shared, |l| l.state = LinkState::Sync);
     let (id, off) = shared.repl.psync_request();
     let off = off.to_string();
-    let idle = crate::primary::REPL_TIMEOUT;
+    let idle = REPL_TIMEOUT;
     let answer = within(
         idle,
         command(
@@ -261,7 +259,7 @@ fn apply_full_sync(shared: &Shared, sync: &FullSync) -> Result<usize, LinkError>
     let current: BTreeSet<Vec<Bytes>> = engine
         .list_limits()
         .iter()
-        .map(|(s, l)| crate::primary::limit_set_args(s, l))
+        .map(|(s, l)| limit_set_args(s, l))
         .collect();
     let wanted: BTreeSet<Vec<Bytes>> = sync.limits.iter().cloned().collect();
     let wanted_scopes: BTreeSet<Vec<Bytes>> = sync
@@ -274,7 +272,7 @@ fn apply_full_sync(shared: &Shared, sync: &FullSync) -> Result<usize, LinkError>
         .filter_map(|a| scope_of(a))
         .collect();
     for (scope, _) in engine.list_limits() {
-        let args = crate::primary::scope_args(&scope);
+        let args = scope_args(&scope);
         if !wanted_scopes.contains(&args) {
             let mut del = vec![Bytes::from_static(b"RL.LIMIT"), Bytes::from_static(b"DEL")];
             del.extend(args);
@@ -348,7 +346,7 @@ fn scope_of(args: &[bytes::Bytes]) -> Option<Vec<bytes::Bytes>> {
 
 /// Apply a limit change through the live parser (and this node's limits log).
 fn replay(shared: &Shared, args: &[bytes::Bytes]) {
-    if let Err(e) = crate::cmd::rl::replay(shared, &crate::cmd::slices(args)) {
+    if let Err(e) = crate::cmd::replay(shared, &COMMANDS, &crate::args::slices(args)) {
         tracing::error!(
             "replicated limit change not applied: {e} ({})",
             args.iter()
@@ -431,7 +429,7 @@ async fn link_once(shared: &Arc<Shared>, addr: &MasterAddr) -> Result<(), LinkEr
             _ = ack_tick.tick() => {
                 send_ack(shared, &mut sock).await?;
                 let silent = shared.repl.link.lock().map(|l| l.last_io.elapsed()).unwrap_or_default();
-                if silent > crate::primary::REPL_TIMEOUT {
+                if silent > REPL_TIMEOUT {
                     return Err(LinkError::Timeout);
                 }
             }

@@ -13,8 +13,7 @@
 //! `--replicaof` flag or `RATELIMITD_REPLICAOF` variable overrides the file at start, so
 //! deployments under Sentinel should leave the role to the file.
 
-use crate::primary::MasterAddr;
-use crate::server::Shared;
+use crate::config::MasterAddr;
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,15 +26,16 @@ static REWRITING: Mutex<()> = Mutex::new(());
 /// Makes every temporary file name unique within the process.
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// Rewrite the config file, if there is one. Ok(false): no `--config`, nothing to rewrite.
-pub fn rewrite(shared: &Shared) -> Result<bool, String> {
-    let Some(path) = shared.config.config.as_deref() else {
+/// Rewrite the config file at `path`, if there is one, so that it names `master` (None: this
+/// node is a primary). Ok(false): no `--config`, nothing to rewrite.
+pub fn rewrite(path: Option<&Path>, master: Option<&MasterAddr>) -> Result<bool, String> {
+    let Some(path) = path else {
         return Ok(false);
     };
     let _one_at_a_time = REWRITING.lock().unwrap_or_else(PoisonError::into_inner);
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let new = with_replicaof(&text, shared.repl.master().as_ref());
+    let new = with_replicaof(&text, master);
     if new != text {
         write_durably(path, &new).map_err(|e| format!("cannot rewrite {}: {e}", path.display()))?;
     }

@@ -9,14 +9,12 @@
 //! file with the same validation and error messages, and an unknown key is an error (a typo must
 //! not be silently ignored).
 
-use crate::server::Shared;
-use crate::Config;
+use crate::config::Config;
 use bytes::Bytes;
 use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory, FromArgMatches};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -290,189 +288,12 @@ fn tiers_from(path: &Path, value: &toml::Value) -> Result<Vec<(String, Vec<Bytes
     Ok(out)
 }
 
-// ---------------------------------------------------------------------------------------------
-// CONFIG GET / CONFIG SET
-
-/// How CONFIG SET changes a knob: the value as text, or why it was refused.
-pub type Setter = fn(&Shared, &str) -> Result<(), String>;
-
-/// One runtime knob: how CONFIG GET reads it and, if it can change while running, how
-/// CONFIG SET changes it. Add a row to [`KNOBS`] for a new knob (maxmemory, policy, ...).
-pub struct Knob {
-    pub name: &'static str,
-    pub get: fn(&Shared) -> String,
-    pub set: Option<Setter>,
-}
-
-/// Every knob this module answers for. CONFIG GET also answers the fixed parameters listed in
-/// `cmd/server.rs` (bind, port, ...), which cannot change without a restart.
-pub static KNOBS: &[Knob] = &[
-    Knob {
-        name: "loglevel",
-        get: |_| crate::logging::current_level().to_string(),
-        set: Some(|_, v| crate::logging::set_level(v).map_err(|e| e.to_string())),
-    },
-    Knob {
-        name: "save-interval",
-        get: |s| s.persist.save_interval.load(Ordering::Relaxed).to_string(),
-        set: Some(|s, v| {
-            let secs: u64 = v
-                .trim()
-                .parse()
-                .map_err(|_| format!("save-interval must be a number of seconds, got '{v}'"))?;
-            s.persist.save_interval.store(secs, Ordering::Relaxed);
-            Ok(())
-        }),
-    },
-    Knob {
-        name: "maxmemory",
-        get: |s| s.engine.bounds().1.unwrap_or(0).to_string(),
-        set: Some(|s, v| {
-            let bytes = crate::config::parse_memory(v)?.0;
-            check_maxmemory(&s.engine, bytes)?;
-            let (keys, _, policy) = s.engine.bounds();
-            // 0 means "no bound", as in Redis.
-            s.engine
-                .set_bounds(keys, (bytes > 0).then_some(bytes), policy);
-            Ok(())
-        }),
-    },
-    Knob {
-        name: "max-keys",
-        get: |s| s.engine.bounds().0.unwrap_or(0).to_string(),
-        set: Some(|s, v| {
-            let n: u64 = v
-                .trim()
-                .parse()
-                .map_err(|_| format!("max-keys must be a number of keys, got '{v}'"))?;
-            let (_, bytes, policy) = s.engine.bounds();
-            s.engine.set_bounds((n > 0).then_some(n), bytes, policy);
-            Ok(())
-        }),
-    },
-    Knob {
-        name: "maxmemory-policy",
-        get: |s| s.engine.bounds().2.name().to_string(),
-        set: Some(|s, v| {
-            let policy = crate::config::parse_policy(v)?.0;
-            let (keys, bytes, _) = s.engine.bounds();
-            s.engine.set_bounds(keys, bytes, policy);
-            Ok(())
-        }),
-    },
-    Knob {
-        name: "min-replicas-to-write",
-        get: |s| {
-            s.repl
-                .min_replicas_to_write
-                .load(Ordering::Relaxed)
-                .to_string()
-        },
-        set: Some(|s, v| {
-            let n: u32 = v.trim().parse().map_err(|_| {
-                format!("min-replicas-to-write must be a number of replicas, got '{v}'")
-            })?;
-            s.repl.min_replicas_to_write.store(n, Ordering::Relaxed);
-            Ok(())
-        }),
-    },
-    Knob {
-        name: "min-replicas-max-lag",
-        get: |s| {
-            s.repl
-                .min_replicas_max_lag
-                .load(Ordering::Relaxed)
-                .to_string()
-        },
-        set: Some(|s, v| {
-            let n: u64 = v.trim().parse().map_err(|_| {
-                format!("min-replicas-max-lag must be a number of seconds, got '{v}'")
-            })?;
-            s.repl.min_replicas_max_lag.store(n, Ordering::Relaxed);
-            Ok(())
-        }),
-    },
-    Knob {
-        name: "dir",
-        get: |s| s.persist.dir().display().to_string(),
-        set: None,
-    },
-    Knob {
-        name: "http-port",
-        get: |s| s.http_port().map(|p| p.to_string()).unwrap_or_default(),
-        set: None,
-    },
-];
-
-/// Find a knob by name (case-insensitive; `_` and `-` are the same).
-pub fn knob(name: &[u8]) -> Option<&'static Knob> {
-    let name = String::from_utf8_lossy(name)
-        .to_ascii_lowercase()
-        .replace('_', "-");
-    KNOBS.iter().find(|k| k.name == name)
-}
-
-/// `CONFIG SET name value [name value ...]`: all names are checked before any is changed
-/// (as Redis does), then each is set in order.
-pub fn config_set(
-    shared: &Shared,
-    parse: &mut ratelimitd_protocol::Parse,
-) -> Result<ratelimitd_protocol::Reply, ratelimitd_protocol::ParseError> {
-    use ratelimitd_protocol::{ParseError, Reply};
-    let mut pairs = Vec::new();
-    while let Some(name) = parse.try_next() {
-        let value = parse.next_bytes()?;
-        let setter = knob(name).and_then(|k| k.set.map(|s| (k.name, s)));
-        let Some((name, set)) = setter else {
-            return Err(ParseError::Invalid(format!(
-                "Unknown option or number of arguments for CONFIG SET - '{}'",
-                crate::cmd::shorten(name, 64)
-            )));
-        };
-        pairs.push((name, set, value));
-    }
-    if pairs.is_empty() {
-        return Err(ParseError::WrongArity("config|set".into()));
-    }
-    for (name, set, value) in pairs {
-        let value = String::from_utf8_lossy(value);
-        set(shared, &value).map_err(|e| {
-            ParseError::Invalid(format!(
-                "CONFIG SET failed (possibly related to argument '{name}') - {e}"
-            ))
-        })?;
-        tracing::info!("CONFIG SET {name} {value}");
-    }
-    Ok(Reply::ok())
-}
-
-/// INFO's `# Persistence` section: Redis's field names where they mean the same thing, and
-/// `rl_*` for ours.
-pub fn info_persistence(shared: &Shared, out: &mut String) {
-    use std::fmt::Write as _;
-    let p = shared.persist.status();
-    let _ = write!(
-        out,
-        "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\naof_enabled:0\r\nrl_dir:{}\r\nrl_save_interval:{}\r\nrl_limits_log_bytes:{}\r\nrl_limits_log_live_records:{}\r\nrl_limits_log_compactions:{}\r\nrl_limits_log_load:{}\r\nrl_snapshot_load_status:{}\r\nrl_snapshot_load:{}\r\nrl_persistence_errors:{}\r\n",
-        p.changes_since_save,
-        p.bgsave_in_progress as u8,
-        p.last_save_unix,
-        if p.last_save_ok { "ok" } else { "err" },
-        p.dir,
-        shared.persist.save_interval.load(Ordering::Relaxed),
-        p.log_bytes,
-        p.log_live_records,
-        p.compactions,
-        p.log_load.replace(['\r', '\n'], " "),
-        if p.snapshot_load_ok { "ok" } else { "err" },
-        p.snapshot_load.replace(['\r', '\n'], " "),
-        p.errors,
-    );
-}
-
 /// A `maxmemory` of `bytes` is 0 (no bound) or at least what the empty store takes: below
 /// that, every new key would be refused (or, under evict-nearest, evicted at once).
-pub fn check_maxmemory(engine: &ratelimitd_engine::Engine, bytes: u64) -> Result<(), String> {
+pub fn check_maxmemory<C: ratelimitd_engine::Clock>(
+    engine: &ratelimitd_engine::Engine<C>,
+    bytes: u64,
+) -> Result<(), String> {
     let fixed = engine.fixed_memory_bytes();
     if bytes > 0 && bytes < fixed {
         return Err(format!(

@@ -1,11 +1,12 @@
-//! Connection commands: PING, ECHO, HELLO, AUTH, QUIT, SELECT and CLIENT.
+//! Connection commands: PING, ECHO, HELLO, AUTH, QUIT and SELECT.
 //!
-//! These are what a Redis client library sends on connect (HELLO, AUTH, CLIENT SETNAME/SETINFO,
-//! SELECT 0) and what health checks send (PING), so their replies follow Redis byte for byte.
+//! These are what a Redis client library sends on connect (HELLO, AUTH, SELECT 0) and what
+//! health checks send (PING), so their replies follow Redis byte for byte.
 
-use super::{shorten, text_reply, unknown_subcommand, Session};
-use crate::cmd::table::CmdId;
-use crate::server::Shared;
+use super::session::Session;
+use super::spec::Ctx;
+use crate::state::Shared;
+use crate::text::shorten;
 use bytes::Bytes;
 use ratelimitd_protocol::{Parse, ParseError, ProtoVersion, Reply};
 use std::sync::atomic::Ordering;
@@ -14,38 +15,47 @@ use std::sync::atomic::Ordering;
 /// features on it.
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 
-pub fn execute(
-    id: CmdId,
-    shared: &Shared,
-    session: &mut Session,
-    args: &[&[u8]],
-) -> Result<Reply, ParseError> {
+/// PING [message]; in RESP2 subscribed mode `["pong", message or ""]`, as Redis answers there.
+pub fn ping(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
     let mut parse = Parse::new(args);
-    match id {
-        CmdId::Ping => match parse.try_next() {
-            None => Ok(Reply::simple("PONG")),
-            Some(msg) => {
-                parse.finish()?;
-                Ok(Reply::Bulk(Bytes::copy_from_slice(msg)))
-            }
-        },
-        CmdId::Echo => Ok(Reply::Bulk(Bytes::copy_from_slice(parse.next_bytes()?))),
-        CmdId::Quit => {
-            session.quit = true;
-            Ok(Reply::ok())
+    let msg = parse.try_next();
+    if ctx.session.in_subscribed_mode() {
+        return Ok(Reply::Array(vec![
+            Reply::bulk("pong"),
+            Reply::Bulk(Bytes::copy_from_slice(msg.unwrap_or_default())),
+        ]));
+    }
+    match msg {
+        None => Ok(Reply::simple("PONG")),
+        Some(msg) => {
+            parse.finish()?;
+            Ok(Reply::Bulk(Bytes::copy_from_slice(msg)))
         }
-        CmdId::Select => {
-            let db = parse.next_i64().map_err(|_| ParseError::NotInteger)?;
-            if db == 0 {
-                Ok(Reply::ok())
-            } else {
-                Err(ParseError::Invalid("DB index is out of range".into()))
-            }
-        }
-        CmdId::Auth => auth(shared, session, &mut parse),
-        CmdId::Hello => hello(shared, session, &mut parse),
-        CmdId::Client => client(shared, session, &mut parse),
-        _ => Err(ParseError::Syntax),
+    }
+}
+
+/// ECHO message.
+pub fn echo(_: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
+    Ok(Reply::Bulk(Bytes::copy_from_slice(
+        Parse::new(args).next_bytes()?,
+    )))
+}
+
+/// QUIT: the connection writes the reply and closes.
+pub fn quit(ctx: &mut Ctx<'_>, _: &[&[u8]]) -> Result<Reply, ParseError> {
+    ctx.session.quit = true;
+    Ok(Reply::ok())
+}
+
+/// SELECT 0 (the only database).
+pub fn select(_: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
+    let db = Parse::new(args)
+        .next_i64()
+        .map_err(|_| ParseError::NotInteger)?;
+    if db == 0 {
+        Ok(Reply::ok())
+    } else {
+        Err(ParseError::Invalid("DB index is out of range".into()))
     }
 }
 
@@ -80,7 +90,9 @@ fn check_password(shared: &Shared, user: Option<&[u8]>, pass: &[u8]) -> Result<(
     }
 }
 
-fn auth(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<Reply, ParseError> {
+/// AUTH [username] password.
+pub fn auth(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
+    let mut parse = Parse::new(args);
     let (user, pass) = match parse.remaining() {
         1 => (None, parse.next_bytes()?),
         2 => {
@@ -89,16 +101,19 @@ fn auth(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<Rep
         }
         _ => return Err(ParseError::Syntax),
     };
-    Ok(match check_password(shared, user, pass) {
+    Ok(match check_password(ctx.shared, user, pass) {
         Ok(()) => {
-            session.authenticated = true;
+            ctx.session.authenticated = true;
             Reply::ok()
         }
         Err(reply) => reply,
     })
 }
 
-fn hello(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<Reply, ParseError> {
+/// HELLO [protover [AUTH username password] [SETNAME clientname]].
+pub fn hello(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
+    let mut parse = Parse::new(args);
+    let (shared, session) = (ctx.shared, &mut *ctx.session);
     let mut proto = session.proto;
     let mut setname = None;
     if let Some(ver) = parse.try_next() {
@@ -166,7 +181,7 @@ fn hello(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<Re
 
 /// Redis refuses names with spaces, newlines or other special characters (they would break
 /// CLIENT LIST's format).
-fn validate_name(name: &[u8]) -> Result<(), ParseError> {
+pub(super) fn validate_name(name: &[u8]) -> Result<(), ParseError> {
     if name.iter().all(|&c| (b'!'..=b'~').contains(&c)) {
         Ok(())
     } else {
@@ -176,7 +191,7 @@ fn validate_name(name: &[u8]) -> Result<(), ParseError> {
     }
 }
 
-fn set_name(session: &Session, name: &[u8]) {
+pub(super) fn set_name(session: &Session, name: &[u8]) {
     if let Ok(mut n) = session.handle.name.lock() {
         *n = if name.is_empty() {
             None
@@ -184,111 +199,4 @@ fn set_name(session: &Session, name: &[u8]) {
             Some(Bytes::copy_from_slice(name))
         };
     }
-}
-
-fn client(shared: &Shared, session: &mut Session, parse: &mut Parse) -> Result<Reply, ParseError> {
-    let sub = parse.next_bytes()?;
-    let sub_is = |s: &str| sub.eq_ignore_ascii_case(s.as_bytes());
-    if sub_is("SETNAME") {
-        let name = parse.next_bytes().map_err(|_| client_arity("setname"))?;
-        parse.finish().map_err(|_| client_arity("setname"))?;
-        validate_name(name)?;
-        set_name(session, name);
-        Ok(Reply::ok())
-    } else if sub_is("GETNAME") {
-        parse.finish().map_err(|_| client_arity("getname"))?;
-        let name = session.handle.name.lock().ok().and_then(|n| n.clone());
-        Ok(name.map(Reply::Bulk).unwrap_or(Reply::Null))
-    } else if sub_is("ID") {
-        parse.finish().map_err(|_| client_arity("id"))?;
-        Ok(Reply::Integer(session.handle.id as i64))
-    } else if sub_is("INFO") {
-        parse.finish().map_err(|_| client_arity("info"))?;
-        Ok(text_reply(format!("{}\n", session.handle.describe())))
-    } else if sub_is("LIST") {
-        // CLIENT LIST [TYPE normal] [ID id ...]: every connection here is a normal client.
-        let mut ids: Option<Vec<u64>> = None;
-        while let Some(opt) = parse.try_next() {
-            if opt.eq_ignore_ascii_case(b"TYPE") {
-                let t = parse.next_bytes()?;
-                if !t.eq_ignore_ascii_case(b"normal") {
-                    let known = [&b"master"[..], b"replica", b"slave", b"pubsub"];
-                    if known.iter().any(|k| t.eq_ignore_ascii_case(k)) {
-                        return Ok(text_reply(String::new()));
-                    }
-                    return Err(ParseError::Invalid(format!(
-                        "Unknown client type '{}'",
-                        shorten(t, 64)
-                    )));
-                }
-            } else if opt.eq_ignore_ascii_case(b"ID") {
-                let mut list = Vec::new();
-                while parse.remaining() > 0 {
-                    list.push(
-                        parse
-                            .next_u64()
-                            .map_err(|_| ParseError::Invalid("Invalid client ID".into()))?,
-                    );
-                }
-                ids = Some(list);
-            } else {
-                return Err(ParseError::Syntax);
-            }
-        }
-        let mut out = String::new();
-        for c in shared.clients.snapshot() {
-            if ids.as_ref().is_none_or(|ids| ids.contains(&c.id)) {
-                out.push_str(&c.describe());
-                out.push('\n');
-            }
-        }
-        Ok(text_reply(out))
-    } else if sub_is("KILL") {
-        crate::cmd::replication::client_kill(shared, parse, session.handle.id)
-    } else if sub_is("SETINFO") {
-        // redis-py and others send LIB-NAME/LIB-VER on connect; accepted and not stored.
-        let attr = parse.next_bytes().map_err(|_| client_arity("setinfo"))?;
-        let _value = parse.next_bytes().map_err(|_| client_arity("setinfo"))?;
-        parse.finish().map_err(|_| client_arity("setinfo"))?;
-        if attr.eq_ignore_ascii_case(b"LIB-NAME") || attr.eq_ignore_ascii_case(b"LIB-VER") {
-            Ok(Reply::ok())
-        } else {
-            Err(ParseError::Invalid(format!(
-                "Unrecognized option '{}'",
-                shorten(attr, 64)
-            )))
-        }
-    } else if sub_is("NO-EVICT") || sub_is("NO-TOUCH") {
-        let mode = parse.next_bytes()?;
-        parse.finish()?;
-        if mode.eq_ignore_ascii_case(b"on") || mode.eq_ignore_ascii_case(b"off") {
-            Ok(Reply::ok())
-        } else {
-            Err(ParseError::Syntax)
-        }
-    } else if sub_is("HELP") {
-        parse.finish()?;
-        let lines = [
-            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "GETNAME",
-            "    Return the name of the current connection.",
-            "ID",
-            "    Return the ID of the current connection.",
-            "INFO",
-            "    Return information about the current client connection.",
-            "LIST [TYPE normal] [ID <id> ...]",
-            "    Return information about client connections.",
-            "SETINFO <LIB-NAME|LIB-VER> <value>",
-            "    Accepted for compatibility; not stored.",
-            "SETNAME <name>",
-            "    Assign the name <name> to the current connection.",
-        ];
-        Ok(super::help_reply(&lines))
-    } else {
-        Err(unknown_subcommand(sub, "CLIENT"))
-    }
-}
-
-fn client_arity(sub: &str) -> ParseError {
-    ParseError::WrongArity(format!("client|{sub}"))
 }

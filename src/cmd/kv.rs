@@ -225,7 +225,9 @@ pub fn pexpireat(txn: &mut KvTxn<'_>, args: &[&[u8]], _: usize) -> Reply {
 
 /// TTL key: seconds left, -1 without a TTL, -2 without the key.
 pub fn ttl(txn: &mut KvTxn<'_>, args: &[&[u8]], _: usize) -> Reply {
-    answer(time_left(txn, args).map(|ms| Reply::Integer(if ms < 0 { ms } else { (ms + 500) / 1000 })))
+    answer(
+        time_left(txn, args).map(|ms| Reply::Integer(if ms < 0 { ms } else { (ms + 500) / 1000 })),
+    )
 }
 
 /// PTTL key: milliseconds left, -1 without a TTL, -2 without the key.
@@ -463,7 +465,9 @@ mod tests {
     #[test]
     fn keys_come_from_the_table() {
         let keys = |a: &[&'static str]| {
-            let row = crate::cmd::table::COMMANDS.lookup(a[0].as_bytes()).map(|f| f.spec.keys);
+            let row = crate::cmd::table::COMMANDS
+                .lookup(a[0].as_bytes())
+                .map(|f| f.spec.keys);
             row.map(|k| k.of(&args(a))).unwrap_or_default()
         };
         assert_eq!(keys(&["set", "k", "v", "EX", "10"]), vec![&b"k"[..]]);

@@ -8,124 +8,66 @@
 //! and the writes. Other commands queued in a MULTI (PING, RL.CHECK, CONFIG, ...) run after the
 //! transaction, in their queued order: they use engine locks of their own, which must not be
 //! taken while the transaction holds its shards. Their replies keep their places in EXEC's array.
-//! FLUSHALL, FLUSHDB and DBSIZE, which act on every key, split the queue into parts run one after
-//! the other that way, so they run where they were queued.
+//! Commands that act on every key (FLUSHALL, FLUSHDB, DBSIZE: flagged `WholeKeyspace`) split
+//! the queue into parts run one after the other that way, so they run where they were queued.
 //!
 //! Queuing-time errors (unknown command, wrong arity, NOAUTH) are recorded by dispatch
-//! ([`TxState::flag_error`]) and make EXEC answer EXECABORT; runtime errors inside EXEC are
-//! per-element errors, as in Redis.
+//! ([`TxState::flag_error`](super::session::TxState::flag_error)) and make EXEC answer
+//! EXECABORT; runtime errors inside EXEC are per-element errors, as in Redis.
 
-use super::table::{lookup, CmdId};
-use super::{counter, Session};
-use crate::server::Shared;
-use crate::stats::LocalStats;
+use super::dispatch::execute;
+use super::session::TxState;
+use super::spec::{Ctx, Flag, Found, Run};
 use bytes::Bytes;
 use ratelimitd_protocol::{ParseError, Reply};
 
-/// A connection's transaction state.
-#[derive(Debug, Default)]
-pub struct TxState {
-    /// The queued requests while in MULTI; None outside.
-    queue: Option<Vec<Vec<Bytes>>>,
-    /// A queuing-time error happened: EXEC must abort.
-    failed: bool,
-    /// WATCHed keys and the CAS each had (None: absent) when watched.
-    watched: Vec<(Bytes, Option<u64>)>,
-}
-
-/// More queued commands than this in one MULTI is refused at EXEC (it bounds the memory a
-/// client can make the server hold, like the other input limits).
-const MAX_QUEUED: usize = 100_000;
-
-impl TxState {
-    /// True between MULTI and EXEC/DISCARD.
-    pub fn queuing(&self) -> bool {
-        self.queue.is_some()
+/// MULTI.
+pub fn multi(ctx: &mut Ctx<'_>, _: &[&[u8]]) -> Result<Reply, ParseError> {
+    let tx = &mut ctx.session.tx;
+    if tx.queuing() {
+        return Err(ParseError::Invalid("MULTI calls can not be nested".into()));
     }
+    tx.queue = Some(Vec::new());
+    tx.failed = false;
+    Ok(Reply::ok())
+}
 
-    /// Record a queuing-time error (a no-op outside MULTI).
-    pub fn flag_error(&mut self) {
-        if self.queuing() {
-            self.failed = true;
-        }
+/// DISCARD.
+pub fn discard(ctx: &mut Ctx<'_>, _: &[&[u8]]) -> Result<Reply, ParseError> {
+    if !ctx.session.tx.queuing() {
+        return Err(ParseError::Invalid("DISCARD without MULTI".into()));
     }
+    ctx.session.tx = TxState::default();
+    Ok(Reply::ok())
 }
 
-/// Commands that run at once even inside MULTI (Redis's list).
-pub fn runs_immediately(id: CmdId) -> bool {
-    matches!(
-        id,
-        CmdId::Exec | CmdId::Discard | CmdId::Multi | CmdId::Watch | CmdId::Quit
-    )
-}
-
-/// Queue a request (already checked for name, arity and authentication): `+QUEUED`.
-pub fn queue(session: &mut Session, args: &[&[u8]]) -> Reply {
-    if let Some(q) = session.tx.queue.as_mut() {
-        if q.len() >= MAX_QUEUED {
-            session.tx.failed = true;
-            return Reply::error(format!(
-                "ERR too many commands in a transaction (limit {MAX_QUEUED})"
-            ));
-        }
-        q.push(super::owned(args));
+/// WATCH key [key ...]: EXEC fails if one of them changes first.
+pub fn watch(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
+    let tx = &mut ctx.session.tx;
+    if tx.queuing() {
+        return Err(ParseError::Invalid(
+            "WATCH inside MULTI is not allowed".into(),
+        ));
     }
-    Reply::simple("QUEUED")
-}
-
-pub fn execute(
-    id: CmdId,
-    shared: &Shared,
-    session: &mut Session,
-    args: &[&[u8]],
-    local: &mut LocalStats,
-) -> Result<Reply, ParseError> {
-    match id {
-        CmdId::Multi => {
-            if session.tx.queuing() {
-                return Err(ParseError::Invalid("MULTI calls can not be nested".into()));
-            }
-            session.tx.queue = Some(Vec::new());
-            session.tx.failed = false;
-            Ok(Reply::ok())
+    for key in &args[1..] {
+        if tx.watched.iter().any(|(k, _)| k == key) {
+            continue;
         }
-        CmdId::Discard => {
-            if !session.tx.queuing() {
-                return Err(ParseError::Invalid("DISCARD without MULTI".into()));
-            }
-            session.tx = TxState::default();
-            Ok(Reply::ok())
-        }
-        CmdId::Watch => {
-            if session.tx.queuing() {
-                return Err(ParseError::Invalid(
-                    "WATCH inside MULTI is not allowed".into(),
-                ));
-            }
-            for key in &args[1..] {
-                if session.tx.watched.iter().any(|(k, _)| k == key) {
-                    continue;
-                }
-                let cas = shared.engine.kv_get(key).map(|i| i.cas);
-                session.tx.watched.push((Bytes::copy_from_slice(key), cas));
-            }
-            Ok(Reply::ok())
-        }
-        CmdId::Unwatch => {
-            session.tx.watched.clear();
-            Ok(Reply::ok())
-        }
-        CmdId::Exec => exec(shared, session, local),
-        _ => Err(ParseError::Syntax),
+        let cas = ctx.shared.engine.kv_get(key).map(|i| i.cas);
+        tx.watched.push((Bytes::copy_from_slice(key), cas));
     }
+    Ok(Reply::ok())
 }
 
-fn exec(
-    shared: &Shared,
-    session: &mut Session,
-    local: &mut LocalStats,
-) -> Result<Reply, ParseError> {
-    let state = std::mem::take(&mut session.tx);
+/// UNWATCH.
+pub fn unwatch(ctx: &mut Ctx<'_>, _: &[&[u8]]) -> Result<Reply, ParseError> {
+    ctx.session.tx.watched.clear();
+    Ok(Reply::ok())
+}
+
+/// EXEC: run the queued commands; the key-value ones atomically.
+pub fn exec(ctx: &mut Ctx<'_>, _: &[&[u8]]) -> Result<Reply, ParseError> {
+    let state = std::mem::take(&mut ctx.session.tx);
     let Some(queue) = state.queue else {
         return Err(ParseError::Invalid("EXEC without MULTI".into()));
     };
@@ -135,65 +77,71 @@ fn exec(
         ));
     }
     // Borrowed views of the queued (owned) requests, the form commands take.
-    let queue: Vec<Vec<&[u8]>> = queue.iter().map(|args| super::slices(args)).collect();
-    let ids: Vec<Option<CmdId>> = queue
+    let queue: Vec<Vec<&[u8]>> = queue.iter().map(|args| crate::args::slices(args)).collect();
+    let found: Vec<Option<Found>> = queue
         .iter()
-        .map(|args| args.first().and_then(|n| lookup(n)).map(|s| s.id))
+        .map(|args| args.first().and_then(|n| ctx.commands.lookup(n)))
         .collect();
+    let kv = |f: &Option<Found>| match f.map(|f| f.spec.run) {
+        Some(Run::Kv(h)) => Some(h),
+        _ => None,
+    };
     let mut replies: Vec<Option<Reply>> = vec![None; queue.len()];
-    let max_value = shared.config.max_value_size;
-    // FLUSHALL, FLUSHDB and DBSIZE act on the whole key space, which a transaction over some
-    // keys cannot hold: they split the queue. Each part's key-value commands run in one engine
-    // transaction, then its other commands, then the splitting command, in the queued order
-    // (`MULTI; FLUSHDB; SET k 1; EXEC` leaves k set, as in Redis; run after the key-value part,
-    // the flush had wiped it). Only such a transaction is atomic part by part, not as a whole.
-    let splits =
-        |id: &Option<CmdId>| matches!(id, Some(CmdId::Flushall | CmdId::Flushdb | CmdId::Dbsize));
+    let max_value = ctx.shared.config.max_value_size;
+    // A whole-keyspace command cannot run inside a transaction over some keys: it splits the
+    // queue. Each part's key-value commands run in one engine transaction, then its other
+    // commands, then the splitting command, in the queued order (`MULTI; FLUSHDB; SET k 1;
+    // EXEC` leaves k set, as in Redis). Only such a transaction is atomic part by part, not
+    // as a whole.
+    let splits = |f: &Option<Found>| f.is_some_and(|f| f.spec.flags.has(Flag::WholeKeyspace));
     let mut start = 0;
     loop {
-        let end = ids[start..]
+        let end = found[start..]
             .iter()
             .position(splits)
             .map_or(queue.len(), |p| start + p);
         // WATCH is checked in the first part's transaction, before anything has run.
         let watched: &[(Bytes, Option<u64>)] = if start == 0 { &state.watched } else { &[] };
         let mut keys: Vec<&[u8]> = watched.iter().map(|(k, _)| &k[..]).collect();
-        for (args, id) in queue[start..end].iter().zip(&ids[start..end]) {
-            if let Some(id) = id.filter(|id| counter::is_kv(*id)) {
-                keys.extend(counter::keys_of(id, args));
+        for (args, f) in queue[start..end].iter().zip(&found[start..end]) {
+            if let (Some(f), Some(_)) = (f, kv(f)) {
+                keys.extend(f.spec.keys.of(args));
             }
         }
         let part = start..end;
-        let committed = shared.engine.kv_txn(&keys, |txn| {
+        let outcome = ctx.shared.engine.kv_txn(&keys, |txn| {
             let changed = watched
                 .iter()
                 .any(|(key, cas)| txn.get(key).map(|i| i.cas) != *cas);
             if changed {
-                return false;
+                return None;
             }
-            for ((args, id), slot) in queue[part.clone()]
+            for ((args, f), slot) in queue[part.clone()]
                 .iter()
-                .zip(&ids[part.clone()])
+                .zip(&found[part.clone()])
                 .zip(replies[part.clone()].iter_mut())
             {
-                if let Some(id) = id.filter(|id| counter::is_kv(*id)) {
-                    *slot = Some(counter::apply(id, args, txn, max_value));
+                if let (Some(f), Some(handler)) = (f, kv(f)) {
+                    let reply = handler(txn, args, max_value);
+                    ctx.counters.call(f.index, matches!(reply, Reply::Error(_)));
+                    *slot = Some(reply);
                 }
             }
-            true
+            Some(txn.writes())
         });
-        if !committed {
+        let Some(writes) = outcome else {
             return Ok(Reply::NullArray);
-        }
+        };
+        ctx.counters.changed(writes);
         for i in start..end {
             if replies[i].is_none() {
-                replies[i] = Some(super::execute(shared, session, &queue[i], local));
+                replies[i] = Some(execute(ctx, &queue[i], found[i]));
             }
         }
         if end == queue.len() {
             break;
         }
-        replies[end] = Some(super::execute(shared, session, &queue[end], local));
+        replies[end] = Some(execute(ctx, &queue[end], found[end]));
         start = end + 1;
     }
     Ok(Reply::Array(replies.into_iter().flatten().collect()))

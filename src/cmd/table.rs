@@ -1,757 +1,831 @@
-//! The command table: every command the daemon knows, with Redis-style arity, flags and key
-//! positions. Dispatch uses it to check arity and authentication uniformly; COMMAND reports it,
-//! so redis-cli and client libraries see accurate metadata.
+//! The command table: every command the daemon knows, one row each (see [`CommandSpec`] for
+//! what a row says). Sorted by family, as in docs/API.md.
 
-use std::collections::HashMap;
-use std::sync::OnceLock;
+use super::spec::Flag::*;
+use super::spec::Run::{Change, Container, Kv, Plain};
+use super::spec::{cmd, CommandSpec, Commands, Keys, Prefetch};
+use super::{
+    cell, client, command, config, connection, info, kv, limits, multi, persistence, pubsub,
+    replication, rl, server,
+};
+use crate::counters::Family::{Cell, RlAdmin, RlCheck};
 
-/// Identifies a command for dispatch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CmdId {
-    Ping,
-    Echo,
-    Hello,
-    Auth,
-    Quit,
-    Select,
-    Client,
-    Command,
-    Info,
-    Dbsize,
-    Flushall,
-    Flushdb,
-    Time,
-    Config,
-    RlLimit,
-    RlTier,
-    RlCheck,
-    RlPeek,
-    RlReset,
-    RlExplain,
-    ClThrottle,
-    Save,
-    Bgsave,
-    Lastsave,
-    // The key-value space (src/cmd/counter.rs) and transactions (src/cmd/multi.rs).
-    Get,
-    Set,
-    Setex,
-    Psetex,
-    Setnx,
-    Getdel,
-    Del,
-    Unlink,
-    Exists,
-    Incr,
-    Incrby,
-    Decr,
-    Decrby,
-    Expire,
-    Pexpire,
-    Expireat,
-    Pexpireat,
-    Ttl,
-    Pttl,
-    Persist,
-    Type,
-    Mget,
-    Multi,
-    Exec,
-    Discard,
-    Watch,
-    Unwatch,
-    // Replication (src/cmd/replication.rs).
-    Replicaof,
-    Slaveof,
-    Role,
-    Wait,
-    Replconf,
-    Psync,
-    Sync,
-    // Pub/sub (src/cmd/pubsub.rs), for Redis Sentinel's discovery.
-    Subscribe,
-    Unsubscribe,
-    Psubscribe,
-    Punsubscribe,
-    Publish,
-    Pubsub,
-}
+/// Every command.
+pub static COMMANDS: Commands = Commands::new(ROWS);
 
-/// One command's metadata, as Redis's COMMAND INFO describes it.
-#[derive(Debug)]
-pub struct CommandSpec {
-    pub id: CmdId,
-    /// Lowercase name.
-    pub name: &'static str,
-    /// Redis arity: N means exactly N arguments including the name; -N means at least N.
-    pub arity: i32,
-    pub flags: &'static [&'static str],
-    pub first_key: i64,
-    pub last_key: i64,
-    pub step: i64,
-    /// Allowed before AUTH when a password is set.
-    pub no_auth: bool,
-    /// One-line summary for COMMAND DOCS.
-    pub summary: &'static str,
-}
-
-const fn row(
-    id: CmdId,
-    name: &'static str,
-    arity: i32,
-    flags: &'static [&'static str],
-    keys: (i64, i64, i64),
-    no_auth: bool,
-    summary: &'static str,
-) -> CommandSpec {
-    CommandSpec {
-        id,
-        name,
-        arity,
-        flags,
-        first_key: keys.0,
-        last_key: keys.1,
-        step: keys.2,
-        no_auth,
-        summary,
-    }
-}
-
-const NOKEYS: (i64, i64, i64) = (0, 0, 0);
-/// The first argument is the key.
-const ONEKEY: (i64, i64, i64) = (1, 1, 1);
-/// Every argument is a key.
-const ALLKEYS: (i64, i64, i64) = (1, -1, 1);
-
-/// Every command. Keep sorted by family, as in docs/API.md.
-pub static COMMANDS: &[CommandSpec] = &[
-    row(
-        CmdId::Ping,
+static ROWS: &[CommandSpec] = &[
+    // Connection.
+    cmd(
         "ping",
         -1,
-        &["fast", "stale"],
-        NOKEYS,
-        false,
+        Plain(connection::ping),
         "Returns the server's liveliness response.",
-    ),
-    row(
-        CmdId::Echo,
+    )
+    .flags(&[Fast, Stale, Subscribed]),
+    cmd(
         "echo",
         2,
-        &["fast", "stale"],
-        NOKEYS,
-        false,
+        Plain(connection::echo),
         "Returns the given string.",
-    ),
-    row(
-        CmdId::Hello,
+    )
+    .flags(&[Fast, Stale]),
+    cmd(
         "hello",
         -1,
-        &["noscript", "loading", "stale", "fast", "no_auth"],
-        NOKEYS,
-        true,
+        Plain(connection::hello),
         "Handshakes with the server: protocol version, authentication, client name.",
-    ),
-    row(
-        CmdId::Auth,
+    )
+    .flags(&[Noscript, Loading, Stale, Fast, NoAuth]),
+    cmd(
         "auth",
         -2,
-        &["noscript", "loading", "stale", "fast", "no_auth"],
-        NOKEYS,
-        true,
+        Plain(connection::auth),
         "Authenticates the connection.",
-    ),
-    row(
-        CmdId::Quit,
+    )
+    .flags(&[Noscript, Loading, Stale, Fast, NoAuth]),
+    cmd(
         "quit",
         -1,
-        &["noscript", "loading", "stale", "fast", "no_auth"],
-        NOKEYS,
-        true,
+        Plain(connection::quit),
         "Closes the connection.",
-    ),
-    row(
-        CmdId::Select,
+    )
+    .flags(&[
+        Noscript, Loading, Stale, Fast, NoAuth, TxControl, Subscribed,
+    ]),
+    cmd(
         "select",
         2,
-        &["loading", "stale", "fast"],
-        NOKEYS,
-        false,
+        Plain(connection::select),
         "Selects the database; only 0 exists.",
-    ),
-    row(
-        CmdId::Client,
+    )
+    .flags(&[Loading, Stale, Fast]),
+    cmd(
         "client",
         -2,
-        &["noscript", "loading", "stale"],
-        NOKEYS,
-        false,
-        "Connection management: SETNAME, GETNAME, ID, LIST, INFO, SETINFO.",
-    ),
-    row(
-        CmdId::Command,
+        Container(None),
+        "Connection management: SETNAME, GETNAME, ID, LIST, INFO, KILL, SETINFO.",
+    )
+    .flags(&[Noscript, Loading, Stale])
+    .subcommands(CLIENT),
+    // Server.
+    cmd(
         "command",
         -1,
-        &["loading", "stale"],
-        NOKEYS,
-        false,
+        Container(Some(command::all)),
         "Describes the server's commands: COUNT, DOCS, INFO, LIST.",
-    ),
-    row(
-        CmdId::Info,
+    )
+    .flags(&[Loading, Stale])
+    .subcommands(COMMAND),
+    cmd(
         "info",
         -1,
-        &["loading", "stale"],
-        NOKEYS,
-        false,
+        Plain(info::info),
         "Server information and statistics.",
-    ),
-    row(
-        CmdId::Dbsize,
+    )
+    .flags(&[Loading, Stale]),
+    cmd(
         "dbsize",
         1,
-        &["readonly", "fast"],
-        NOKEYS,
-        false,
+        Plain(server::dbsize),
         "Number of live rate-limit keys.",
-    ),
-    row(
-        CmdId::Flushall,
+    )
+    .flags(&[Readonly, Fast, WholeKeyspace]),
+    cmd(
         "flushall",
         -1,
-        &["write"],
-        NOKEYS,
-        false,
+        Plain(server::flush),
         "Drops all rate state (limits and tiers are kept).",
-    ),
-    row(
-        CmdId::Flushdb,
+    )
+    .flags(&[Write, WholeKeyspace]),
+    cmd(
         "flushdb",
         -1,
-        &["write"],
-        NOKEYS,
-        false,
+        Plain(server::flush),
         "Same as FLUSHALL: there is one database.",
-    ),
-    row(
-        CmdId::Time,
+    )
+    .flags(&[Write, WholeKeyspace]),
+    cmd(
         "time",
         1,
-        &["loading", "stale", "fast"],
-        NOKEYS,
-        false,
+        Plain(server::time),
         "The server's time as [seconds, microseconds].",
-    ),
-    row(
-        CmdId::Config,
+    )
+    .flags(&[Loading, Stale, Fast]),
+    cmd(
         "config",
         -2,
-        &["admin", "noscript", "loading", "stale"],
-        NOKEYS,
-        false,
-        "CONFIG GET, RESETSTAT.",
-    ),
-    row(
-        CmdId::RlLimit,
+        Container(None),
+        "CONFIG GET, SET, RESETSTAT, REWRITE.",
+    )
+    .flags(&[Admin, Noscript, Loading, Stale])
+    .subcommands(CONFIG),
+    // The rate-limit API.
+    cmd(
         "rl.limit",
         -2,
-        &["write"],
-        NOKEYS,
-        false,
+        Container(None),
         "Sets, reads, deletes and lists limits: RL.LIMIT SET|GET|DEL|LIST|HELP.",
-    ),
-    row(
-        CmdId::RlTier,
+    )
+    .flags(&[Write])
+    .family(RlAdmin)
+    .subcommands(RL_LIMIT),
+    cmd(
         "rl.tier",
         -2,
-        &["write"],
-        NOKEYS,
-        false,
+        Container(None),
         "Assigns a client to a tier: RL.TIER SET|GET|DEL|HELP.",
-    ),
-    row(
-        CmdId::RlCheck,
+    )
+    .flags(&[Write])
+    .family(RlAdmin)
+    .subcommands(RL_TIER),
+    cmd(
         "rl.check",
         -3,
-        &["write", "fast"],
-        (1, 1, 1),
-        false,
+        Plain(rl::check),
         "Checks and consumes: may this client call this endpoint now?",
-    ),
-    row(
-        CmdId::RlPeek,
+    )
+    .flags(&[Write, Fast])
+    .keys(Keys::ONE)
+    .family(RlCheck)
+    .prefetch(Prefetch::ClientEndpoint),
+    cmd(
         "rl.peek",
         3,
-        &["readonly", "fast"],
-        (1, 1, 1),
-        false,
+        Plain(rl::peek),
         "Like RL.CHECK, consuming nothing.",
-    ),
-    row(
-        CmdId::RlReset,
+    )
+    .flags(&[Readonly, Fast])
+    .keys(Keys::ONE)
+    .family(RlCheck),
+    cmd(
         "rl.reset",
         3,
-        &["write", "fast"],
-        (1, 1, 1),
-        false,
+        Plain(rl::reset),
         "Restores the full allowance of a client and endpoint.",
-    ),
-    row(
-        CmdId::RlExplain,
+    )
+    .flags(&[Write, Fast])
+    .keys(Keys::ONE)
+    .family(RlAdmin),
+    cmd(
         "rl.explain",
         3,
-        &["readonly"],
-        (1, 1, 1),
-        false,
+        Plain(rl::explain),
         "Which limit applies to a client and endpoint, and its windows' state.",
-    ),
-    row(
-        CmdId::ClThrottle,
+    )
+    .flags(&[Readonly])
+    .keys(Keys::ONE)
+    .family(RlAdmin),
+    cmd(
         "cl.throttle",
         -1,
-        &["write", "fast"],
-        (1, 1, 1),
-        false,
+        Plain(cell::throttle),
         "redis-cell compatible GCRA throttle.",
-    ),
-    row(
-        CmdId::Save,
+    )
+    .flags(&[Write, Fast])
+    .keys(Keys::ONE)
+    .family(Cell)
+    .prefetch(Prefetch::Throttle),
+    // Snapshots.
+    cmd(
         "save",
         1,
-        &["admin", "noscript", "no_async_loading"],
-        NOKEYS,
-        false,
+        Plain(persistence::save),
         "Writes a snapshot of the rate state to --dir, synchronously.",
-    ),
-    row(
-        CmdId::Bgsave,
+    )
+    .flags(&[Admin, Noscript, NoAsyncLoading]),
+    cmd(
         "bgsave",
         -1,
-        &["admin", "noscript", "no_async_loading"],
-        NOKEYS,
-        false,
+        Plain(persistence::bgsave),
         "Writes a snapshot of the rate state to --dir in the background.",
-    ),
-    row(
-        CmdId::Lastsave,
+    )
+    .flags(&[Admin, Noscript, NoAsyncLoading]),
+    cmd(
         "lastsave",
         1,
-        &["loading", "stale", "fast"],
-        NOKEYS,
-        false,
+        Plain(persistence::lastsave),
         "Unix time of the last successful snapshot.",
-    ),
-    row(
-        CmdId::Get,
-        "get",
-        2,
-        &["readonly", "fast"],
-        ONEKEY,
-        false,
-        "Returns the value of a key.",
-    ),
-    row(
-        CmdId::Set,
+    )
+    .flags(&[Loading, Stale, Fast]),
+    // The key-value space.
+    cmd("get", 2, Kv(kv::get), "Returns the value of a key.")
+        .flags(&[Readonly, Fast])
+        .keys(Keys::ONE),
+    cmd(
         "set",
         -3,
-        &["write", "denyoom"],
-        ONEKEY,
-        false,
+        Kv(kv::set),
         "Sets a key's value: EX/PX/EXAT/PXAT, NX/XX, KEEPTTL, GET.",
-    ),
-    row(
-        CmdId::Setex,
+    )
+    .flags(&[Write, Denyoom])
+    .keys(Keys::ONE),
+    cmd(
         "setex",
         4,
-        &["write", "denyoom"],
-        ONEKEY,
-        false,
+        Kv(kv::setex),
         "Sets a value with a TTL in seconds.",
-    ),
-    row(
-        CmdId::Psetex,
+    )
+    .flags(&[Write, Denyoom])
+    .keys(Keys::ONE),
+    cmd(
         "psetex",
         4,
-        &["write", "denyoom"],
-        ONEKEY,
-        false,
+        Kv(kv::psetex),
         "Sets a value with a TTL in milliseconds.",
-    ),
-    row(
-        CmdId::Setnx,
+    )
+    .flags(&[Write, Denyoom])
+    .keys(Keys::ONE),
+    cmd(
         "setnx",
         3,
-        &["write", "denyoom", "fast"],
-        ONEKEY,
-        false,
+        Kv(kv::setnx),
         "Sets a value only if the key does not exist.",
-    ),
-    row(
-        CmdId::Getdel,
+    )
+    .flags(&[Write, Denyoom, Fast])
+    .keys(Keys::ONE),
+    cmd(
         "getdel",
         2,
-        &["write", "fast"],
-        ONEKEY,
-        false,
+        Kv(kv::getdel),
         "Returns a key's value and deletes the key.",
-    ),
-    row(
-        CmdId::Del,
-        "del",
-        -2,
-        &["write"],
-        ALLKEYS,
-        false,
-        "Deletes keys.",
-    ),
-    row(
-        CmdId::Unlink,
+    )
+    .flags(&[Write, Fast])
+    .keys(Keys::ONE),
+    cmd("del", -2, Kv(kv::del), "Deletes keys.")
+        .flags(&[Write])
+        .keys(Keys::ALL),
+    cmd(
         "unlink",
         -2,
-        &["write", "fast"],
-        ALLKEYS,
-        false,
+        Kv(kv::del),
         "Deletes keys (same as DEL: values are small).",
-    ),
-    row(
-        CmdId::Exists,
+    )
+    .flags(&[Write, Fast])
+    .keys(Keys::ALL),
+    cmd(
         "exists",
         -2,
-        &["readonly", "fast"],
-        ALLKEYS,
-        false,
+        Kv(kv::exists),
         "Counts how many of the keys exist.",
-    ),
-    row(
-        CmdId::Incr,
+    )
+    .flags(&[Readonly, Fast])
+    .keys(Keys::ALL),
+    cmd(
         "incr",
         2,
-        &["write", "denyoom", "fast"],
-        ONEKEY,
-        false,
+        Kv(kv::incr),
         "Adds 1 to a counter (created at 0).",
-    ),
-    row(
-        CmdId::Incrby,
+    )
+    .flags(&[Write, Denyoom, Fast])
+    .keys(Keys::ONE),
+    cmd(
         "incrby",
         3,
-        &["write", "denyoom", "fast"],
-        ONEKEY,
-        false,
+        Kv(kv::incrby),
         "Adds an integer to a counter (created at 0).",
-    ),
-    row(
-        CmdId::Decr,
+    )
+    .flags(&[Write, Denyoom, Fast])
+    .keys(Keys::ONE),
+    cmd(
         "decr",
         2,
-        &["write", "denyoom", "fast"],
-        ONEKEY,
-        false,
+        Kv(kv::decr),
         "Subtracts 1 from a counter (created at 0).",
-    ),
-    row(
-        CmdId::Decrby,
+    )
+    .flags(&[Write, Denyoom, Fast])
+    .keys(Keys::ONE),
+    cmd(
         "decrby",
         3,
-        &["write", "denyoom", "fast"],
-        ONEKEY,
-        false,
+        Kv(kv::decrby),
         "Subtracts an integer from a counter (created at 0).",
-    ),
-    row(
-        CmdId::Expire,
+    )
+    .flags(&[Write, Denyoom, Fast])
+    .keys(Keys::ONE),
+    cmd(
         "expire",
         -3,
-        &["write", "fast"],
-        ONEKEY,
-        false,
+        Kv(kv::expire),
         "Sets a key's TTL in seconds: NX, XX, GT, LT.",
-    ),
-    row(
-        CmdId::Pexpire,
+    )
+    .flags(&[Write, Fast])
+    .keys(Keys::ONE),
+    cmd(
         "pexpire",
         -3,
-        &["write", "fast"],
-        ONEKEY,
-        false,
+        Kv(kv::pexpire),
         "Sets a key's TTL in milliseconds: NX, XX, GT, LT.",
-    ),
-    row(
-        CmdId::Expireat,
+    )
+    .flags(&[Write, Fast])
+    .keys(Keys::ONE),
+    cmd(
         "expireat",
         -3,
-        &["write", "fast"],
-        ONEKEY,
-        false,
+        Kv(kv::expireat),
         "Sets a key's expiry as a Unix time in seconds.",
-    ),
-    row(
-        CmdId::Pexpireat,
+    )
+    .flags(&[Write, Fast])
+    .keys(Keys::ONE),
+    cmd(
         "pexpireat",
         -3,
-        &["write", "fast"],
-        ONEKEY,
-        false,
+        Kv(kv::pexpireat),
         "Sets a key's expiry as a Unix time in milliseconds.",
-    ),
-    row(
-        CmdId::Ttl,
+    )
+    .flags(&[Write, Fast])
+    .keys(Keys::ONE),
+    cmd(
         "ttl",
         2,
-        &["readonly", "fast"],
-        ONEKEY,
-        false,
+        Kv(kv::ttl),
         "Seconds until a key expires (-1 none, -2 no key).",
-    ),
-    row(
-        CmdId::Pttl,
+    )
+    .flags(&[Readonly, Fast])
+    .keys(Keys::ONE),
+    cmd(
         "pttl",
         2,
-        &["readonly", "fast"],
-        ONEKEY,
-        false,
+        Kv(kv::pttl),
         "Milliseconds until a key expires (-1 none, -2 no key).",
-    ),
-    row(
-        CmdId::Persist,
-        "persist",
-        2,
-        &["write", "fast"],
-        ONEKEY,
-        false,
-        "Removes a key's TTL.",
-    ),
-    row(
-        CmdId::Type,
+    )
+    .flags(&[Readonly, Fast])
+    .keys(Keys::ONE),
+    cmd("persist", 2, Kv(kv::persist), "Removes a key's TTL.")
+        .flags(&[Write, Fast])
+        .keys(Keys::ONE),
+    cmd(
         "type",
         2,
-        &["readonly", "fast"],
-        ONEKEY,
-        false,
+        Kv(kv::type_of),
         "The type of a key: string or none.",
-    ),
-    row(
-        CmdId::Mget,
+    )
+    .flags(&[Readonly, Fast])
+    .keys(Keys::ONE),
+    cmd(
         "mget",
         -2,
-        &["readonly", "fast"],
-        ALLKEYS,
-        false,
+        Kv(kv::mget),
         "Returns the values of several keys.",
-    ),
-    row(
-        CmdId::Multi,
-        "multi",
-        1,
-        &["noscript", "loading", "stale", "fast", "allow_busy"],
-        NOKEYS,
-        false,
-        "Starts a transaction.",
-    ),
-    row(
-        CmdId::Exec,
+    )
+    .flags(&[Readonly, Fast])
+    .keys(Keys::ALL),
+    // Transactions.
+    cmd("multi", 1, Plain(multi::multi), "Starts a transaction.")
+        .flags(&[Noscript, Loading, Stale, Fast, AllowBusy, TxControl]),
+    cmd(
         "exec",
         1,
-        &["noscript", "loading", "stale", "skip_slowlog"],
-        NOKEYS,
-        false,
+        Plain(multi::exec),
         "Runs the queued commands; the key-value ones atomically.",
-    ),
-    row(
-        CmdId::Discard,
+    )
+    .flags(&[Noscript, Loading, Stale, SkipSlowlog, TxControl, EndsTx]),
+    cmd(
         "discard",
         1,
-        &["noscript", "loading", "stale", "fast", "allow_busy"],
-        NOKEYS,
-        false,
+        Plain(multi::discard),
         "Drops the queued commands.",
-    ),
-    row(
-        CmdId::Watch,
+    )
+    .flags(&[Noscript, Loading, Stale, Fast, AllowBusy, TxControl]),
+    cmd(
         "watch",
         -2,
-        &["noscript", "loading", "stale", "fast", "allow_busy"],
-        ALLKEYS,
-        false,
+        Plain(multi::watch),
         "EXEC fails if one of these keys changes first.",
-    ),
-    row(
-        CmdId::Unwatch,
+    )
+    .flags(&[Noscript, Loading, Stale, Fast, AllowBusy, TxControl])
+    .keys(Keys::ALL),
+    cmd(
         "unwatch",
         1,
-        &["noscript", "loading", "stale", "fast", "allow_busy"],
-        NOKEYS,
-        false,
+        Plain(multi::unwatch),
         "Forgets the watched keys.",
-    ),
-    row(
-        CmdId::Replicaof,
+    )
+    .flags(&[Noscript, Loading, Stale, Fast, AllowBusy]),
+    // Replication.
+    cmd(
         "replicaof",
         3,
-        &["admin", "noscript", "stale", "no_async_loading"],
-        NOKEYS,
-        false,
+        Plain(replication::replicaof),
         "Makes this node a replica of another (REPLICAOF host port), or a primary (NO ONE).",
-    ),
-    row(
-        CmdId::Slaveof,
+    )
+    .flags(&[Admin, Noscript, Stale, NoAsyncLoading]),
+    cmd(
         "slaveof",
         3,
-        &["admin", "noscript", "stale", "no_async_loading"],
-        NOKEYS,
-        false,
+        Plain(replication::replicaof),
         "Same as REPLICAOF.",
-    ),
-    row(
-        CmdId::Role,
+    )
+    .flags(&[Admin, Noscript, Stale, NoAsyncLoading]),
+    cmd(
         "role",
         1,
-        &["noscript", "loading", "stale", "fast"],
-        NOKEYS,
-        false,
+        Plain(replication::role),
         "This node's replication role, offset and replicas.",
-    ),
-    row(
-        CmdId::Wait,
+    )
+    .flags(&[Noscript, Loading, Stale, Fast]),
+    cmd(
         "wait",
         3,
-        &["noscript"],
-        NOKEYS,
-        false,
+        Plain(replication::wait),
         "Waits until this many replicas acknowledged every write made so far, or the timeout.",
-    ),
-    row(
-        CmdId::Replconf,
+    )
+    .flags(&[Noscript]),
+    cmd(
         "replconf",
         -1,
-        &["admin", "noscript", "loading", "stale", "allow_busy"],
-        NOKEYS,
-        false,
+        Plain(replication::replconf),
         "Replication handshake options (sent by replicas).",
-    ),
-    row(
-        CmdId::Psync,
+    )
+    .flags(&[Admin, Noscript, Loading, Stale, AllowBusy]),
+    cmd(
         "psync",
         -3,
-        &["admin", "noscript", "no_async_loading", "no_multi"],
-        NOKEYS,
-        false,
+        Plain(replication::psync),
         "Starts a partial or full resync (sent by replicas).",
-    ),
-    row(
-        CmdId::Sync,
+    )
+    .flags(&[Admin, Noscript, NoAsyncLoading, NoMulti]),
+    cmd(
         "sync",
         1,
-        &["admin", "noscript", "no_async_loading", "no_multi"],
-        NOKEYS,
-        false,
+        Plain(replication::sync),
         "Starts a full sync (old replicas).",
-    ),
-    row(
-        CmdId::Subscribe,
+    )
+    .flags(&[Admin, Noscript, NoAsyncLoading, NoMulti]),
+    // Pub/sub, for Redis Sentinel's discovery.
+    cmd(
         "subscribe",
         -2,
-        &["pubsub", "noscript", "loading", "stale"],
-        NOKEYS,
-        false,
+        Plain(pubsub::subscribe),
         "Listens for messages published to channels.",
-    ),
-    row(
-        CmdId::Unsubscribe,
+    )
+    .flags(&[Pubsub, Noscript, Loading, Stale, NoMulti, Subscribed]),
+    cmd(
         "unsubscribe",
         -1,
-        &["pubsub", "noscript", "loading", "stale"],
-        NOKEYS,
-        false,
+        Plain(pubsub::unsubscribe),
         "Stops listening to channels (all of them without arguments).",
-    ),
-    row(
-        CmdId::Psubscribe,
+    )
+    .flags(&[Pubsub, Noscript, Loading, Stale, NoMulti, Subscribed]),
+    cmd(
         "psubscribe",
         -2,
-        &["pubsub", "noscript", "loading", "stale"],
-        NOKEYS,
-        false,
+        Plain(pubsub::psubscribe),
         "Listens for messages published to channels that match glob patterns.",
-    ),
-    row(
-        CmdId::Punsubscribe,
+    )
+    .flags(&[Pubsub, Noscript, Loading, Stale, NoMulti, Subscribed]),
+    cmd(
         "punsubscribe",
         -1,
-        &["pubsub", "noscript", "loading", "stale"],
-        NOKEYS,
-        false,
+        Plain(pubsub::punsubscribe),
         "Stops listening to patterns (all of them without arguments).",
-    ),
+    )
+    .flags(&[Pubsub, Noscript, Loading, Stale, NoMulti, Subscribed]),
     // Not "write": replicas accept PUBLISH (Sentinel publishes hellos through them too).
-    row(
-        CmdId::Publish,
+    cmd(
         "publish",
         3,
-        &["pubsub", "loading", "stale", "fast", "may_replicate"],
-        NOKEYS,
-        false,
+        Plain(pubsub::publish),
         "Posts a message to a channel; the number of subscribers that received it.",
-    ),
-    row(
-        CmdId::Pubsub,
+    )
+    .flags(&[Pubsub, Loading, Stale, Fast, MayReplicate]),
+    cmd(
         "pubsub",
         -2,
-        &["pubsub", "loading", "stale"],
-        NOKEYS,
-        false,
+        Container(None),
         "Inspects pub/sub state: CHANNELS [pattern], NUMSUB [channel ...], NUMPAT.",
-    ),
+    )
+    .flags(&[Pubsub, Loading, Stale])
+    .subcommands(PUBSUB),
 ];
 
-/// Name → spec, hashed with ahash: every request looks its command up here, and SipHash (std's
-/// default) was ~1.3 % of a pipelined check. The names are ours, so there is nothing to defend
-/// against hash flooding.
-type Index = HashMap<&'static [u8], &'static CommandSpec, ahash::RandomState>;
+static CLIENT: &[CommandSpec] = &[
+    cmd(
+        "setname",
+        3,
+        Plain(client::setname),
+        "Names the connection.",
+    )
+    .flags(&[Noscript, Loading, Stale]),
+    cmd(
+        "getname",
+        2,
+        Plain(client::getname),
+        "The connection's name.",
+    )
+    .flags(&[Noscript, Loading, Stale]),
+    cmd("id", 2, Plain(client::id), "The connection's id.").flags(&[Noscript, Loading, Stale]),
+    cmd(
+        "info",
+        2,
+        Plain(client::info),
+        "This connection, as CLIENT LIST shows it.",
+    )
+    .flags(&[Noscript, Loading, Stale]),
+    cmd("list", -2, Plain(client::list), "Every connection.")
+        .flags(&[Admin, Noscript, Loading, Stale]),
+    cmd(
+        "kill",
+        -3,
+        Plain(client::kill),
+        "Closes connections by type.",
+    )
+    .flags(&[Admin, Noscript, Loading, Stale]),
+    cmd(
+        "setinfo",
+        4,
+        Plain(client::setinfo),
+        "Library name and version (not stored).",
+    )
+    .flags(&[Noscript, Loading, Stale]),
+    cmd(
+        "no-evict",
+        3,
+        Plain(client::on_off),
+        "Accepted for compatibility.",
+    )
+    .flags(&[Admin, Noscript, Loading, Stale]),
+    cmd(
+        "no-touch",
+        3,
+        Plain(client::on_off),
+        "Accepted for compatibility.",
+    )
+    .flags(&[Noscript, Loading, Stale]),
+    cmd(
+        "help",
+        2,
+        Plain(client::help),
+        "Lists CLIENT's subcommands.",
+    )
+    .flags(&[Loading, Stale]),
+];
 
-fn index() -> &'static Index {
-    static INDEX: OnceLock<Index> = OnceLock::new();
-    INDEX.get_or_init(|| COMMANDS.iter().map(|c| (c.name.as_bytes(), c)).collect())
-}
+static COMMAND: &[CommandSpec] = &[
+    cmd("count", 2, Plain(command::count), "The number of commands.").flags(&[Loading, Stale]),
+    cmd(
+        "list",
+        -2,
+        Plain(command::list),
+        "The names of the commands.",
+    )
+    .flags(&[Loading, Stale]),
+    cmd(
+        "info",
+        -2,
+        Plain(command::info),
+        "Details of the given commands.",
+    )
+    .flags(&[Loading, Stale]),
+    cmd(
+        "docs",
+        -2,
+        Plain(command::docs),
+        "Documentation of the given commands.",
+    )
+    .flags(&[Loading, Stale]),
+    cmd(
+        "help",
+        2,
+        Plain(command::help),
+        "Lists COMMAND's subcommands.",
+    )
+    .flags(&[Loading, Stale]),
+];
 
-/// Find a command by name, ASCII case-insensitively, without allocating.
-pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    let mut buf = [0u8; 32];
-    let lower = buf.get_mut(..name.len())?;
-    for (dst, src) in lower.iter_mut().zip(name) {
-        *dst = src.to_ascii_lowercase();
-    }
-    index().get(&*lower).copied()
-}
+static CONFIG: &[CommandSpec] = &[
+    cmd(
+        "get",
+        -3,
+        Plain(config::get),
+        "Reads parameters matching glob patterns.",
+    )
+    .flags(&[Admin, Noscript, Loading, Stale]),
+    cmd("set", -4, Plain(config::set), "Changes runtime parameters.")
+        .flags(&[Admin, Noscript, Loading, Stale]),
+    cmd(
+        "resetstat",
+        2,
+        Plain(config::resetstat),
+        "Resets INFO's statistics.",
+    )
+    .flags(&[Admin, Noscript, Loading, Stale]),
+    cmd(
+        "rewrite",
+        2,
+        Plain(config::rewrite),
+        "Writes the replication role into the --config file.",
+    )
+    .flags(&[Admin, Noscript, Loading, Stale]),
+    cmd(
+        "help",
+        2,
+        Plain(config::help),
+        "Lists CONFIG's subcommands.",
+    )
+    .flags(&[Loading, Stale]),
+];
 
-/// The spec of a known id.
-pub fn spec_of(id: CmdId) -> &'static CommandSpec {
-    // Every CmdId has exactly one row in COMMANDS (checked by a test), so the fallback is never
-    // taken; it exists so that this cannot panic.
-    COMMANDS.iter().find(|c| c.id == id).unwrap_or(&COMMANDS[0])
-}
+static RL_LIMIT: &[CommandSpec] = &[
+    cmd(
+        "set",
+        -3,
+        Change(limits::limit_set),
+        "Sets the limit of a scope.",
+    )
+    .flags(&[Write])
+    .family(RlAdmin),
+    cmd(
+        "get",
+        -3,
+        Plain(limits::limit_get),
+        "The limit of a scope, as SET takes it.",
+    )
+    .flags(&[Readonly])
+    .family(RlAdmin),
+    cmd(
+        "del",
+        -3,
+        Change(limits::limit_del),
+        "Deletes the limit of a scope.",
+    )
+    .flags(&[Write])
+    .family(RlAdmin),
+    cmd(
+        "list",
+        -2,
+        Plain(limits::limit_list),
+        "Every scope and its limit.",
+    )
+    .flags(&[Readonly])
+    .family(RlAdmin),
+    cmd(
+        "help",
+        2,
+        Plain(limits::limit_help),
+        "Lists RL.LIMIT's subcommands.",
+    )
+    .flags(&[Loading, Stale])
+    .family(RlAdmin),
+];
+
+static RL_TIER: &[CommandSpec] = &[
+    cmd(
+        "set",
+        4,
+        Change(limits::tier_set),
+        "Puts a client in a tier.",
+    )
+    .flags(&[Write])
+    .family(RlAdmin),
+    cmd("get", 3, Plain(limits::tier_get), "The tier of a client.")
+        .flags(&[Readonly])
+        .family(RlAdmin),
+    cmd(
+        "del",
+        3,
+        Change(limits::tier_del),
+        "Takes a client out of its tier.",
+    )
+    .flags(&[Write])
+    .family(RlAdmin),
+    cmd(
+        "help",
+        2,
+        Plain(limits::tier_help),
+        "Lists RL.TIER's subcommands.",
+    )
+    .flags(&[Loading, Stale])
+    .family(RlAdmin),
+];
+
+static PUBSUB: &[CommandSpec] = &[
+    cmd(
+        "channels",
+        -2,
+        Plain(pubsub::channels),
+        "The active channels.",
+    )
+    .flags(&[Pubsub, Loading, Stale]),
+    cmd(
+        "numsub",
+        -2,
+        Plain(pubsub::numsub),
+        "Subscribers of the given channels.",
+    )
+    .flags(&[Pubsub, Loading, Stale]),
+    cmd("numpat", 2, Plain(pubsub::numpat), "Pattern subscriptions.")
+        .flags(&[Pubsub, Loading, Stale]),
+    cmd(
+        "help",
+        2,
+        Plain(pubsub::help),
+        "Lists PUBSUB's subcommands.",
+    )
+    .flags(&[Loading, Stale]),
+];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd::spec::Run;
 
     #[test]
     fn lookup_is_case_insensitive_and_rejects_unknown_and_long_names() {
-        assert_eq!(lookup(b"PING").map(|c| c.id), Some(CmdId::Ping));
-        assert_eq!(lookup(b"Rl.Check").map(|c| c.id), Some(CmdId::RlCheck));
-        assert!(lookup(b"nope").is_none());
-        assert!(lookup(&[b'a'; 100]).is_none());
-        assert!(lookup(b"").is_none());
+        let name = |n: &[u8]| COMMANDS.lookup(n).map(|f| f.spec.name);
+        assert_eq!(name(b"PING"), Some("ping"));
+        assert_eq!(name(b"Rl.Check"), Some("rl.check"));
+        assert!(COMMANDS.lookup(b"nope").is_none());
+        assert!(COMMANDS.lookup(&[b'a'; 100]).is_none());
+        assert!(COMMANDS.lookup(b"").is_none());
     }
 
     #[test]
-    fn every_id_has_one_row() {
-        let mut names: Vec<_> = COMMANDS.iter().map(|c| c.name).collect();
+    fn names_are_unique_lowercase_and_index_their_rows() {
+        let mut names = COMMANDS.names();
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(*n, n.to_ascii_lowercase());
+            assert_eq!(COMMANDS.lookup(n.as_bytes()).map(|f| f.index), Some(i));
+        }
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), COMMANDS.len());
-        for c in COMMANDS {
-            assert_eq!(spec_of(c.id).name, c.name);
+        assert_eq!(names.len(), COMMANDS.rows().len());
+        for row in COMMANDS.rows() {
+            let mut subs: Vec<_> = row.subcommands.iter().map(|s| s.name).collect();
+            subs.sort();
+            subs.dedup();
+            assert_eq!(subs.len(), row.subcommands.len(), "{}", row.name);
+            // A container answers HELP, which its unknown-subcommand error points at.
+            if matches!(row.run, Run::Container(_)) {
+                assert!(row.subcommand(b"help").is_some(), "{}", row.name);
+            }
+        }
+    }
+
+    /// The row that decides a request: its subcommand's for a container.
+    fn row_of(args: &[&str]) -> &'static CommandSpec {
+        let found = COMMANDS.lookup(args[0].as_bytes()).expect("known");
+        match (found.spec.run, args.get(1)) {
+            (Run::Container(_), Some(sub)) => found
+                .spec
+                .subcommand(sub.as_bytes())
+                .expect("known subcommand"),
+            _ => found.spec,
+        }
+    }
+
+    #[test]
+    fn writes_are_what_a_replica_refuses() {
+        let cases = [
+            (&["RL.CHECK", "a", "b"][..], true),
+            (&["RL.LIMIT", "SET", "DEFAULT", "RATE", "1/1s"], true),
+            (&["rl.limit", "get", "DEFAULT"], false),
+            (&["RL.LIMIT", "LIST"], false),
+            (&["RL.TIER", "GET", "a"], false),
+            (&["RL.TIER", "HELP"], false),
+            (&["RL.LIMIT", "HELP"], false),
+            (&["RL.TIER", "DEL", "a"], true),
+            (&["RL.PEEK", "a", "b"], false),
+            (&["CL.THROTTLE", "k", "1", "1", "1"], true),
+            (&["FLUSHALL"], true),
+            (&["INFO"], false),
+            (&["ROLE"], false),
+            (&["INCR", "x"], true),
+            (&["GET", "x"], false),
+            (&["PUBLISH", "c", "m"], false),
+        ];
+        for (args, want) in cases {
+            assert_eq!(row_of(args).flags.has(Write), want, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn limit_changes_are_the_replayable_rows() {
+        for args in [
+            &["RL.LIMIT", "SET"][..],
+            &["RL.LIMIT", "DEL"],
+            &["RL.TIER", "SET"],
+            &["RL.TIER", "DEL"],
+        ] {
+            assert!(matches!(row_of(args).run, Run::Change(_)), "{args:?}");
+        }
+        let changes = COMMANDS
+            .rows()
+            .iter()
+            .flat_map(|r| std::iter::once(r).chain(r.subcommands))
+            .filter(|r| matches!(r.run, Run::Change(_)))
+            .count();
+        assert_eq!(changes, 4);
+    }
+
+    #[test]
+    fn only_checks_prefetch_and_keyed_rows_name_their_keys() {
+        for row in COMMANDS.rows() {
+            if row.prefetch.is_some() {
+                assert_eq!(row.keys, Keys::ONE, "{}", row.name);
+            }
+            if matches!(row.run, Run::Kv(_)) {
+                assert!(row.keys.first > 0, "{}", row.name);
+            }
         }
     }
 }

@@ -8,8 +8,9 @@
 //! Every request runs in one engine transaction over its keys, so read-modify-write commands
 //! (`incr`, `append`, `cas`, `ma`) are atomic against RESP clients too.
 
-use super::McStats;
-use crate::server::Shared;
+use super::{McState, McStats};
+use crate::counters::LocalCounters;
+use crate::state::Shared;
 use bytes::Bytes;
 use ratelimitd_engine::{Item, KvError, KvTxn, KvWrite, Nanos};
 use ratelimitd_protocol::memcache::{
@@ -93,20 +94,42 @@ fn is_write(req: &McRequest) -> bool {
     }
 }
 
+/// What a memcached request runs with: the shared state, the listener's own state, and the
+/// connection's counters (which count every write for the snapshot).
+pub struct McCtx<'a> {
+    pub shared: &'a Arc<Shared>,
+    pub state: &'a Arc<McState>,
+    pub counters: &'a mut LocalCounters,
+}
+
+impl McCtx<'_> {
+    /// Run `f` in one engine transaction over `keys`, and count the writes it made.
+    fn txn<R>(&mut self, keys: &[&[u8]], f: impl FnOnce(&mut KvTxn<'_>) -> R) -> R {
+        let (out, writes) = self.shared.engine.kv_txn(keys, |t| {
+            let out = f(t);
+            (out, t.writes())
+        });
+        self.counters.changed(writes);
+        out
+    }
+}
+
 /// Execute one request.
-pub fn execute(shared: &Arc<Shared>, req: McRequest) -> Outcome {
+pub fn execute(cx: &mut McCtx<'_>, req: McRequest) -> Outcome {
+    let shared = cx.shared;
     if is_write(&req) {
-        if let Some(why) = crate::cmd::replication::write_refusal(shared) {
+        if let Some(why) = shared.repl.write_refusal() {
             // memcached has no READONLY; a SERVER_ERROR line carrying Redis's text is what
             // memcached clients surface as a server-side refusal. Sent even with noreply.
             return Outcome::Reply(McReply::Error(format!("SERVER_ERROR {why}")));
         }
     }
-    let stats = &shared.memcache.stats;
+    let state = cx.state.clone();
+    let stats = &state.stats;
     let max_value = shared.config.max_value_size;
     let reply = match req {
-        McRequest::Get { keys, cas } => get(shared, &keys, None, cas),
-        McRequest::Gat { exptime, keys, cas } => get(shared, &keys, Some(exptime), cas),
+        McRequest::Get { keys, cas } => get(cx, &keys, None, cas),
+        McRequest::Gat { exptime, keys, cas } => get(cx, &keys, Some(exptime), cas),
         McRequest::Store {
             cmd,
             key,
@@ -117,7 +140,7 @@ pub fn execute(shared: &Arc<Shared>, req: McRequest) -> Outcome {
             noreply,
         } => {
             McStats::bump(&stats.cmd_set);
-            let reply = shared.engine.kv_txn(&[&key], |t| {
+            let reply = cx.txn(&[&key], |t| {
                 store(
                     t, stats, cmd, &key, flags, exptime, cas_unique, data, max_value,
                 )
@@ -128,9 +151,7 @@ pub fn execute(shared: &Arc<Shared>, req: McRequest) -> Outcome {
             McStats::bump(&stats.cmd_set);
             // memcached drops the old value when a `set` fails, so no stale value survives.
             if cmd == StoreCmd::Set {
-                shared
-                    .engine
-                    .kv_txn(&[&key], |t| t.write(&key, KvWrite::Delete).ok());
+                cx.txn(&[&key], |t| t.write(&key, KvWrite::Delete).ok());
             }
             quiet(McError::TooLarge.into(), noreply)
         }
@@ -140,7 +161,7 @@ pub fn execute(shared: &Arc<Shared>, req: McRequest) -> Outcome {
             delta,
             noreply,
         } => {
-            let reply = shared.engine.kv_txn(&[&key], |t| {
+            let reply = cx.txn(&[&key], |t| {
                 let Some(item) = t.get(&key).cloned() else {
                     McStats::bump(if incr {
                         &stats.incr_misses
@@ -162,7 +183,7 @@ pub fn execute(shared: &Arc<Shared>, req: McRequest) -> Outcome {
             quiet(reply, noreply)
         }
         McRequest::Delete { key, noreply } => {
-            let reply = shared.engine.kv_txn(&[&key], |t| {
+            let reply = cx.txn(&[&key], |t| {
                 if t.get(&key).is_none() {
                     McStats::bump(&stats.delete_misses);
                     return McReply::Status("NOT_FOUND");
@@ -181,7 +202,7 @@ pub fn execute(shared: &Arc<Shared>, req: McRequest) -> Outcome {
             noreply,
         } => {
             McStats::bump(&stats.cmd_touch);
-            let reply = shared.engine.kv_txn(&[&key], |t| {
+            let reply = cx.txn(&[&key], |t| {
                 let Some(item) = t.get(&key).cloned() else {
                     McStats::bump(&stats.touch_misses);
                     return McReply::Status("NOT_FOUND");
@@ -196,8 +217,7 @@ pub fn execute(shared: &Arc<Shared>, req: McRequest) -> Outcome {
         }
         McRequest::FlushAll { delay, noreply } => {
             McStats::bump(&stats.cmd_flush);
-            let mut pending = shared
-                .memcache
+            let mut pending = state
                 .pending_flush
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -219,25 +239,31 @@ pub fn execute(shared: &Arc<Shared>, req: McRequest) -> Outcome {
                     *pending = Some(tokio::spawn(async move {
                         tokio::time::sleep(wait).await;
                         shared2.engine.kv_flush();
+                        let mut counters = LocalCounters::default();
+                        counters.changed(1);
+                        shared2.flush(&mut counters);
                     }));
                 }
                 // Items only: memcached's flush_all must not hand every rate-limited client a
                 // fresh allowance (FLUSHALL over RESP drops both).
-                Some(_) => shared.engine.kv_flush(),
+                Some(_) => {
+                    shared.engine.kv_flush();
+                    cx.counters.changed(1);
+                }
                 None => {}
             }
             quiet(McReply::Status("OK"), noreply)
         }
         McRequest::Version => McReply::Version(MEMCACHED_VERSION.to_string()),
         McRequest::Verbosity { noreply } => quiet(McReply::Status("OK"), noreply),
-        McRequest::Stats { group } => stats_reply(shared, group.as_deref()),
+        McRequest::Stats { group } => stats_reply(shared, &state, group.as_deref()),
         McRequest::Quit => return Outcome::Close,
         McRequest::MetaNoop => McReply::Meta {
             code: "MN",
             flags: Vec::new(),
             value: None,
         },
-        McRequest::Meta(m) => meta(shared, *m),
+        McRequest::Meta(m) => meta(cx, *m),
     };
     Outcome::Reply(reply)
 }
@@ -258,10 +284,11 @@ fn oom(_: KvError) -> McReply {
 
 /// `get`, `gets`, `gat`, `gats`: one transaction over all keys, so a multiget is a consistent
 /// snapshot.
-fn get(shared: &Shared, keys: &[Bytes], touch: Option<i64>, with_cas: bool) -> McReply {
-    let stats = &shared.memcache.stats;
+fn get(cx: &mut McCtx<'_>, keys: &[Bytes], touch: Option<i64>, with_cas: bool) -> McReply {
+    let state = cx.state.clone();
+    let stats = &state.stats;
     let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
-    shared.engine.kv_txn(&refs, |t| {
+    cx.txn(&refs, |t| {
         let mut out = Vec::new();
         for key in keys {
             McStats::bump(&stats.cmd_get);
@@ -466,11 +493,12 @@ fn meta_reply(code: &'static str, m: &MetaRequest, item: Option<&Item>, now: Nan
 }
 
 /// `mg`, `ms`, `md`, `ma`.
-fn meta(shared: &Shared, m: MetaRequest) -> McReply {
-    let stats = &shared.memcache.stats;
-    let max_value = shared.config.max_value_size;
+fn meta(cx: &mut McCtx<'_>, m: MetaRequest) -> McReply {
+    let state = cx.state.clone();
+    let stats = &state.stats;
+    let max_value = cx.shared.config.max_value_size;
     let key = m.key.clone();
-    shared.engine.kv_txn(&[&key], |t| {
+    cx.txn(&[&key], |t| {
         let now = t.now();
         let old = t.get(&key).cloned();
         let q = m.flags.quiet;
@@ -623,8 +651,8 @@ fn meta(shared: &Shared, m: MetaRequest) -> McReply {
 }
 
 /// `stats` with memcached's field names (the ones client libraries and dashboards read).
-fn stats_reply(shared: &Shared, group: Option<&[u8]>) -> McReply {
-    let s = &shared.memcache.stats;
+fn stats_reply(shared: &Shared, state: &McState, group: Option<&[u8]>) -> McReply {
+    let s = &state.stats;
     let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).to_string();
     match group {
         None => {}
@@ -661,7 +689,7 @@ fn stats_reply(shared: &Shared, group: Option<&[u8]>) -> McReply {
                 ("maxconns".into(), shared.config.maxclients.to_string()),
                 (
                     "tcpport".into(),
-                    shared.config.memcached_port.unwrap_or(0).to_string(),
+                    shared.ports.memcached.unwrap_or(0).to_string(),
                 ),
                 (
                     "item_size_max".into(),

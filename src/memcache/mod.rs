@@ -1,5 +1,5 @@
-//! The memcached listener (`--memcached-port`): accept loop and one task per connection,
-//! speaking the text and meta protocols over the same key-value space as RESP.
+//! The memcached listener's connections (`--memcached-port`), speaking the text and meta
+//! protocols over the same key-value space as RESP.
 //!
 //! It exists for teams that rate-limit with memcached today (`add` + `incr`, Dalli's `ma`,
 //! envoy's memcache backend): they point the client at this port unchanged. A counter made by
@@ -7,30 +7,30 @@
 //!
 //! The connection loop has the shape of src/connection.rs: read, decode every complete request
 //! in the buffer ([`McDecoder`], bounded and pure), execute each ([`exec`]), write all replies
-//! once per read. Connections register in the same client registry as RESP ones, so
-//! `--maxclients` bounds both together, CLIENT LIST shows them, and shutdown (the same watch
-//! channel) waits for them to finish their in-flight replies.
+//! once per read. The accept loop is the RESP listener's (src/server.rs): connections register
+//! in the same client registry, so `--maxclients` bounds both together, CLIENT LIST shows them,
+//! and shutdown waits for them to finish their in-flight replies.
 
 pub mod exec;
 
 use crate::connection::FairShare;
-use crate::server::Shared;
+use crate::state::Shared;
 use bytes::BytesMut;
 use ratelimitd_protocol::memcache::{compose_mc, McDecoder, McFrame, McLimits, McReply};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// Initial read buffer, as for RESP.
 const READ_BUF: usize = 16 * 1024;
 
-/// The listener (bound at start-up, taken by [`spawn`]) and memcached's `stats` counters.
+/// What the memcached listener keeps of its own: memcached's `stats` counters and a pending
+/// delayed `flush_all`.
 #[derive(Debug, Default)]
-pub struct McShared {
-    pub listener: Mutex<Option<TcpListener>>,
+pub struct McState {
     pub stats: McStats,
     /// The timer of a delayed `flush_all`, if one is pending. As in memcached, only the
     /// latest `flush_all` counts: a new one (delayed or not) replaces the pending timer, so
@@ -70,81 +70,18 @@ impl McStats {
     }
 }
 
-/// Bind the memcached listener if `--memcached-port` was given; the caller logs the address.
-pub async fn bind(config: &crate::Config) -> std::io::Result<Option<TcpListener>> {
-    match config.memcached_port {
-        Some(port) => TcpListener::bind(SocketAddr::new(config.bind, port))
-            .await
-            .map(Some),
-        None => Ok(None),
-    }
-}
-
-/// Start the accept loop (if a listener was bound); it stops when `shutdown` fires.
-pub fn spawn(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
-    let listener = shared
-        .memcache
-        .listener
-        .lock()
-        .ok()
-        .and_then(|mut l| l.take());
-    if let Some(listener) = listener {
-        tokio::spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (mut socket, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!("memcached accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                McStats::bump(&shared.memcache.stats.total_connections);
-                if shared.clients.len() >= shared.config.maxclients {
-                    McStats::bump(&shared.memcache.stats.rejected_connections);
-                    tokio::spawn(async move {
-                        let _ = socket
-                            .write_all(b"SERVER_ERROR max number of clients reached\r\n")
-                            .await;
-                    });
-                    continue;
-                }
-                let _ = socket.set_nodelay(true);
-                tokio::spawn(serve_conn(socket, peer, shared.clone(), shutdown.clone()));
-            }
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-async fn serve_conn(
+/// Serve one accepted connection until it ends.
+pub async fn serve_conn(
     socket: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    state: Arc<McState>,
     shutdown: watch::Receiver<bool>,
 ) {
     let handle = shared.clients.register(peer, socket.local_addr().ok());
-    shared
-        .memcache
-        .stats
-        .curr_connections
-        .fetch_add(1, Ordering::Relaxed);
-    let _ = serve(socket, &shared, shutdown).await;
-    shared
-        .memcache
-        .stats
-        .curr_connections
-        .fetch_sub(1, Ordering::Relaxed);
+    state.stats.curr_connections.fetch_add(1, Ordering::Relaxed);
+    let _ = serve(socket, &shared, &state, shutdown).await;
+    state.stats.curr_connections.fetch_sub(1, Ordering::Relaxed);
     shared.clients.unregister(handle.id);
 }
 
@@ -153,6 +90,7 @@ async fn serve_conn(
 async fn serve(
     mut socket: TcpStream,
     shared: &Arc<Shared>,
+    state: &Arc<McState>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut decoder = McDecoder::new(McLimits {
@@ -162,6 +100,7 @@ async fn serve(
     let mut input = BytesMut::with_capacity(READ_BUF);
     let mut output = BytesMut::with_capacity(READ_BUF);
     let mut share = FairShare::default();
+    let mut counters = crate::counters::LocalCounters::default();
     loop {
         share.take_turns().await;
         if input.capacity() - input.len() < 1024 {
@@ -175,11 +114,16 @@ async fn serve(
             return Ok(());
         }
         let mut close = false;
+        let mut cx = exec::McCtx {
+            shared,
+            state,
+            counters: &mut counters,
+        };
         loop {
             match decoder.decode(&mut input) {
                 Ok(Some(McFrame::Request(req))) => {
                     share.ran();
-                    match exec::execute(shared, req) {
+                    match exec::execute(&mut cx, req) {
                         exec::Outcome::Reply(reply) => compose_mc(&reply, &mut output),
                         exec::Outcome::Close => {
                             close = true;
@@ -188,18 +132,19 @@ async fn serve(
                     }
                 }
                 Ok(Some(McFrame::Error(e))) => {
-                    shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    cx.counters.protocol_error();
                     compose_mc(&McReply::from(e), &mut output);
                 }
                 Ok(None) => break,
                 Err(fatal) => {
-                    shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    cx.counters.protocol_error();
                     compose_mc(&McReply::Error(fatal.to_string()), &mut output);
                     close = true;
                     break;
                 }
             }
         }
+        shared.flush(&mut counters);
         if !output.is_empty() {
             socket.write_all(&output).await?;
             output.clear();

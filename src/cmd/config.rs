@@ -1,0 +1,241 @@
+//! CONFIG and its subcommands, and the runtime knobs: what CONFIG GET reads and CONFIG SET
+//! changes while the daemon runs (the log level, snapshot interval, memory bounds, the
+//! min-replicas rule), and CONFIG REWRITE, which Sentinel sends after every SLAVEOF.
+
+use super::reply::help_reply;
+use super::spec::{sub_args, Ctx};
+use crate::state::Shared;
+use crate::text::shorten;
+use ratelimitd_protocol::parse::glob_match;
+use ratelimitd_protocol::{ParseError, Reply};
+use std::sync::atomic::Ordering;
+
+/// CONFIG GET pattern [pattern ...].
+pub fn get(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
+    let shared = ctx.shared;
+    let mut parse = sub_args(args);
+    let mut params = fixed_params(shared);
+    // The runtime knobs answer for themselves.
+    for knob in KNOBS {
+        params.retain(|(name, _)| *name != knob.name);
+        params.push((knob.name, (knob.get)(shared)));
+    }
+    let mut out: Vec<(Reply, Reply)> = Vec::new();
+    while let Some(pattern) = parse.try_next() {
+        let pattern = pattern.to_ascii_lowercase();
+        for (name, value) in &params {
+            if glob_match(&pattern, name.as_bytes())
+                && !out.iter().any(|(k, _)| *k == Reply::bulk(*name))
+            {
+                out.push((Reply::bulk(*name), Reply::bulk(value.clone())));
+            }
+        }
+    }
+    Ok(Reply::Map(out))
+}
+
+/// CONFIG RESETSTAT: INFO's statistics start again from zero.
+pub fn resetstat(ctx: &mut Ctx<'_>, _: &[&[u8]]) -> Result<Reply, ParseError> {
+    ctx.shared.counters.reset_info();
+    Ok(Reply::ok())
+}
+
+/// CONFIG REWRITE: write the current replication role into the --config file (an OK without
+/// one: Sentinel sends this after every SLAVEOF, and its MULTI/EXEC must read as a success).
+pub fn rewrite(ctx: &mut Ctx<'_>, _: &[&[u8]]) -> Result<Reply, ParseError> {
+    let shared = ctx.shared;
+    crate::rewrite::rewrite(
+        shared.config.config.as_deref(),
+        shared.repl.master().as_ref(),
+    )
+    .map(|_| Reply::ok())
+    .map_err(|e| ParseError::Invalid(format!("Rewriting config file: {e}")))
+}
+
+/// CONFIG HELP.
+pub fn help(_: &mut Ctx<'_>, _: &[&[u8]]) -> Result<Reply, ParseError> {
+    Ok(help_reply(&[
+        "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "GET <pattern> [<pattern> ...]",
+        "    Return parameters matching the glob-like <pattern> and their values.",
+        "SET <parameter> <value> [<parameter> <value> ...]",
+        "    Set the runtime parameters (loglevel, save-interval, maxmemory, max-keys,",
+        "    maxmemory-policy, min-replicas-to-write, min-replicas-max-lag).",
+        "RESETSTAT",
+        "    Reset the statistics reported by INFO.",
+        "REWRITE",
+        "    Write the replication role into the --config file.",
+    ]))
+}
+
+/// Parameters CONFIG GET answers: what clients probe at connect (`save`, `appendonly`,
+/// `databases`) and the daemon's real settings.
+fn fixed_params(shared: &Shared) -> Vec<(&'static str, String)> {
+    let c = &shared.config;
+    vec![
+        ("appendonly", "no".into()),
+        ("bind", c.bind.to_string()),
+        ("databases", "1".into()),
+        ("io-threads", c.threads.unwrap_or(0).to_string()),
+        ("maxclients", c.maxclients.to_string()),
+        ("port", shared.ports.resp.to_string()),
+        ("proto-max-bulk-len", c.max_bulk_len.to_string()),
+        ("save", {
+            let every = shared.persist.save_interval.load(Ordering::Relaxed);
+            if every == 0 {
+                String::new()
+            } else {
+                format!("{every} 1")
+            }
+        }),
+        ("timeout", "0".into()),
+    ]
+}
+
+/// How CONFIG SET changes a knob: the value as text, or why it was refused.
+pub type Setter = fn(&Shared, &str) -> Result<(), String>;
+
+/// One runtime knob: how CONFIG GET reads it and, if it can change while running, how
+/// CONFIG SET changes it. Add a row to [`KNOBS`] for a new knob (maxmemory, policy, ...).
+pub struct Knob {
+    pub name: &'static str,
+    pub get: fn(&Shared) -> String,
+    pub set: Option<Setter>,
+}
+
+/// Every knob this module answers for. CONFIG GET also answers the fixed parameters of
+/// [`fixed_params`] (bind, port, ...), which cannot change without a restart.
+pub static KNOBS: &[Knob] = &[
+    Knob {
+        name: "loglevel",
+        get: |_| crate::logging::current_level().to_string(),
+        set: Some(|_, v| crate::logging::set_level(v).map_err(|e| e.to_string())),
+    },
+    Knob {
+        name: "save-interval",
+        get: |s| s.persist.save_interval.load(Ordering::Relaxed).to_string(),
+        set: Some(|s, v| {
+            let secs: u64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("save-interval must be a number of seconds, got '{v}'"))?;
+            s.persist.save_interval.store(secs, Ordering::Relaxed);
+            Ok(())
+        }),
+    },
+    Knob {
+        name: "maxmemory",
+        get: |s| s.engine.bounds().1.unwrap_or(0).to_string(),
+        set: Some(|s, v| {
+            let bytes = crate::config::parse_memory(v)?.0;
+            crate::settings::check_maxmemory(&s.engine, bytes)?;
+            let (keys, _, policy) = s.engine.bounds();
+            // 0 means "no bound", as in Redis.
+            s.engine
+                .set_bounds(keys, (bytes > 0).then_some(bytes), policy);
+            Ok(())
+        }),
+    },
+    Knob {
+        name: "max-keys",
+        get: |s| s.engine.bounds().0.unwrap_or(0).to_string(),
+        set: Some(|s, v| {
+            let n: u64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("max-keys must be a number of keys, got '{v}'"))?;
+            let (_, bytes, policy) = s.engine.bounds();
+            s.engine.set_bounds((n > 0).then_some(n), bytes, policy);
+            Ok(())
+        }),
+    },
+    Knob {
+        name: "maxmemory-policy",
+        get: |s| s.engine.bounds().2.name().to_string(),
+        set: Some(|s, v| {
+            let policy = crate::config::parse_policy(v)?.0;
+            let (keys, bytes, _) = s.engine.bounds();
+            s.engine.set_bounds(keys, bytes, policy);
+            Ok(())
+        }),
+    },
+    Knob {
+        name: "min-replicas-to-write",
+        get: |s| {
+            s.repl
+                .min_replicas_to_write
+                .load(Ordering::Relaxed)
+                .to_string()
+        },
+        set: Some(|s, v| {
+            let n: u32 = v.trim().parse().map_err(|_| {
+                format!("min-replicas-to-write must be a number of replicas, got '{v}'")
+            })?;
+            s.repl.min_replicas_to_write.store(n, Ordering::Relaxed);
+            Ok(())
+        }),
+    },
+    Knob {
+        name: "min-replicas-max-lag",
+        get: |s| {
+            s.repl
+                .min_replicas_max_lag
+                .load(Ordering::Relaxed)
+                .to_string()
+        },
+        set: Some(|s, v| {
+            let n: u64 = v.trim().parse().map_err(|_| {
+                format!("min-replicas-max-lag must be a number of seconds, got '{v}'")
+            })?;
+            s.repl.min_replicas_max_lag.store(n, Ordering::Relaxed);
+            Ok(())
+        }),
+    },
+    Knob {
+        name: "dir",
+        get: |s| s.persist.dir().display().to_string(),
+        set: None,
+    },
+    Knob {
+        name: "http-port",
+        get: |s| s.ports.http.map(|p| p.to_string()).unwrap_or_default(),
+        set: None,
+    },
+];
+
+/// Find a knob by name (case-insensitive; `_` and `-` are the same).
+pub fn knob(name: &[u8]) -> Option<&'static Knob> {
+    let name = String::from_utf8_lossy(name)
+        .to_ascii_lowercase()
+        .replace('_', "-");
+    KNOBS.iter().find(|k| k.name == name)
+}
+
+/// CONFIG SET name value [name value ...]: all names are checked before any is changed
+/// (as Redis does), then each is set in order.
+pub fn set(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
+    let shared = ctx.shared;
+    let mut parse = sub_args(args);
+    let mut pairs = Vec::new();
+    while let Some(name) = parse.try_next() {
+        let value = parse.next_bytes()?;
+        let setter = knob(name).and_then(|k| k.set.map(|s| (k.name, s)));
+        let Some((name, set)) = setter else {
+            return Err(ParseError::Invalid(format!(
+                "Unknown option or number of arguments for CONFIG SET - '{}'",
+                shorten(name, 64)
+            )));
+        };
+        pairs.push((name, set, value));
+    }
+    for (name, set, value) in pairs {
+        let value = String::from_utf8_lossy(value);
+        set(shared, &value).map_err(|e| {
+            ParseError::Invalid(format!(
+                "CONFIG SET failed (possibly related to argument '{name}') - {e}"
+            ))
+        })?;
+        tracing::info!("CONFIG SET {name} {value}");
+    }
+    Ok(Reply::ok())
+}

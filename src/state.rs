@@ -1,0 +1,117 @@
+//! The state every connection, listener and background task shares: the bottom of the
+//! daemon's house. It holds the engine and the sub-states beside it, and imports only the
+//! modules that define those (none of which imports this one back).
+//!
+//! A sub-state that needs another one is handed the piece it needs (`Repl::promote` takes the
+//! engine, `Metrics::render` takes a [`Scrape`]), never the whole of [`Shared`].
+
+use crate::clients::ClientRegistry;
+use crate::config::Config;
+use crate::counters::{Counters, LocalCounters};
+use crate::metrics::{Metrics, Scrape};
+use crate::persist::Persist;
+use crate::pubsub::PubSub;
+use crate::repl::Repl;
+use ratelimitd_engine::{AnyClock, Engine, EngineConfig};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// The ports actually bound (they differ from the configured ones when those were 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub resp: u16,
+    pub http: Option<u16>,
+    pub memcached: Option<u16>,
+}
+
+/// State every connection shares.
+pub struct Shared {
+    pub config: Config,
+    pub engine: Engine<AnyClock>,
+    /// What requests did (INFO, /metrics, the snapshot's change count).
+    pub counters: Counters,
+    /// The /metrics registry and its scrape-time gauges.
+    pub metrics: Metrics,
+    pub clients: ClientRegistry,
+    /// 40 hex characters, new for every process start (INFO's run_id).
+    pub run_id: String,
+    pub started: Instant,
+    pub ports: Ports,
+    /// The data directory: limits log and snapshots (src/persist.rs).
+    pub persist: Persist,
+    /// True while serving; false until start-up has loaded everything and once shutdown
+    /// began (GET /readyz).
+    pub ready: AtomicBool,
+    /// Replication: role, ids, backlog, attached replicas, the link (src/repl.rs).
+    pub repl: Repl,
+    /// Pub/sub channels and patterns (src/pubsub.rs).
+    pub pubsub: PubSub,
+}
+
+impl Shared {
+    /// The shared state of a daemon whose listeners are bound on `ports`, with `persist`
+    /// opened and the engine reading `clock`. `command_names` are the command table's names
+    /// in its order (the counters' labels).
+    pub fn new(
+        config: Config,
+        ports: Ports,
+        persist: Persist,
+        clock: AnyClock,
+        command_names: &[&'static str],
+    ) -> Shared {
+        // Before the engine allocates anything (process-wide; engine/src/arena.rs).
+        ratelimitd_engine::arena::set_enabled(config.huge_pages == "yes");
+        let engine = Engine::new(
+            clock,
+            EngineConfig {
+                shards: config.shards,
+                // 0 means "no bound", as in Redis (and as CONFIG SET reads it).
+                max_keys: config.max_keys.filter(|&n| n > 0),
+                max_memory: config.maxmemory.map(|m| m.0).filter(|&b| b > 0),
+                policy: config.maxmemory_policy.0,
+            },
+        );
+        let repl = Repl::new(&config);
+        let metrics = Metrics::new();
+        let counters = Counters::new(metrics.registry(), command_names);
+        Shared {
+            config,
+            engine,
+            counters,
+            metrics,
+            clients: ClientRegistry::default(),
+            run_id: crate::process::new_run_id(),
+            started: Instant::now(),
+            ports,
+            persist,
+            ready: AtomicBool::new(false),
+            repl,
+            pubsub: PubSub::default(),
+        }
+    }
+
+    /// Add what a connection (or an HTTP request) counted to the process's counters, and its
+    /// writes to the snapshot's change count.
+    pub fn flush(&self, local: &mut LocalCounters) {
+        let changes = self.counters.absorb(local);
+        if changes > 0 {
+            self.persist.changes.fetch_add(changes, Ordering::Relaxed);
+        }
+    }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&Scrape {
+            engine: &self.engine,
+            clients: &self.clients,
+            repl: &self.repl,
+            persist: &self.persist,
+        })
+    }
+
+    /// Ready to serve (GET /readyz): start-up is done and shutdown has not begun, and on a
+    /// replica the link to the primary is up (until then it would serve stale limits).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && (!self.repl.is_replica() || self.repl.link_up())
+    }
+}
