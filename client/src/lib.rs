@@ -37,10 +37,18 @@
 //! ```
 //!
 //! # Layout
+//! - [`client`] — [`Client`] itself, the facade: routes each call to its node, fails over
+//!   between a fixed node's addresses, falls back to degraded mode, manages limits and tiers.
+//! - `node` — [`Node`]: how a daemon is described (fixed addresses or Sentinels), and the name
+//!   the ring hashes.
+//! - `config` — [`Config`]: timeouts, back-off, pool size, fallback allowance, routing key.
+//! - `pool` — one address: its pool of multiplexed connections, its back-off, one attempt.
+//! - `sentinel` — a Sentinel node's discovery: asking the Sentinels, following a new primary.
+//! - `reply` — the daemon's replies read into typed values.
+//! - `stats` — [`Stats`] and the counters behind it.
 //! - [`ring`] — the hash function and the rendezvous ring (the written spec's code).
 //! - [`fallback`] — the bounded local GCRA used in degraded mode.
 //! - [`types`] — what calls take and return — [`Decision`], [`Window`], [`Scope`].
-//! - [`client`] — [`Client`] itself — routing, connection pools, failover, limit management.
 //! - [`error`] — [`ClientError`].
 //!
 //! # Example
@@ -61,13 +69,22 @@
 //! ```
 
 pub mod client;
+mod config;
 pub mod error;
 pub mod fallback;
+mod node;
+mod pool;
+mod reply;
 pub mod ring;
+mod sentinel;
+mod stats;
 pub mod types;
 
-pub use client::{Client, Config, Node, RouteKeyFn, Stats};
+pub use client::Client;
+pub use config::{Config, RouteKeyFn};
 pub use error::ClientError;
 pub use fallback::FallbackLimit;
+pub use node::Node;
 pub use ring::{default_route_key, Ring};
+pub use stats::Stats;
 pub use types::{Decision, Scope, Source, Window};
