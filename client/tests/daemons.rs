@@ -138,7 +138,7 @@ async fn limit_and_tier_management_reaches_every_node() {
     for d in &daemons {
         let reply: Vec<redis::Value> = redis::cmd("RL.LIMIT")
             .arg(&["GET", "CLIENT", "acme", "ENDPOINT", "/upload"])
-            .query(&mut d.conn())
+            .query(&mut d.client())
             .expect("GET");
         // Two windows of RATE/BURST pairs, then ALGO gcra.
         assert_eq!(reply.len(), 10, "limit missing on {}", d.addr());

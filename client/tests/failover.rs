@@ -40,7 +40,7 @@ fn test_config() -> Config {
 fn info_field(d: &Daemon, section: &str, name: &str) -> String {
     let text: String = redis::cmd("INFO")
         .arg(section)
-        .query(&mut d.conn())
+        .query(&mut d.client())
         .expect("INFO");
     text.lines()
         .filter_map(|l| l.split_once(':'))
@@ -61,7 +61,7 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 fn limit_on(d: &Daemon, endpoint: &str) -> Vec<String> {
     let reply: Option<Vec<redis::Value>> = redis::cmd("RL.LIMIT")
         .arg(&["GET", "ENDPOINT", endpoint])
-        .query(&mut d.conn())
+        .query(&mut d.client())
         .expect("RL.LIMIT GET");
     reply
         .unwrap_or_default()
@@ -134,7 +134,7 @@ async fn follows_a_real_replica_through_kill_and_promotion() {
     let acked: i64 = redis::cmd("WAIT")
         .arg(1)
         .arg(5000)
-        .query(&mut primary.conn())
+        .query(&mut primary.client())
         .expect("WAIT");
     assert_eq!(acked, 1, "the replica acknowledged the primary's writes");
     eventually("the replica holds the 3 checks", || {
@@ -186,7 +186,7 @@ async fn follows_a_real_replica_through_kill_and_promotion() {
     let ok: String = redis::cmd("REPLICAOF")
         .arg("NO")
         .arg("ONE")
-        .query(&mut replica.conn())
+        .query(&mut replica.client())
         .expect("REPLICAOF NO ONE");
     assert_eq!(ok, "OK");
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -163,7 +163,7 @@ async fn follows_the_primary_the_sentinels_name() {
     let ok: String = redis::cmd("REPLICAOF")
         .arg("127.0.0.1")
         .arg(b.port)
-        .query(&mut a.conn())
+        .query(&mut a.client())
         .expect("REPLICAOF");
     assert_eq!(ok, "OK");
     // Past the rate limit of the first discovery round.

@@ -1,48 +1,39 @@
 //! Test harness: start the real `ratelimitd` binary on a free port and talk to it.
 //!
-//! The daemon is started with `--port 0`; it picks a free port and prints it in its
-//! "ready to accept connections" line, which we read from its stderr. Dropping a [`Daemon`]
-//! kills the process, so a failing test never leaves one behind.
+//! The launcher is the workspace's `ratelimitd-testkit` crate (shared with the client's tests);
+//! this file gives it the binary cargo built for these tests and adds what only these tests
+//! use: raw sockets for byte-exact replies, RESP encoding, and the flood helper.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-pub struct Daemon {
-    pub child: Child,
-    pub port: u16,
-    /// Lines the daemon logged after it became ready.
-    pub log: mpsc::Receiver<String>,
-    /// The data directory (--dir): a fresh temporary one unless the test passed its own, and
-    /// then removed when the daemon is dropped.
-    pub dir: std::path::PathBuf,
-    own_dir: bool,
-    /// The HTTP port, when the test passed --http-port (read from the daemon's log).
-    pub http_port: Option<u16>,
-    /// The memcached port, when the test passed --memcached-port (read from the daemon's log).
-    pub memcached_port: Option<u16>,
+// Each test file compiles this module on its own, and not every one makes a temp dir.
+#[allow(unused_imports)]
+pub use ratelimitd_testkit::temp_dir;
+
+/// A running daemon started from this package's binary: [`ratelimitd_testkit::Daemon`] (which
+/// this derefs to: `port`, `child`, `dir`, `http_port`, `client()`, `log_until()`, `signal()`,
+/// `wait_exit()`, ...) in a newtype, so that tests write `Daemon::start()` and get
+/// `CARGO_BIN_EXE_ratelimitd`. Dropping it kills the process, so a failing test never leaves
+/// one behind.
+pub struct Daemon(ratelimitd_testkit::Daemon);
+
+impl Deref for Daemon {
+    type Target = ratelimitd_testkit::Daemon;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
-/// A fresh, empty temporary directory for a test's --dir.
-pub fn temp_dir(tag: &str) -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ratelimitd-test-{tag}-{}-{}-{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+impl DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Daemon {
@@ -51,115 +42,16 @@ impl Daemon {
     }
 
     pub fn start_with(args: &[&str]) -> Daemon {
-        Daemon::try_start_with(args).expect("ratelimitd did not report that it is ready")
+        Daemon(ratelimitd_testkit::Daemon::start(
+            env!("CARGO_BIN_EXE_ratelimitd"),
+            args,
+        ))
     }
 
     /// Start the daemon; Err(lines it logged) if it exited or never became ready (for tests
     /// of refused configurations).
     pub fn try_start_with(args: &[&str]) -> Result<Daemon, Vec<String>> {
-        // Every daemon gets its own data directory unless the test chose one: tests run in
-        // parallel, and a shared ./data would be locked by the first.
-        let own_dir = !args.contains(&"--dir");
-        let dir = match args.iter().position(|a| *a == "--dir") {
-            Some(i) => std::path::PathBuf::from(args.get(i + 1).copied().unwrap_or("")),
-            None => temp_dir("daemon"),
-        };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ratelimitd"));
-        command.args(["--port", "0", "--bind", "127.0.0.1"]);
-        if own_dir {
-            command.arg("--dir").arg(&dir);
-        }
-        let mut child = command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ratelimitd");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut seen = Vec::new();
-        let mut http_port = None;
-        let mut memcached_port = None;
-        let port = loop {
-            let Ok(line) =
-                rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-            else {
-                let _ = child.kill();
-                let _ = child.wait();
-                if own_dir {
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
-                return Err(seen);
-            };
-            if let Some(pos) = line.find("HTTP listening on ") {
-                let addr = &line[pos + "HTTP listening on ".len()..];
-                http_port = addr.rsplit(':').next().and_then(|p| p.trim().parse().ok());
-            }
-            if let Some(pos) = line.find("memcached listener on ") {
-                let addr = &line[pos + "memcached listener on ".len()..];
-                memcached_port = addr.rsplit(':').next().and_then(|p| p.trim().parse().ok());
-            }
-            if let Some(pos) = line.find("ready to accept connections on ") {
-                let addr = &line[pos + "ready to accept connections on ".len()..];
-                let port = addr.rsplit(':').next().and_then(|p| p.trim().parse().ok());
-                break port.expect("port in the ready line");
-            }
-            seen.push(line);
-        };
-        Ok(Daemon {
-            child,
-            port,
-            log: rx,
-            dir,
-            own_dir,
-            http_port,
-            memcached_port,
-        })
-    }
-
-    /// Base URL of the HTTP listener (the daemon must have been started with --http-port).
-    pub fn http_url(&self) -> String {
-        format!(
-            "http://127.0.0.1:{}",
-            self.http_port.expect("started with --http-port")
-        )
-    }
-
-    /// Log lines that arrive within `secs` seconds, stopping early at one containing `until`.
-    pub fn log_until(&self, until: &str, secs: u64) -> Vec<String> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        let mut out = Vec::new();
-        while let Ok(line) = self
-            .log
-            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-        {
-            let done = line.contains(until);
-            out.push(line);
-            if done {
-                break;
-            }
-        }
-        out
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    pub fn client(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .expect("client")
-            .get_connection_with_timeout(Duration::from_secs(5))
-            .expect("connect")
+        ratelimitd_testkit::Daemon::try_start(env!("CARGO_BIN_EXE_ratelimitd"), args).map(Daemon)
     }
 
     /// A raw socket for byte-exact tests.
@@ -180,40 +72,6 @@ impl Daemon {
             .expect("timeout");
         s.set_nodelay(true).expect("nodelay");
         Raw { s }
-    }
-
-    /// Send a signal with the system's `kill` (no libc dependency in tests).
-    pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-    }
-
-    /// Wait for the process to exit, at most `secs` seconds.
-    pub fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "daemon did not exit in {secs}s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if self.own_dir {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
 }
 
