@@ -14,10 +14,8 @@ Needs ``redis-sentinel`` (scripts/test installs it) and the daemon binary ($RATE
 """
 
 import os
-import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -26,24 +24,7 @@ import time
 import redis
 from redis.sentinel import Sentinel
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-def binary() -> str:
-    return os.environ.get("RATELIMITD_BIN") or str(REPO / "target" / "debug" / "ratelimitd")
-
-
-def sentinel_binary() -> str:
-    path = shutil.which("redis-sentinel") or shutil.which("redis-server")
-    if path is None:
-        raise RuntimeError("redis-sentinel is required (apt-get install redis-sentinel)")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ratelimitd_testing import binary, free_port, sentinel_binary
 
 
 def wait_for(what, f, secs=60.0, every=0.1):

@@ -35,8 +35,8 @@ import time
 import redis
 from redis.sentinel import Sentinel
 
-from test_sentinel import (Node, SentinelProc, as_dict, binary, free_port, sentinel_binary,
-                           sentinel_conf, wait_for)
+from ratelimitd_testing import binary, free_port, sentinel_binary
+from test_sentinel import Node, SentinelProc, as_dict, sentinel_conf, wait_for
 
 NAME = "m"
 # B is stopped while this much stream is written: more than tcp_wmem max + tcp_rmem max.

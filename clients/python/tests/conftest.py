@@ -1,64 +1,16 @@
-"""Test harness: start real ratelimitd daemons on loopback.
-
-The binary is ``$RATELIMITD_BIN`` (set by scripts/test) or the workspace's
-``target/debug/ratelimitd``. A missing binary fails the tests with that instruction: they never
-skip. Every daemon started is killed at the end of its test.
+"""Test harness: real ratelimitd daemons on loopback, started by ``ratelimitd_testing`` (in
+tests/python, on the path through ``pythonpath`` in pyproject.toml), one worker thread each.
+Every daemon started is killed at the end of its test and its data directory removed.
 """
-
-import os
-import pathlib
-import subprocess
-import tempfile
-import threading
-import time
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
-READY = "ready to accept connections on "
+import ratelimitd_testing
 
 
-def binary() -> str:
-    path = os.environ.get("RATELIMITD_BIN") or str(REPO / "target" / "debug" / "ratelimitd")
-    if not os.path.exists(path):
-        pytest.fail(f"ratelimitd binary not found at {path}: run `cargo build -p ratelimitd` "
-                    "or set RATELIMITD_BIN", pytrace=False)
-    return path
-
-
-class Daemon:
+class Daemon(ratelimitd_testing.Daemon):
     def __init__(self, port: int = 0, extra_args=()):
-        # Its own data directory: the daemon locks it, and persisted limits must not leak
-        # from one test into another.
-        self.dir = tempfile.mkdtemp(prefix="rld-py-test-")
-        self.proc = subprocess.Popen(
-            [binary(), "--bind", "127.0.0.1", "--port", str(port), "--threads", "1",
-             "--dir", self.dir, *extra_args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True)
-        found = threading.Event()
-        self.port = None
-
-        def drain():
-            for line in self.proc.stderr:
-                if self.port is None and READY in line:
-                    self.port = int(line.rsplit(":", 1)[1])
-                    found.set()
-            found.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not found.wait(20) or self.port is None:
-            self.kill()
-            raise RuntimeError("ratelimitd did not report that it is ready")
-
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
+        super().__init__("--threads", "1", *extra_args, port=port)
 
     def conn(self):
         import redis

@@ -37,7 +37,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -48,8 +47,8 @@ import pytest
 import redis
 from redis.sentinel import Sentinel
 
-from conftest import binary
 from ratelimitd_client import Client, FallbackLimit, Node, Ring, Window, default_route_key
+from ratelimitd_testing import binary, free_port, sentinel_binary
 
 HOUR = 3_600_000
 EP = "/drill"
@@ -80,19 +79,6 @@ class Event(NamedTuple):
 
 
 # ---- processes (after tests/python/test_sentinel.py) ----
-
-def sentinel_binary() -> str:
-    path = shutil.which("redis-sentinel") or shutil.which("redis-server")
-    if path is None:
-        pytest.fail("redis-sentinel is required (apt-get install redis-sentinel)", pytrace=False)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def wait_for(what, f, secs=DEADLINE, every=0.05, check=None):
     deadline = time.monotonic() + secs
