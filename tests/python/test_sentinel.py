@@ -1,4 +1,4 @@
-"""Automatic failover driven by stock Redis Sentinel (issue 8), end to end on loopback.
+"""Automatic failover driven by stock Redis Sentinel, end to end on loopback.
 
 A ratelimitd primary and two replicas (each with its own --config file, which Sentinel's
 CONFIG REWRITE keeps current), three Sentinels (quorum 2, down-after 1000 ms, failover-timeout
@@ -186,8 +186,8 @@ def drill(keys=20, limit=1000):
                 client(sentinels[0].port).execute_command(
                     "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "m")))
         first_promoted = new_port
-        # Sentinel may fail over a second time: with down-after-milliseconds 1000 (as the issue
-        # sets it), a Sentinel that has just switched to the new primary can judge it down
+        # Sentinel may fail over a second time: with down-after-milliseconds 1000 (the drill's
+        # setting), a Sentinel that has just switched to the new primary can judge it down
         # before its first PING round trip there completes (its links were dropped by the
         # failover's CLIENT KILL), and elect the other replica. That is Sentinel's decision,
         # not a fault of the node; what must hold is that the Sentinels settle on one primary

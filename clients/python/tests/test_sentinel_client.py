@@ -78,7 +78,7 @@ class Event(NamedTuple):
     address: Optional[str]
 
 
-# ---- processes (after tests/python/test_sentinel.py) ----
+# ---- processes (as in tests/python/test_sentinel.py) ----
 
 def wait_for(what, f, secs=DEADLINE, every=0.05, check=None):
     deadline = time.monotonic() + secs

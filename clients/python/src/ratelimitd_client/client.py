@@ -1,7 +1,7 @@
 """The Python client: routes each check to the daemon that owns its key, fails over between a
 node's addresses, and decides locally (boundedly) while a node is unreachable.
 
-It mirrors ``client/src/client.rs`` so the two libraries behave the same in an outage:
+It mirrors the Rust crate (``client/src/``) so the two libraries behave the same in an outage:
 
 - Routing: the rendezvous ring of docs/HASHING.md over node *names* (default: the primary
   address; for a Sentinel-backed node, its master name), keyed by
