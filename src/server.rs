@@ -154,6 +154,11 @@ impl Prepared {
         }
         if let Some(l) = listeners.memcached {
             let state = Arc::new(McState::default());
+            tokio::spawn(crate::memcache::flush_timer(
+                shared.clone(),
+                state.clone(),
+                shutdown_rx.clone(),
+            ));
             let counted = state.clone();
             let stop = shutdown_rx.clone();
             tokio::spawn(accept_loop(

@@ -185,8 +185,18 @@ fn maxclients_refuses_extra_connections() {
     let mut c = d.raw();
     c.expect(b"-ERR max number of clients reached\r\n");
     drop(_a);
-    std::thread::sleep(Duration::from_millis(100));
-    let mut con = d.client();
+    // The daemon notices the close on its next read of that socket: a new client is
+    // refused until it has, and served after.
+    let url = format!("redis://127.0.0.1:{}/", d.port);
+    let mut served = None;
+    common::inproc::eventually("a slot freed by the close", 5, || {
+        served = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .ok()
+            .and_then(|mut c| common::run::<String>(&mut c, &["PING"]).ok().map(|_| c));
+        served.is_some()
+    });
+    let mut con = served.expect("served");
     assert_eq!(common::run::<String>(&mut con, &["PING"]).unwrap(), "PONG");
 }
 

@@ -3,6 +3,7 @@
 //! call it, and bad input (missing or malformed parameters, huge headers, huge bodies).
 
 mod common;
+use common::inproc::InProcess;
 use common::{run, Daemon};
 use reqwest::blocking::Client;
 use std::io::{Read, Write};
@@ -61,7 +62,12 @@ fn health_ready_not_found_and_wrong_method() {
 
 #[test]
 fn ratelimit_headers_name_the_reported_window_and_its_own_reset() {
-    let (d, http) = daemon();
+    // In-process, on a fake clock: the second window refills without waiting for it.
+    let d = InProcess::start(&["--http-port", "0"]);
+    let http = Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
     let mut con = d.client();
     // Two windows of the same capacity: the capacity alone cannot say which one denies.
     run::<String>(
@@ -75,7 +81,7 @@ fn ratelimit_headers_name_the_reported_window_and_its_own_reset() {
     for _ in 0..2 {
         assert_eq!(http.get(&url).send().unwrap().status(), 200);
     }
-    std::thread::sleep(Duration::from_millis(1100));
+    d.advance(Duration::from_millis(1100));
     let r = http.get(&url).send().unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(

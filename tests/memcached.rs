@@ -6,8 +6,26 @@
 
 mod common;
 
+use common::inproc::{eventually, InProcess};
 use common::{run, Daemon};
 use std::io::Write;
+use std::time::Duration;
+
+/// True if `get key` finds nothing (the whole reply is read either way).
+fn missing(mc: &mut common::Raw, key: &str) -> bool {
+    mc.send(format!("get {key}\r\n").as_bytes());
+    if mc.line() == "END" {
+        return true;
+    }
+    let _value = mc.line();
+    assert_eq!(mc.line(), "END");
+    false
+}
+
+/// The daemon in-process on a fake clock, for the tests about time.
+fn daemon_on_a_fake_clock() -> InProcess {
+    InProcess::start(&["--memcached-port", "0"])
+}
 
 fn daemon() -> Daemon {
     Daemon::start_with(&["--memcached-port", "0"])
@@ -183,7 +201,7 @@ fn dalli_style_meta_arithmetic_exact_bytes() {
 
 #[test]
 fn memcached_arithmetic_and_exptime_rules() {
-    let d = daemon();
+    let d = daemon_on_a_fake_clock();
     let mut m = d.mc_raw();
     let steps: &[(&[u8], &[u8])] = &[
         (b"incr none 1\r\n", b"NOT_FOUND\r\n"),
@@ -247,7 +265,7 @@ fn memcached_arithmetic_and_exptime_rules() {
     // A TTL set with touch expires the key.
     m.send(b"set t 0 0 1\r\nx\r\ntouch t 1\r\n");
     m.expect(b"STORED\r\nTOUCHED\r\n");
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    d.advance(Duration::from_millis(1100));
     m.send(b"get t\r\n");
     m.expect(b"END\r\n");
 }
@@ -344,8 +362,11 @@ fn the_binary_protocol_gets_a_clear_error_and_a_close() {
 fn memcached_connections_count_against_maxclients_and_shutdown_is_clean() {
     let mut d = Daemon::start_with(&["--memcached-port", "0", "--maxclients", "2"]);
     let _a = d.mc_raw();
-    let _b = d.client();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut b = d.client();
+    eventually("both connections registered", 5, || {
+        let list: String = run(&mut b, &["CLIENT", "LIST"]).unwrap();
+        list.lines().count() == 2
+    });
     let mut c = d.mc_raw();
     assert_eq!(c.line(), "SERVER_ERROR max number of clients reached");
     drop(c);
@@ -376,17 +397,23 @@ fn only_the_latest_flush_all_counts() {
     // As in memcached, a new flush_all replaces a pending delayed one: `flush_all 1` then
     // `flush_all 60` flushes in a minute, not in a second (and a stream of delayed flushes
     // holds one timer, not one each: a million of them had held ~430 MB).
-    let d = Daemon::start_with(&["--memcached-port", "0"]);
+    let d = daemon_on_a_fake_clock();
     let mut mc = d.mc_raw();
     mc.send(b"flush_all 1\r\nflush_all 60 noreply\r\nset k 0 0 1\r\n1\r\n");
     mc.expect(b"OK\r\nSTORED\r\n");
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    d.advance(Duration::from_millis(2500));
+    // The flush timer looks every 10 ms: give it a few looks at the new time.
+    std::thread::sleep(Duration::from_millis(100));
     mc.send(b"get k\r\n");
     mc.expect(b"VALUE k 0 1\r\n1\r\nEND\r\n");
+    // The minute's flush, when it falls due.
+    d.advance(Duration::from_secs(60));
+    eventually("the delayed flush", 5, || missing(&mut mc, "k"));
     // flush_all without a delay cancels the pending one too, and flushes now.
-    mc.send(b"flush_all 1\r\nflush_all\r\nget k\r\nset k 0 0 1\r\n2\r\n");
-    mc.expect(b"OK\r\nOK\r\nEND\r\nSTORED\r\n");
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    mc.send(b"set k 0 0 1\r\n1\r\nflush_all 1\r\nflush_all\r\nget k\r\nset k 0 0 1\r\n2\r\n");
+    mc.expect(b"STORED\r\nOK\r\nOK\r\nEND\r\nSTORED\r\n");
+    d.advance(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(100));
     mc.send(b"get k\r\n");
     mc.expect(b"VALUE k 0 1\r\n2\r\nEND\r\n");
 }
@@ -421,21 +448,17 @@ fn touch_and_gat_keep_the_cas_as_memcached_does() {
 
 #[test]
 fn flush_all_takes_an_absolute_unix_time_as_exptimes_do() {
-    // Over 30 days the delay is a Unix time: it used to be read as that many seconds (a flush
+    // Over 30 days the delay is a Unix time, not that many seconds (which would be a flush
     // some 56 years away). One already past flushes nothing.
-    let d = Daemon::start_with(&["--memcached-port", "0"]);
+    let d = daemon_on_a_fake_clock();
     let mut mc = d.mc_raw();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = d.clock_secs();
     mc.send(format!("set k 0 0 1\r\n1\r\nflush_all {}\r\n", now + 2).as_bytes());
     mc.expect(b"STORED\r\nOK\r\n");
     mc.send(b"get k\r\n");
     mc.expect(b"VALUE k 0 1\r\n1\r\nEND\r\n");
-    std::thread::sleep(std::time::Duration::from_millis(3200));
-    mc.send(b"get k\r\n");
-    mc.expect(b"END\r\n");
+    d.advance(Duration::from_millis(3200));
+    eventually("the flush at its Unix time", 5, || missing(&mut mc, "k"));
     mc.send(format!("set k 0 0 1\r\n2\r\nflush_all {}\r\nget k\r\n", now - 3600).as_bytes());
     mc.expect(b"STORED\r\nOK\r\nVALUE k 0 1\r\n2\r\nEND\r\n");
 }

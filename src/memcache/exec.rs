@@ -217,40 +217,25 @@ pub fn execute(cx: &mut McCtx<'_>, req: McRequest) -> Outcome {
         }
         McRequest::FlushAll { delay, noreply } => {
             McStats::bump(&stats.cmd_flush);
-            let mut pending = state
-                .pending_flush
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(timer) = pending.take() {
-                timer.abort();
-            }
             // The delay is an exptime: over 30 days it is an absolute Unix time (and one
             // already past flushes nothing, as in memcached, where it only invalidates items
-            // stored before it); 0 or negative flushes now.
+            // stored before it); 0 or negative flushes now. As in memcached, only the latest
+            // flush_all counts: it replaces a pending delayed one.
             let now = shared.engine.now();
             let when = match delay {
                 d if d <= 0 => Some(now),
                 d => expiry(now, d).as_option(),
             };
             match when {
-                Some(at) if at > now => {
-                    let shared2 = shared.clone();
-                    let wait = std::time::Duration::from_nanos(at - now);
-                    *pending = Some(tokio::spawn(async move {
-                        tokio::time::sleep(wait).await;
-                        shared2.engine.kv_flush();
-                        let mut counters = LocalCounters::default();
-                        counters.changed(1);
-                        shared2.flush(&mut counters);
-                    }));
-                }
+                Some(at) if at > now => state.set_flush_at(Some(at)),
                 // Items only: memcached's flush_all must not hand every rate-limited client a
                 // fresh allowance (FLUSHALL over RESP drops both).
                 Some(_) => {
+                    state.set_flush_at(None);
                     shared.engine.kv_flush();
                     cx.counters.changed(1);
                 }
-                None => {}
+                None => state.set_flush_at(None),
             }
             quiet(McReply::Status("OK"), noreply)
         }

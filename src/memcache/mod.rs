@@ -16,10 +16,12 @@ pub mod exec;
 use crate::connection::FairShare;
 use crate::state::Shared;
 use bytes::BytesMut;
+use ratelimitd_engine::Nanos;
 use ratelimitd_protocol::memcache::{compose_mc, McDecoder, McFrame, McLimits, McReply};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -27,15 +29,60 @@ use tokio::sync::watch;
 /// Initial read buffer, as for RESP.
 const READ_BUF: usize = 16 * 1024;
 
+/// How often [`flush_timer`] looks at a pending delayed `flush_all` (memcached's own clock
+/// ticks once a second).
+const FLUSH_TICK: Duration = Duration::from_millis(10);
+
 /// What the memcached listener keeps of its own: memcached's `stats` counters and a pending
 /// delayed `flush_all`.
 #[derive(Debug, Default)]
 pub struct McState {
     pub stats: McStats,
-    /// The timer of a delayed `flush_all`, if one is pending. As in memcached, only the
-    /// latest `flush_all` counts: a new one (delayed or not) replaces the pending timer, so
-    /// a stream of delayed flushes holds one task, not one each.
-    pub pending_flush: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// When a delayed `flush_all` is due (engine clock), if one is pending. Only the latest
+    /// `flush_all` counts: a new one, delayed or not, replaces it. One deadline, read by one
+    /// timer task, however many delayed flushes a client sends.
+    flush_at: Mutex<Option<Nanos>>,
+}
+
+impl McState {
+    /// Set (or, with None, cancel) the pending delayed `flush_all`.
+    pub fn set_flush_at(&self, at: Option<Nanos>) {
+        *self.flush_at.lock().unwrap_or_else(PoisonError::into_inner) = at;
+    }
+
+    /// Take the pending flush if it is due at `now`.
+    fn take_due_flush(&self, now: Nanos) -> bool {
+        let mut at = self.flush_at.lock().unwrap_or_else(PoisonError::into_inner);
+        if at.is_some_and(|at| at <= now) {
+            *at = None;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Run the delayed `flush_all`s when they fall due, by the engine's clock (so a test on a
+/// fake clock moves them as it moves every other deadline), until shutdown.
+pub async fn flush_timer(
+    shared: Arc<Shared>,
+    state: Arc<McState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(FLUSH_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if state.take_due_flush(shared.engine.now()) {
+            shared.engine.kv_flush();
+            let mut counters = crate::counters::LocalCounters::default();
+            counters.changed(1);
+            shared.flush(&mut counters);
+        }
+    }
 }
 
 /// Counters `stats` reports under memcached's names. Relaxed atomics: they are statistics.

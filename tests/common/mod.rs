@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod inproc;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::ops::{Deref, DerefMut};
@@ -56,22 +58,13 @@ impl Daemon {
 
     /// A raw socket for byte-exact tests.
     pub fn raw(&self) -> Raw {
-        let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        s.set_nodelay(true).expect("nodelay");
-        Raw { s }
+        Raw::connect(self.port)
     }
 
     /// A raw socket to the memcached listener (the daemon must have been started with
     /// --memcached-port).
     pub fn mc_raw(&self) -> Raw {
-        let port = self.memcached_port.expect("started with --memcached-port");
-        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        s.set_nodelay(true).expect("nodelay");
-        Raw { s }
+        Raw::connect(self.memcached_port.expect("started with --memcached-port"))
     }
 }
 
@@ -81,6 +74,15 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// Connect to a port on loopback, with a 5 s read timeout.
+    pub fn connect(port: u16) -> Raw {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.set_nodelay(true).expect("nodelay");
+        Raw { s }
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.s.write_all(bytes).expect("write");
     }
