@@ -421,7 +421,7 @@ fn only_the_latest_flush_all_counts() {
 #[test]
 fn touch_and_gat_keep_the_cas_as_memcached_does() {
     // A new expiry is not a new version: read (gets), extend the TTL, then cas with the token
-    // read must store. The touch used to give a new CAS, and the cas answered EXISTS.
+    // read must store (a touch that gave a new CAS would make that cas answer EXISTS).
     let d = Daemon::start_with(&["--memcached-port", "0"]);
     let mut mc = d.mc_raw();
     mc.send(b"set k 0 0 1\r\nv\r\n");

@@ -1,4 +1,4 @@
-//! What Redis Sentinel 7.0 sends a monitored node and parses from it (issue 8), byte for byte
+//! What Redis Sentinel 7.0 sends a monitored node and parses from it, byte for byte
 //! against the real binary: pub/sub as its hello discovery uses it, the failover MULTI pipeline
 //! (SLAVEOF, CONFIG REWRITE, CLIENT KILL TYPE normal/pubsub), INFO's fields, HELLO's role.
 //!
