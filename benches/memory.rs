@@ -35,18 +35,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-        })
-        .map(|pages| pages * 4096)
-        .unwrap_or(0)
-}
-
 /// Bytes the engine's slot-table arena has handed out (memory the counting allocator does not
 /// see).
 fn arena_used() -> i64 {
@@ -68,13 +56,13 @@ fn main() {
     let e = Engine::new(SystemClock::new(), EngineConfig::default());
     let w = Window::new(1000, 3_600_000, 0).expect("valid");
     e.set_limit(Scope::Default, Limit::new(vec![w]).expect("valid"));
-    let before_rss = rss();
+    let before_rss = ratelimitd::process::rss_bytes();
     let before = e.memory_bytes();
     let before_live = LIVE.load(Ordering::Relaxed) + arena_used();
     for i in 0..n {
         e.check(&i.to_le_bytes(), b"/api/search", 1);
     }
-    let after_rss = rss();
+    let after_rss = ratelimitd::process::rss_bytes();
     let after = e.memory_bytes();
     let keys = e.key_count();
     let live = LIVE.load(Ordering::Relaxed) + arena_used() - before_live;
