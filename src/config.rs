@@ -87,7 +87,7 @@ pub struct Config {
     pub config: Option<std::path::PathBuf>,
 
     /// Log level: trace, debug, info, warn, error or off (also CONFIG SET loglevel).
-    #[arg(long, env = "RATELIMITD_LOG_LEVEL", default_value = "info")]
+    #[arg(long, env = "RATELIMITD_LOG_LEVEL", default_value = "info", value_parser = parse_level)]
     pub log_level: String,
 
     /// Data directory: the limits log (every RL.LIMIT / RL.TIER change, fsynced) and the
@@ -187,6 +187,13 @@ pub fn parse_master(text: &str) -> Result<MasterAddr, String> {
         host: host.to_string(),
         port,
     })
+}
+
+/// A log level, ours or Redis's (`warning`, `verbose`, ...), as its canonical name.
+pub fn parse_level(text: &str) -> Result<String, String> {
+    crate::logging::canonical_level(text)
+        .map(str::to_string)
+        .map_err(|e| e.to_string())
 }
 
 /// A byte count given as `<n>[b|kb|mb|gb]` (case-insensitive; powers of 1024, as Redis reads

@@ -214,6 +214,11 @@ fn bad_configuration_is_refused_with_a_clear_message() {
         let cfg = write_config(&dir, text);
         let err = refused(&["--config", &cfg, "--dir", data_s]);
         assert!(err.contains(expected), "{text:?}: {err}");
+        // Every refusal names the file, the limits' included.
+        assert!(
+            err.contains(cfg.as_str()),
+            "{text:?} does not name {cfg}: {err}"
+        );
     }
     let err = refused(&["--config", "/nonexistent/x.toml"]);
     assert!(err.contains("cannot read config file"), "{err}");
