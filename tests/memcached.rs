@@ -396,7 +396,7 @@ fn flush_all_drops_items_but_keeps_rate_state() {
 fn only_the_latest_flush_all_counts() {
     // As in memcached, a new flush_all replaces a pending delayed one: `flush_all 1` then
     // `flush_all 60` flushes in a minute, not in a second (and a stream of delayed flushes
-    // holds one timer, not one each: a million of them had held ~430 MB).
+    // holds one deadline, not a timer each).
     let d = daemon_on_a_fake_clock();
     let mut mc = d.mc_raw();
     mc.send(b"flush_all 1\r\nflush_all 60 noreply\r\nset k 0 0 1\r\n1\r\n");
