@@ -76,8 +76,9 @@ pub(crate) fn prefetch(addr: usize, cap: usize, slot_size: usize, fp: u64) {
 }
 
 /// `repr(C)` and 32-bit counts keep the table's header in 32 bytes, so that a shard's lock
-/// word, its GCRA table header and its prefetch hints share one cache line (`store::Padded`).
-/// A table never holds 2^32 entries: slot indices are 30 bits in wheel references.
+/// word, its GCRA table header and its prefetch hints share one cache line
+/// (`store::hints::Padded`). A table never holds 2^32 entries: slot indices are 30 bits in
+/// wheel references.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct FpTable<V: Copy> {

@@ -171,7 +171,7 @@ impl KvTxn<'_> {
     }
 
     fn shard_mut(&mut self, key: &[u8]) -> Option<&mut crate::store::Shard> {
-        let idx = self.store.index_of(crate::store::kv_fingerprint(key));
+        let idx = self.store.index_of(crate::fingerprint::kv_fingerprint(key));
         self.guards
             .iter_mut()
             .find(|(i, _)| *i == idx)
@@ -179,7 +179,7 @@ impl KvTxn<'_> {
     }
 
     fn shard(&self, key: &[u8]) -> Option<&crate::store::Shard> {
-        let idx = self.store.index_of(crate::store::kv_fingerprint(key));
+        let idx = self.store.index_of(crate::fingerprint::kv_fingerprint(key));
         self.guards
             .iter()
             .find(|(i, _)| *i == idx)

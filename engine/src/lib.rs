@@ -20,10 +20,12 @@ pub mod arena;
 mod cell;
 mod clock;
 mod counting;
+mod fingerprint;
 mod fptable;
 mod gcra;
 mod kv;
 mod limit;
+mod packing;
 mod shape;
 mod shardlock;
 mod slots;
@@ -44,9 +46,11 @@ pub use limit::{Algorithm, EndpointPattern, Limit, LimitError, Scope, Window, MA
 pub use snapshot::SnapshotError;
 pub use store::EvictionPolicy;
 
+use fingerprint::{fingerprint, kv_fingerprint, window_key, TAG_CL, TAG_RL};
 use gcra::{ceil_ms, Decision, Params};
+use packing::{pack, unpack};
 use shape::Shapes;
-use store::{fingerprint, pack, unpack, window_key, Put, Shard, Store, TAG_CL, TAG_RL};
+use store::{Put, Shard, Store};
 use table::Table;
 
 /// Nanoseconds since the Unix epoch, as read from a [`Clock`].
@@ -1056,7 +1060,7 @@ impl<C: Clock> Engine<C> {
     pub fn kv_txn<R>(&self, keys: &[&[u8]], f: impl FnOnce(&mut KvTxn<'_>) -> R) -> R {
         let mut idx: Vec<usize> = keys
             .iter()
-            .map(|k| self.store.index_of(store::kv_fingerprint(k)))
+            .map(|k| self.store.index_of(kv_fingerprint(k)))
             .collect();
         idx.sort_unstable();
         idx.dedup();

@@ -60,7 +60,7 @@ impl Window {
         // A period is at most 30 days, so its nanoseconds fit u64.
         let interval_ns = (period_ms * 1_000_000 / u64::from(count)).max(1);
         // GCRA stores how far ahead of now the allowance is spent as a time 52 bits of
-        // microseconds wide (until the year 2112, see `store::pack`). A window whose emptied
+        // microseconds wide (until the year 2112, see `packing::pack`). A window whose emptied
         // allowance takes longer to refill (`1/30d BURST 2000`: 164 years) would be clamped
         // to that horizon, i.e. credited back, so such windows are refused here instead.
         if u128::from(interval_ns) * u128::from(u64::from(count) + u64::from(burst)) > MAX_REFILL_NS

@@ -33,7 +33,7 @@ const YIELDS: u32 = 16;
 const POLL: Duration = Duration::from_micros(20);
 
 /// A lock around `T`. `repr(C)` keeps the lock word at the front, so a shard's lock and the
-/// first fields of its value share a cache line (see `store::Padded`).
+/// first fields of its value share a cache line (see `store::hints::Padded`).
 #[repr(C)]
 pub(crate) struct ShardLock<T> {
     held: AtomicBool,

@@ -3,7 +3,7 @@
 //!
 //! Not a `Vec`: a `Vec` can only hold memory of the global allocator. Like the `Vec` it
 //! replaces, it is three words, so a table's header still fits where the shard layout expects
-//! it (`store::Padded`).
+//! it (`store::hints::Padded`).
 
 use crate::arena;
 use std::ptr::NonNull;

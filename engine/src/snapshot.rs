@@ -22,8 +22,9 @@
 
 use crate::kv::Item;
 use crate::limit::{Algorithm, Window};
+use crate::packing::{pack, unpack};
 use crate::shape::{Shapes, SHAPE_BITS};
-use crate::store::{pack, unpack, Store};
+use crate::store::Store;
 use crate::Nanos;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
