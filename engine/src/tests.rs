@@ -5,7 +5,11 @@
 
 use std::time::Duration;
 
+use crossbeam_epoch::Owned;
+
 use super::*;
+use crate::decision::{scale_debt, summarize, summarize_one, Win};
+use crate::results::UNLIMITED;
 
 const T0: Nanos = 1_700_000_000_000_000_000;
 

@@ -224,15 +224,15 @@ impl Shard {
     /// of the same check was refused. The entry's wheel reference still stands for that older
     /// deadline, so this writes the slot only: scheduling as for a deadline moved earlier
     /// would add a reference per refused check, and each lives as long as the entry.
-    pub fn roll_back(&mut self, key: u64, state: crate::NewState) {
+    pub fn roll_back(&mut self, key: u64, state: crate::decision::NewState) {
         match state {
-            crate::NewState::Gcra(w) => {
+            crate::decision::NewState::Gcra(w) => {
                 if let Some(i) = self.gcra.find(key) {
                     self.mark(T_GCRA, key);
                     self.gcra.set_at(i, w);
                 }
             }
-            crate::NewState::Counting(words) => {
+            crate::decision::NewState::Counting(words) => {
                 if let Some(i) = self.win.find(key) {
                     self.mark(T_WIN, key);
                     self.win.set_at(i, words);
@@ -279,7 +279,7 @@ impl Shard {
     }
 
     /// The slot of `key` and its packed GCRA word, for a check that may then overwrite it in
-    /// place ([`Locked::gcra_set`]) without probing the table a second time.
+    /// place ([`Locked::gcra_set`](super::Locked::gcra_set)) without probing the table a second time.
     #[inline]
     pub fn gcra_slot(&self, key: u64) -> Option<(usize, u64)> {
         let i = self.gcra.find(key)?;
