@@ -3,6 +3,8 @@
 //! Every decision the engine makes is a function of "now", so time is injected through the
 //! [`Clock`] trait: production uses [`SystemClock`] (monotonic, but reading like Unix time) and
 //! tests use [`FakeClock`], which only moves when told to — that is why no test ever sleeps.
+//! [`AnyClock`] is either one, chosen at run time, for a program that is not generic over
+//! its clock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -153,6 +155,22 @@ mod tests {
         c.set(u64::MAX - 1);
         c.advance(Duration::from_secs(1));
         assert_eq!(c.now(), u64::MAX);
+    }
+
+    #[test]
+    fn any_clock_reads_the_clock_it_holds() {
+        // A fake one moves when its handle is moved, as the test driving a daemon does.
+        let fake = FakeClock::new(5);
+        let any = AnyClock::from(fake.clone());
+        assert!(matches!(any, AnyClock::Fake(_)));
+        assert_eq!(any.now(), 5);
+        fake.advance(Duration::from_millis(1));
+        assert_eq!(any.now(), 1_000_005);
+        // The system one reads like Unix time and never goes back.
+        let any = AnyClock::from(SystemClock::new());
+        assert!(matches!(any, AnyClock::System(_)));
+        let (a, b) = (any.now(), any.now());
+        assert!(a > 1_577_836_800_000_000_000 && b >= a);
     }
 
     #[test]

@@ -32,7 +32,8 @@
 //! - `shape`: shape ids, which name the window a state was written under so that a changed
 //!   limit rescales it.
 //! - `clock`: the [`Clock`] trait, [`SystemClock`] (monotonic, anchored to wall-clock time at
-//!   start) and [`FakeClock`] for tests (no test sleeps).
+//!   start), [`FakeClock`] for tests (no test sleeps), and [`AnyClock`], either one chosen
+//!   at run time.
 //!
 //! Where state lives:
 //! - `fingerprint`: the 64-bit fingerprints every piece of state is keyed by.
