@@ -1,5 +1,6 @@
-//! Key-value items: reads, writes and transactions, expiry through the wheel, the bound,
-//! FLUSH of items alone, and CAS values that never repeat across a restore or a failover.
+//! Key-value items: reads, writes and transactions (and the count of a transaction's
+//! writes), expiry through the wheel, the bound, FLUSH of items alone, and CAS values that
+//! never repeat across a restore or a failover.
 
 use super::*;
 
@@ -193,4 +194,49 @@ fn cas_values_go_on_after_a_restore_or_replicated_items() {
         .kv_txn(&[b"other"], |t| t.write(b"other", put(b"w", None)))
         .unwrap();
     assert!(next > held, "on a replica: {next} <= {held}");
+}
+
+#[test]
+fn a_transaction_counts_the_writes_it_applied() {
+    let (e, _clock) = bounded(2, EvictionPolicy::RefuseDeny);
+    let reads_only = e.kv_txn(&[b"a"], |t| {
+        assert!(t.get(b"a").is_none());
+        t.writes()
+    });
+    assert_eq!(reads_only, 0);
+    let n = e.kv_txn(&[b"a", b"b"], |t| {
+        t.write(b"a", put(b"1", Some(T0 + 1_000_000_000))).unwrap();
+        assert_eq!(t.writes(), 1, "a Put");
+        let item = t.get(b"a").cloned().expect("stored");
+        let later = Item {
+            expires_at: Some(T0 + 2_000_000_000),
+            ..item
+        };
+        t.write(b"a", KvWrite::Retime(later)).unwrap();
+        assert_eq!(t.writes(), 2, "a Retime");
+        assert_eq!(t.write(b"b", KvWrite::Delete), Ok(0));
+        t.writes()
+    });
+    assert_eq!(n, 3, "a Delete counts, whether or not the key held an item");
+    // Two items held, the bound is two: a new one is refused, and is not counted.
+    e.kv_txn(&[b"b"], |t| t.write(b"b", put(b"2", None)))
+        .unwrap();
+    let refused = e.kv_txn(&[b"c"], |t| {
+        assert_eq!(t.write(b"c", put(b"3", None)), Err(KvError::OutOfMemory));
+        t.writes()
+    });
+    assert_eq!(refused, 0);
+    // A key in a shard the transaction did not lock is ignored, and is not counted.
+    let (e, _clock) = engine();
+    let shard_of = |k: &[u8]| e.store.index_of(crate::fingerprint::kv_fingerprint(k));
+    let elsewhere = (0u32..)
+        .map(|i| format!("k{i}").into_bytes())
+        .find(|k| shard_of(k) != shard_of(b"a"))
+        .expect("a key of another shard");
+    let ignored = e.kv_txn(&[b"a"], |t| {
+        assert_eq!(t.write(&elsewhere, put(b"x", None)), Ok(0));
+        t.writes()
+    });
+    assert_eq!(ignored, 0);
+    assert!(e.kv_get(&elsewhere).is_none());
 }
