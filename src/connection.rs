@@ -28,8 +28,9 @@ const READ_BUF: usize = 16 * 1024;
 /// tokio's cooperative budget runs out or its replies fill the socket. The other connections'
 /// sockets wait meanwhile. During a flood of 10M new keys at the memory bound
 /// (`benches/flood.sh`), a PING from another connection waited up to 78 ms while new keys were
-/// refused, and up to 0.64 s while they evicted others (docs/PERFORMANCE.md, "Flood"). Redis serves one read's worth of a client per turn; 512 requests are about
-/// one 16 KiB read of small commands.
+/// refused, and up to 0.64 s while they evicted others (docs/PERFORMANCE.md, "Flood"). Redis
+/// serves one read's worth of a client per turn; 512 requests are about one 16 KiB read of
+/// small commands.
 const FAIR_SHARE: usize = 512;
 
 /// A connection's requests since it last let the worker's other connections in (RESP and

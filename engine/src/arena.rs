@@ -4,7 +4,7 @@
 //! random slot, so besides the cache miss it takes a TLB miss whose page walk is itself a chain
 //! of loads. Backed by 2 MiB pages the same tables need 512 times fewer TLB entries; measured
 //! with glibc's own huge-page mode, a batched check at 10M keys was 13 % faster
-//! (docs/PERFORMANCE.md, "Huge pages"). glibc cannot be asked for that from inside the process
+//! (docs/PERFORMANCE.md, "The huge-page arena"). glibc cannot be asked for that from inside the process
 //! (its switch is an environment variable read at start), and asking the kernel for huge pages
 //! over memory malloc already handed out does not work: the per-shard tables (about 1 MB each
 //! at 10M keys) sit in mappings of their own or in heap ranges that other allocations already

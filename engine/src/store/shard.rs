@@ -296,8 +296,8 @@ impl Shard {
     ///
     /// Only the write in place, which every check of a known key makes, is inlined into the
     /// check; a new key's way through the bounds stays a call. As one function, the compiler
-    /// kept the whole store out of line, and that call with its saved registers cost 27 of a
-    /// check's 463 instructions (`benches/icount.sh`; docs/PERFORMANCE.md).
+    /// keeps the whole store out of line, and that call with its saved registers costs a check
+    /// 27 instructions: 463 per check against 436.7 (`benches/icount.sh`; docs/PERFORMANCE.md).
     #[inline(always)]
     pub(super) fn gcra_store(
         &mut self,
