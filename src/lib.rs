@@ -40,6 +40,7 @@
 //! - [`config`]: the flags; [`settings`]: the config file; [`rewrite`]: CONFIG REWRITE's file
 //!   edit; [`logging`]: log set-up and level.
 //! - [`limit_args`]: limits written back as RL.LIMIT arguments.
+//! - [`fair_share`]: how a busy connection takes turns with the others.
 //! - [`args`], [`text`], [`process`]: small helpers (argument forms, safe quoting, RSS and
 //!   run id).
 
@@ -49,6 +50,7 @@ pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod counters;
+pub mod fair_share;
 pub mod http;
 pub mod limit_args;
 pub mod logging;

@@ -13,7 +13,7 @@
 
 pub mod exec;
 
-use crate::connection::FairShare;
+use crate::fair_share::FairShare;
 use crate::state::Shared;
 use bytes::BytesMut;
 use ratelimitd_engine::Nanos;
