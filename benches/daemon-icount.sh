@@ -8,8 +8,11 @@
 # Why: benches/icount.sh counts the engine's check alone; this counts what the daemon adds
 # around it, exactly, so two builds can be compared without the VM's drifting speed. Each
 # REV's release daemon (a worktree under target/ab/, as benches/load-ab.sh builds it) runs
-# under callgrind with --threads 1, collecting only inside the RESP connection task (the
-# background tasks tick on wall time, which valgrind stretches). `redis-cli --pipe` sends it
+# under callgrind with --threads 1, collecting only inside the RESP connection task (its
+# `Connection::run`; the background tasks tick on wall time, which valgrind stretches). The
+# pattern must name that one function: callgrind toggles collection at every function that
+# matches, so a pattern that also matched `Connection::serve`, called inside it, would turn
+# collection off again. `redis-cli --pipe` sends it
 # N, then 2N, RL.CHECKs over 1000 keys (the same bytes for every REV) on one connection; the
 # difference of the two totals over N is the count per check, so a connection's set-up and
 # its first reads cancel out. 127.0.0.1 only.
@@ -50,7 +53,7 @@ count() {
   local bin=$1 file=$2 out="$work/callgrind.out" log="$work/valgrind.log"
   rm -rf "$work/dir"
   valgrind --tool=callgrind --callgrind-out-file="$out" \
-    --toggle-collect='ratelimitd::connection::Connection::*' \
+    --toggle-collect='ratelimitd::connection::Connection::run*' \
     "$bin" --port "$PORT" --threads 1 --dir "$work/dir" --save-interval 0 \
     --log-level warn 2>"$log" &
   pid=$!
@@ -66,11 +69,12 @@ count() {
 }
 
 for rev in "$@"; do
+  rev=$(git rev-parse --short "$rev")
   tree=$(ab_tree "$rev")
   (cd "$tree" && CARGO_TARGET_DIR="$tree/target" cargo build --release --bin ratelimitd -q)
   bin="$tree/target/release/ratelimitd"
   one=$(count "$bin" "$work/n.resp")
   two=$(count "$bin" "$work/2n.resp")
-  awk -v a="$one" -v b="$two" -v n="$N" -v r="$(git rev-parse --short "$rev")" \
+  awk -v a="$one" -v b="$two" -v n="$N" -v r="$rev" \
     'BEGIN {printf "%s: %.1f instructions per pipelined RL.CHECK (%d and %d collected)\n", r, (b - a) / n, a, b}'
 done
