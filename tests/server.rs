@@ -261,6 +261,7 @@ fn every_command_that_says_try_help_answers_help() {
     let mut con = d.client();
     for (cmd, names) in [
         ("CLIENT", &["SETNAME", "LIST"][..]),
+        ("CONFIG", &["GET", "SET"][..]),
         ("COMMAND", &["COUNT", "DOCS"][..]),
         ("PUBSUB", &["CHANNELS", "NUMPAT"][..]),
         ("RL.LIMIT", &["SET", "LIST"][..]),
@@ -360,4 +361,42 @@ fn sigterm_finishes_in_flight_replies_and_exits_zero() {
     let mut d = Daemon::start();
     d.signal("INT");
     assert_eq!(d.wait_exit(10).code(), Some(0));
+}
+
+#[test]
+fn subcommands_are_rows_of_their_own() {
+    let d = Daemon::start();
+    let mut con = d.client();
+    // A subcommand's arity names the subcommand, as Redis 7 does.
+    let err = run::<String>(&mut con, &["RL.TIER", "SET", "alice"]).unwrap_err();
+    assert!(
+        err.contains("wrong number of arguments for 'rl.tier|set' command"),
+        "{err}"
+    );
+    // COMMAND INFO lists a container's subcommands with their own arity and flags.
+    let info: redis::Value = run(&mut con, &["COMMAND", "INFO", "rl.limit"]).unwrap();
+    let text = format!("{info:?}");
+    for sub in [
+        "rl.limit|set",
+        "rl.limit|get",
+        "rl.limit|del",
+        "rl.limit|list",
+    ] {
+        assert!(text.contains(sub), "{sub} in {text}");
+    }
+    // Inside MULTI a subcommand's arity error is a queuing-time error: EXEC aborts.
+    let mut raw = d.raw();
+    let mut pipeline = Vec::new();
+    for cmd in [
+        &[&b"MULTI"[..]][..],
+        &[b"RL.TIER", b"SET", b"alice"],
+        &[b"PING"],
+        &[b"EXEC"],
+    ] {
+        pipeline.extend(common::resp(cmd));
+    }
+    raw.send(&pipeline);
+    raw.expect(
+        b"+OK\r\n-ERR wrong number of arguments for 'rl.tier|set' command\r\n+QUEUED\r\n-EXECABORT Transaction discarded because of previous errors.\r\n",
+    );
 }
