@@ -19,6 +19,8 @@ pub struct ClientHandle {
     pub name: Mutex<Option<Bytes>>,
     /// Last command name, lowercased (CLIENT LIST's cmd=).
     pub last_cmd: Mutex<String>,
+    /// The user the connection runs as (CLIENT LIST's user=).
+    pub user: Mutex<String>,
     /// Milliseconds since `created` at the last request (for idle=).
     pub last_active_ms: AtomicU64,
     /// 2 or 3.
@@ -38,6 +40,13 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
+    /// The connection now runs as `name`.
+    pub fn set_user(&self, name: &str) {
+        if let Ok(mut u) = self.user.lock() {
+            name.clone_into(&mut u);
+        }
+    }
+
     /// Ask the connection to close (it finishes nothing further; its peer sees EOF).
     pub fn kill(&self) {
         self.killed.store(true, Ordering::Release);
@@ -70,9 +79,10 @@ impl ClientHandle {
             })
             .unwrap_or_default();
         let cmd = self.last_cmd.lock().map(|c| c.clone()).unwrap_or_default();
+        let user = self.user.lock().map(|u| u.clone()).unwrap_or_default();
         let laddr = self.laddr.map(|a| a.to_string()).unwrap_or_default();
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub=0 multi=-1 cmd={} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub=0 multi=-1 cmd={} user={} redir=-1 resp={}",
             self.id,
             self.addr,
             laddr,
@@ -87,6 +97,7 @@ impl ClientHandle {
             self.sub.load(Ordering::Relaxed),
             self.psub.load(Ordering::Relaxed),
             if cmd.is_empty() { "NULL".to_string() } else { cmd },
+            user,
             self.resp.load(Ordering::Relaxed)
         )
     }
@@ -110,6 +121,7 @@ impl ClientRegistry {
             created: Instant::now(),
             name: Mutex::new(None),
             last_cmd: Mutex::new(String::new()),
+            user: Mutex::new("default".to_string()),
             last_active_ms: AtomicU64::new(0),
             resp: AtomicU8::new(2),
             sub: AtomicU32::new(0),

@@ -26,9 +26,16 @@ pub struct Config {
     #[arg(long, env = "RATELIMITD_THREADS")]
     pub threads: Option<usize>,
 
-    /// Require clients to AUTH with this password (as Redis's requirepass).
+    /// The default user's password (as Redis's requirepass): clients must AUTH, or name
+    /// another user (AUTH user pass). Users and their rules are set with ACL SETUSER.
     #[arg(long, env = "RATELIMITD_REQUIREPASS", hide_env_values = true)]
     pub requirepass: Option<String>,
+
+    /// An ACL file in Redis's format (`user <name> <rule> ...` per line): its users are loaded
+    /// at start, ACL LOAD reloads it and ACL SAVE writes it. Users set at runtime are kept in
+    /// --dir either way.
+    #[arg(long, env = "RATELIMITD_ACLFILE")]
+    pub aclfile: Option<std::path::PathBuf>,
 
     /// Maximum simultaneous client connections; more are answered
     /// "-ERR max number of clients reached" and closed.

@@ -38,7 +38,11 @@ impl Connection {
         shutdown: watch::Receiver<bool>,
     ) -> Connection {
         let handle = shared.clients.register(peer, socket.local_addr().ok());
-        let session = Session::new(handle, shared.config.requirepass.is_none());
+        let session = Session::new(
+            handle,
+            shared.users.default_user(),
+            shared.users.generation(),
+        );
         Connection {
             socket,
             shared,

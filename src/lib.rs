@@ -31,6 +31,7 @@
 //! - [`state`]: [`Shared`](state::Shared), what every task shares.
 //!
 //! Sub-states and leaves (they import nothing above them)
+//! - [`acl`]: users, their rules and categories, the ACL LOG.
 //! - [`repl`]: replication state: role, ids, backlog, attached replicas, write refusals.
 //! - [`counters`]: the one counter set (INFO, /metrics, the snapshot's change count).
 //! - [`metrics`]: the /metrics registry and its scrape-time gauges.
@@ -41,15 +42,18 @@
 //!   edit; [`logging`]: log set-up and level.
 //! - [`limit_args`]: limits written back as RL.LIMIT arguments.
 //! - [`fair_share`]: how a busy connection takes turns with the others.
+//! - [`durable_file`]: replacing a file so that a crash leaves the old or the new version.
 //! - [`args`], [`text`], [`process`]: small helpers (argument forms, safe quoting, RSS and
 //!   run id).
 
+pub mod acl;
 pub mod args;
 pub mod clients;
 pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod counters;
+pub mod durable_file;
 pub mod fair_share;
 pub mod http;
 pub mod limit_args;

@@ -88,6 +88,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
 pub enum RecordKey {
     Limit(Scope),
     Tier(Vec<u8>),
+    /// An ACL user, by name.
+    User(Vec<u8>),
 }
 
 /// Whether a change is a set or a delete (a delete of a key the config file preloads is kept
@@ -219,23 +221,11 @@ fn sync_dir(dir: &Path) -> Result<(), PersistError> {
         .map_err(io_err(dir))
 }
 
-/// Write `bytes` to `dir/name` durably: temp file, fsync, rename, fsync the directory.
+/// Write `bytes` to `dir/name` durably through `dir/tmp` (src/durable_file.rs). The temporary
+/// name is fixed, so that one left by a crash is found and removed at the next start.
 fn write_atomically(dir: &Path, tmp: &str, name: &str, bytes: &[u8]) -> Result<(), PersistError> {
-    let tmp_path = dir.join(tmp);
     let path = dir.join(name);
-    let result = (|| {
-        let mut f = File::create(&tmp_path).map_err(io_err(&tmp_path))?;
-        f.write_all(bytes).map_err(io_err(&tmp_path))?;
-        f.sync_all().map_err(io_err(&tmp_path))?;
-        drop(f);
-        std::fs::rename(&tmp_path, &path).map_err(io_err(&path))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        // A half-written temp file (disk full) is useless; do not leave it taking space.
-        let _ = std::fs::remove_file(&tmp_path);
-    }
-    result
+    crate::durable_file::replace(&dir.join(tmp), &path, bytes).map_err(io_err(&path))
 }
 
 impl Persist {

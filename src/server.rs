@@ -105,6 +105,7 @@ pub async fn prepare(settings: Settings, clock: AnyClock) -> Result<Prepared, St
         persist,
         clock,
         &COMMANDS.names(),
+        COMMANDS.catalog(),
     ));
     crate::startup::load(&shared, &settings.preload, loaded)?;
     log_listeners(&shared.config, ports);

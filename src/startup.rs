@@ -59,6 +59,28 @@ pub fn load(
     if let Some(bytes) = shared.config.maxmemory.map(|m| m.0) {
         crate::settings::check_maxmemory(&shared.engine, bytes).map_err(StartupError::Bound)?;
     }
+    if let Some(pass) = &shared.config.requirepass {
+        // The default user's password, from the flag at every start (as Redis's requirepass);
+        // a change made at runtime with ACL SETUSER is in the log, replayed below, and wins.
+        shared
+            .users
+            .set_user(b"default", &[b"resetpass", format!(">{pass}").as_bytes()])
+            .map_err(|e| StartupError::Bound(format!("requirepass: {e}")))?;
+    }
+    let from_file =
+        crate::cmd::acl::load_file(shared).map_err(|message| StartupError::Preload {
+            file: shared
+                .config
+                .aclfile
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            label: "ACL file".into(),
+            message,
+        })?;
+    if from_file > 0 {
+        tracing::info!("ACL file: {from_file} user(s) loaded");
+    }
     for (label, args) in preload {
         crate::cmd::replay(shared, &COMMANDS, &crate::args::slices(args)).map_err(|e| {
             StartupError::Preload {

@@ -5,6 +5,7 @@
 //! A sub-state that needs another one is handed the piece it needs (`Repl::promote` takes the
 //! engine, `Metrics::render` takes a [`Scrape`]), never the whole of [`Shared`].
 
+use crate::acl::{Catalog, Users};
 use crate::clients::ClientRegistry;
 use crate::config::Config;
 use crate::counters::{Counters, LocalCounters};
@@ -46,18 +47,21 @@ pub struct Shared {
     pub repl: Repl,
     /// Pub/sub channels and patterns (src/pubsub.rs).
     pub pubsub: PubSub,
+    /// Users and what they may do (src/acl/).
+    pub users: Users,
 }
 
 impl Shared {
     /// The shared state of a daemon whose listeners are bound on `ports`, with `persist`
     /// opened and the engine reading `clock`. `command_names` are the command table's names
-    /// in its order (the counters' labels).
+    /// in its order (the counters' labels), `catalog` what ACL rules can name.
     pub fn new(
         config: Config,
         ports: Ports,
         persist: Persist,
         clock: AnyClock,
         command_names: &[&'static str],
+        catalog: Catalog,
     ) -> Shared {
         // Before the engine allocates anything (process-wide; engine/src/arena.rs).
         ratelimitd_engine::arena::set_enabled(config.huge_pages == "yes");
@@ -87,6 +91,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             repl,
             pubsub: PubSub::default(),
+            users: Users::new(catalog),
         }
     }
 

@@ -26,9 +26,9 @@ fn info_of(c: &CommandSpec, container: Option<&str>) -> Reply {
         Reply::Integer(c.keys.last),
         Reply::Integer(c.keys.step),
         Reply::Set(
-            c.acl
+            c.categories()
                 .iter()
-                .map(|a| Reply::Simple(Bytes::from_static(a.as_bytes())))
+                .map(|a| Reply::Simple(Bytes::from(format!("@{}", a.name()))))
                 .collect(),
         ),
         Reply::Set(vec![]),

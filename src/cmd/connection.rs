@@ -5,7 +5,7 @@
 
 use super::session::Session;
 use super::spec::Ctx;
-use crate::state::Shared;
+use crate::acl::LogReason;
 use crate::text::shorten;
 use bytes::Bytes;
 use ratelimitd_protocol::{Parse, ParseError, ProtoVersion, Reply};
@@ -59,33 +59,35 @@ pub fn select(_: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
     }
 }
 
-/// Redis's answer to a wrong user or password.
-const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
-
-/// The outcome of checking a username/password pair against `--requirepass`.
-fn check_password(shared: &Shared, user: Option<&[u8]>, pass: &[u8]) -> Result<(), Reply> {
-    match &shared.config.requirepass {
-        // As Redis 6+ without a password: the `default` user is `nopass`, so any password
-        // signs it in (go-redis v9 sends `HELLO 3 AUTH default <pw>` whenever it has one, and
-        // redis-py `AUTH <user> <pw>` when given a username); another user does not exist.
-        // Only the legacy one-argument form is an error.
-        None => match user {
-            Some(b"default") => Ok(()),
-            Some(_) => Err(Reply::error(WRONGPASS)),
-            None => Err(Reply::error(
-                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-            )),
-        },
-        Some(expected) => {
-            let user_ok = user.is_none_or(|u| u == b"default");
-            // Compare in constant time: a password check should not leak its prefix length.
-            let pass_ok = expected.len() == pass.len()
-                && expected.as_bytes().iter().zip(pass).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-            if user_ok && pass_ok {
-                Ok(())
+/// Sign the connection in as `user` (None: the default user, the one-argument form) with
+/// `pass`; a failure is logged for ACL LOG and answered as Redis answers it.
+///
+/// As in Redis 6+, a `nopass` user takes any password (go-redis v9 sends `HELLO 3 AUTH
+/// default <pw>` whenever it has one, and redis-py `AUTH <user> <pw>` when given a username),
+/// and the one-argument form is an error while the default user needs no password.
+fn sign_in(ctx: &mut Ctx<'_>, user: Option<&[u8]>, pass: &[u8]) -> Result<(), Reply> {
+    let users = &ctx.shared.users;
+    let generation = users.generation();
+    match users.authenticate(user, pass) {
+        Ok(u) => {
+            ctx.session.sign_in(u, generation);
+            Ok(())
+        }
+        Err(e) => {
+            let name = shorten(user.unwrap_or(b"default"), 128);
+            let context = if ctx.session.tx.queuing() {
+                "multi"
             } else {
-                Err(Reply::error(WRONGPASS))
-            }
+                "toplevel"
+            };
+            users.log(
+                LogReason::Auth,
+                context,
+                "AUTH",
+                &name,
+                ctx.session.handle.describe(),
+            );
+            Err(Reply::error(e.to_string()))
         }
     }
 }
@@ -101,11 +103,8 @@ pub fn auth(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
         }
         _ => return Err(ParseError::Syntax),
     };
-    Ok(match check_password(ctx.shared, user, pass) {
-        Ok(()) => {
-            ctx.session.authenticated = true;
-            Reply::ok()
-        }
+    Ok(match sign_in(ctx, user, pass) {
+        Ok(()) => Reply::ok(),
         Err(reply) => reply,
     })
 }
@@ -113,8 +112,7 @@ pub fn auth(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
 /// HELLO [protover [AUTH username password] [SETNAME clientname]].
 pub fn hello(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
     let mut parse = Parse::new(args);
-    let (shared, session) = (ctx.shared, &mut *ctx.session);
-    let mut proto = session.proto;
+    let mut proto = ctx.session.proto;
     let mut setname = None;
     if let Some(ver) = parse.try_next() {
         let ver = ratelimitd_protocol::parse::parse_i64(ver).ok_or_else(|| {
@@ -129,10 +127,9 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
             if opt.eq_ignore_ascii_case(b"AUTH") && parse.remaining() >= 2 {
                 let user = parse.next_bytes()?;
                 let pass = parse.next_bytes()?;
-                if let Err(reply) = check_password(shared, Some(user), pass) {
+                if let Err(reply) = sign_in(ctx, Some(user), pass) {
                     return Ok(reply);
                 }
-                session.authenticated = true;
             } else if opt.eq_ignore_ascii_case(b"SETNAME") && parse.remaining() >= 1 {
                 let name = parse.next_bytes()?;
                 validate_name(name)?;
@@ -145,7 +142,8 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
             }
         }
     }
-    if !session.authenticated {
+    let (shared, session) = (ctx.shared, &mut *ctx.session);
+    if !session.authenticated && !shared.users.default_open() {
         return Ok(Reply::error(
             "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
         ));

@@ -464,15 +464,20 @@ mod tests {
 
     #[test]
     fn keys_come_from_the_table() {
-        let keys = |a: &[&'static str]| {
+        let keys = |a: &[&'static str]| -> Vec<Vec<u8>> {
+            let argv = args(a);
             let row = crate::cmd::table::COMMANDS
                 .lookup(a[0].as_bytes())
                 .map(|f| f.spec.keys);
-            row.map(|k| k.of(&args(a))).unwrap_or_default()
+            row.map(|k| k.iter(&argv).map(<[u8]>::to_vec).collect())
+                .unwrap_or_default()
         };
-        assert_eq!(keys(&["set", "k", "v", "EX", "10"]), vec![&b"k"[..]]);
-        assert_eq!(keys(&["del", "a", "b", "c"]), vec![&b"a"[..], b"b", b"c"]);
-        assert_eq!(keys(&["ttl", "x"]), vec![&b"x"[..]]);
+        assert_eq!(keys(&["set", "k", "v", "EX", "10"]), vec![b"k".to_vec()]);
+        assert_eq!(
+            keys(&["del", "a", "b", "c"]),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
+        assert_eq!(keys(&["ttl", "x"]), vec![b"x".to_vec()]);
     }
 
     #[test]

@@ -6,10 +6,11 @@
 //! primary's replication stream apply it through the very code that serves the live command
 //! (see `dispatch::replay`). Every command is documented in docs/API.md.
 
+use super::durable::change;
 use super::reply::help_reply;
 use super::spec::sub_args;
 use crate::limit_args::rate_text;
-use crate::persist::{ChangeKind, PersistError, RecordKey};
+use crate::persist::{ChangeKind, RecordKey};
 use crate::state::Shared;
 use crate::text::shorten;
 use bytes::Bytes;
@@ -169,33 +170,6 @@ pub fn tier_help(_: &mut super::spec::Ctx<'_>, _: &[&[u8]]) -> Result<Reply, Par
         "DEL <client>",
         "    Take a client out of its tier.",
     ]))
-}
-
-/// Apply a limit or tier change: logged durably first (src/persist.rs), then applied and fed to
-/// the replication stream inside the same commit, so the log, the replicas and the engine see
-/// changes in one order. `noop` says the change would change nothing (a DEL of an absent
-/// scope), which is then not logged.
-fn change<R>(
-    shared: &Shared,
-    args: &[&[u8]],
-    key: RecordKey,
-    kind: ChangeKind,
-    noop: impl FnOnce() -> bool,
-    apply: impl FnOnce() -> R,
-) -> Result<R, ParseError> {
-    shared
-        .persist
-        .commit(args, key, kind, noop, || {
-            let out = apply();
-            shared.repl.feed_limit(args);
-            out
-        })
-        .map_err(persist_error)
-}
-
-/// A change that could not be made durable is refused: `ERR persistence: ...`.
-fn persist_error(e: PersistError) -> ParseError {
-    ParseError::Invalid(format!("persistence: {e}"))
 }
 
 fn limit_error(e: LimitError) -> ParseError {

@@ -22,14 +22,18 @@
 //! - [`kv`]: the key-value space (GET, SET, INCR, EXPIRE, TTL, ...), for INCR+EXPIRE users;
 //!   [`multi`]: MULTI, EXEC, DISCARD, WATCH, UNWATCH.
 //! - [`replication`]: REPLICAOF/SLAVEOF, ROLE, WAIT, REPLCONF, PSYNC, SYNC.
+//! - [`acl`]: ACL (users and their rules); [`durable`]: how a change of the configuration
+//!   (limits, tiers, users) is logged, applied and replicated.
 //! - [`pubsub`]: SUBSCRIBE, PUBLISH and friends (what Redis Sentinel needs to find its peers).
 
+pub mod acl;
 pub mod cell;
 pub mod client;
 pub mod command;
 pub mod config;
 pub mod connection;
 pub mod dispatch;
+pub mod durable;
 pub mod info;
 pub mod kv;
 pub mod limits;

@@ -2,6 +2,7 @@
 //! authentication, a MULTI in progress and its WATCHed keys, replication handshake options,
 //! and subscriptions.
 
+use crate::acl::User;
 use crate::clients::ClientHandle;
 use crate::pubsub::Subscriber;
 use crate::repl::PsyncRequest;
@@ -14,7 +15,13 @@ use std::sync::Arc;
 pub struct Session {
     pub handle: Arc<ClientHandle>,
     pub proto: ProtoVersion,
+    /// Signed in by AUTH or HELLO. Until then the connection is the default user's, which
+    /// serves only while that user is `on` and `nopass`.
     pub authenticated: bool,
+    /// The user the connection runs as, as of [`Session::user_generation`].
+    pub user: Arc<User>,
+    /// The registry's generation when `user` was taken (see `acl::Users::generation`).
+    pub user_generation: u64,
     /// Set by QUIT: the connection writes the reply and closes.
     pub quit: bool,
     /// MULTI queue and WATCHed keys (src/cmd/multi.rs).
@@ -29,11 +36,13 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Session {
+    pub fn new(handle: Arc<ClientHandle>, user: Arc<User>, user_generation: u64) -> Session {
         Session {
             handle,
             proto: ProtoVersion::Resp2,
-            authenticated,
+            authenticated: false,
+            user,
+            user_generation,
             quit: false,
             tx: TxState::default(),
             repl: ReplSession::default(),
@@ -52,6 +61,14 @@ impl Session {
                 c.push_str(name);
             }
         }
+    }
+
+    /// Run as `user` from now on (AUTH, HELLO AUTH).
+    pub fn sign_in(&mut self, user: Arc<User>, generation: u64) {
+        self.handle.set_user(&user.name);
+        self.user = user;
+        self.user_generation = generation;
+        self.authenticated = true;
     }
 
     /// True when the connection is in RESP2 subscribed mode, where Redis allows only the

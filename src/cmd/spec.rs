@@ -8,6 +8,8 @@
 //! the row; nothing else matches on a command's name.
 
 use super::session::Session;
+use crate::acl::catalog::Described;
+use crate::acl::{Catalog, Categories, Category};
 use crate::counters::{Family, LocalCounters};
 use crate::state::Shared;
 use ratelimitd_engine::{KvTxn, Nanos, Prefetched};
@@ -172,21 +174,36 @@ impl Keys {
     };
 
     /// The keys a request names.
-    pub fn of<'a>(self, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
-        if self.first <= 0 || self.step <= 0 {
-            return Vec::new();
-        }
+    pub fn of<'a>(self, args: &'a [&'a [u8]]) -> Vec<&'a [u8]> {
+        self.iter(args).collect()
+    }
+
+    /// The keys a request names, without collecting them.
+    pub fn iter<'a>(self, args: &'a [&'a [u8]]) -> impl Iterator<Item = &'a [u8]> + 'a {
         let argc = args.len() as i64;
-        let last = if self.last < 0 {
+        let last = if self.first <= 0 || self.step <= 0 {
+            -1
+        } else if self.last < 0 {
             argc + self.last
         } else {
             self.last.min(argc - 1)
         };
-        (self.first..=last)
-            .step_by(self.step as usize)
+        (self.first.max(1)..=last)
+            .step_by(self.step.max(1) as usize)
             .filter_map(|i| args.get(i as usize).copied())
-            .collect()
     }
+}
+
+/// Which arguments of a pub/sub command are channels (checked against a user's `&patterns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channels {
+    None,
+    /// Every argument is a channel name (SUBSCRIBE).
+    All,
+    /// Every argument is a pattern, which must be one of the user's as written (PSUBSCRIBE).
+    AllPatterns,
+    /// The first argument is a channel name (PUBLISH).
+    First,
 }
 
 /// Which key of a pipelined request the connection prefetches before running it (so that
@@ -207,9 +224,10 @@ pub struct CommandSpec {
     /// the container's name); -N means at least N.
     pub arity: i32,
     pub flags: Flags,
-    /// ACL categories, as Redis's `@read`, `@write`, `@admin` (none are assigned yet).
-    pub acl: &'static [&'static str],
+    /// ACL categories beyond those the flags imply (see [`CommandSpec::categories`]).
+    pub acl: Categories,
     pub keys: Keys,
+    pub channels: Channels,
     pub run: Run,
     pub prefetch: Option<Prefetch>,
     /// The latency histogram it is timed under.
@@ -226,8 +244,9 @@ pub const fn cmd(name: &'static str, arity: i32, run: Run, summary: &'static str
         name,
         arity,
         flags: Flags::NONE,
-        acl: &[],
+        acl: Categories::NONE,
         keys: Keys::NONE,
+        channels: Channels::None,
         run,
         prefetch: None,
         family: Family::Server,
@@ -239,6 +258,17 @@ pub const fn cmd(name: &'static str, arity: i32, run: Run, summary: &'static str
 impl CommandSpec {
     pub const fn flags(mut self, list: &'static [Flag]) -> CommandSpec {
         self.flags = Flags::of(list);
+        self
+    }
+
+    /// ACL categories of its own, beyond those its flags imply.
+    pub const fn acl(mut self, list: &'static [Category]) -> CommandSpec {
+        self.acl = Categories::of(list);
+        self
+    }
+
+    pub const fn channels(mut self, channels: Channels) -> CommandSpec {
+        self.channels = channels;
         self
     }
 
@@ -271,9 +301,49 @@ impl CommandSpec {
 
     /// The subcommand named `name` (ASCII case-insensitively), if this is a container.
     pub fn subcommand(&'static self, name: &[u8]) -> Option<&'static CommandSpec> {
+        self.subcommand_at(name).map(|(_, s)| s)
+    }
+
+    /// The subcommand named `name` and its position among the container's.
+    pub fn subcommand_at(&'static self, name: &[u8]) -> Option<(usize, &'static CommandSpec)> {
         self.subcommands
             .iter()
-            .find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))
+            .enumerate()
+            .find(|(_, s)| s.name.as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// Its ACL categories: those its flags imply, as Redis derives them (`write` → `@write`,
+    /// `readonly` → `@read`, `admin` → `@admin @dangerous`, `pubsub` → `@pubsub`, `fast` →
+    /// `@fast`, otherwise `@slow`), and its own. A container has none: its subcommands do.
+    pub fn categories(&self) -> Categories {
+        if matches!(self.run, Run::Container(_)) {
+            return self.acl;
+        }
+        let mut list = Vec::new();
+        let implied = [
+            (Flag::Write, Category::Write),
+            (Flag::Readonly, Category::Read),
+            (Flag::Admin, Category::Admin),
+            (Flag::Admin, Category::Dangerous),
+            (Flag::Pubsub, Category::Pubsub),
+            (Flag::Fast, Category::Fast),
+        ];
+        for (flag, cat) in implied {
+            if self.flags.has(flag) {
+                list.push(cat);
+            }
+        }
+        if !self.flags.has(Flag::Fast) {
+            list.push(Category::Slow);
+        }
+        list.extend(self.acl.iter());
+        Category::ALL.into_iter().fold(Categories::NONE, |set, c| {
+            if list.contains(&c) {
+                set.with(c)
+            } else {
+                set
+            }
+        })
     }
 }
 
@@ -310,6 +380,24 @@ impl Commands {
     /// The names in table order: a command's index is its position.
     pub fn names(&self) -> Vec<&'static str> {
         self.rows.iter().map(|c| c.name).collect()
+    }
+
+    /// What ACL rules can name: every row and subcommand, with its categories.
+    pub fn catalog(&self) -> Catalog {
+        let described: Vec<Described<'_>> = self
+            .rows
+            .iter()
+            .map(|c| Described {
+                name: c.name,
+                categories: c.categories(),
+                subs: c
+                    .subcommands
+                    .iter()
+                    .map(|s| (s.name, s.categories()))
+                    .collect(),
+            })
+            .collect();
+        Catalog::new(&described)
     }
 
     /// The counters' slot of an unknown command (one past the last row).

@@ -3,11 +3,12 @@
 
 use super::spec::Flag::*;
 use super::spec::Run::{Change, Container, Kv, Plain};
-use super::spec::{cmd, CommandSpec, Commands, Keys, Prefetch};
+use super::spec::{cmd, Channels, CommandSpec, Commands, Keys, Prefetch};
 use super::{
-    cell, client, command, config, connection, info, kv, limits, multi, persistence, pubsub,
+    acl, cell, client, command, config, connection, info, kv, limits, multi, persistence, pubsub,
     replication, rl, server,
 };
+use crate::acl::Category as C;
 use crate::counters::Family::{Cell, RlAdmin, RlCheck};
 
 /// Every command.
@@ -21,28 +22,32 @@ static ROWS: &[CommandSpec] = &[
         Plain(connection::ping),
         "Returns the server's liveliness response.",
     )
-    .flags(&[Fast, Stale, Subscribed]),
+    .flags(&[Fast, Stale, Subscribed])
+    .acl(&[C::Connection]),
     cmd(
         "echo",
         2,
         Plain(connection::echo),
         "Returns the given string.",
     )
-    .flags(&[Fast, Stale]),
+    .flags(&[Fast, Stale])
+    .acl(&[C::Connection]),
     cmd(
         "hello",
         -1,
         Plain(connection::hello),
         "Handshakes with the server: protocol version, authentication, client name.",
     )
-    .flags(&[Noscript, Loading, Stale, Fast, NoAuth]),
+    .flags(&[Noscript, Loading, Stale, Fast, NoAuth])
+    .acl(&[C::Connection]),
     cmd(
         "auth",
         -2,
         Plain(connection::auth),
         "Authenticates the connection.",
     )
-    .flags(&[Noscript, Loading, Stale, Fast, NoAuth]),
+    .flags(&[Noscript, Loading, Stale, Fast, NoAuth])
+    .acl(&[C::Connection]),
     cmd(
         "quit",
         -1,
@@ -51,14 +56,16 @@ static ROWS: &[CommandSpec] = &[
     )
     .flags(&[
         Noscript, Loading, Stale, Fast, NoAuth, TxControl, Subscribed,
-    ]),
+    ])
+    .acl(&[C::Connection]),
     cmd(
         "select",
         2,
         Plain(connection::select),
         "Selects the database; only 0 exists.",
     )
-    .flags(&[Loading, Stale, Fast]),
+    .flags(&[Loading, Stale, Fast])
+    .acl(&[C::Connection]),
     cmd(
         "client",
         -2,
@@ -82,28 +89,32 @@ static ROWS: &[CommandSpec] = &[
         Plain(info::info),
         "Server information and statistics.",
     )
-    .flags(&[Loading, Stale]),
+    .flags(&[Loading, Stale])
+    .acl(&[C::Dangerous]),
     cmd(
         "dbsize",
         1,
         Plain(server::dbsize),
         "Number of live rate-limit keys.",
     )
-    .flags(&[Readonly, Fast, WholeKeyspace]),
+    .flags(&[Readonly, Fast, WholeKeyspace])
+    .acl(&[C::Keyspace]),
     cmd(
         "flushall",
         -1,
         Plain(server::flush),
         "Drops all rate state (limits and tiers are kept).",
     )
-    .flags(&[Write, WholeKeyspace]),
+    .flags(&[Write, WholeKeyspace])
+    .acl(&[C::Keyspace, C::Dangerous]),
     cmd(
         "flushdb",
         -1,
         Plain(server::flush),
         "Same as FLUSHALL: there is one database.",
     )
-    .flags(&[Write, WholeKeyspace]),
+    .flags(&[Write, WholeKeyspace])
+    .acl(&[C::Keyspace, C::Dangerous]),
     cmd(
         "time",
         1,
@@ -147,7 +158,8 @@ static ROWS: &[CommandSpec] = &[
     .flags(&[Write, Fast])
     .keys(Keys::ONE)
     .family(RlCheck)
-    .prefetch(Prefetch::ClientEndpoint),
+    .prefetch(Prefetch::ClientEndpoint)
+    .acl(&[C::RateLimit]),
     cmd(
         "rl.peek",
         3,
@@ -156,7 +168,8 @@ static ROWS: &[CommandSpec] = &[
     )
     .flags(&[Readonly, Fast])
     .keys(Keys::ONE)
-    .family(RlCheck),
+    .family(RlCheck)
+    .acl(&[C::RateLimit]),
     cmd(
         "rl.reset",
         3,
@@ -165,7 +178,8 @@ static ROWS: &[CommandSpec] = &[
     )
     .flags(&[Write, Fast])
     .keys(Keys::ONE)
-    .family(RlAdmin),
+    .family(RlAdmin)
+    .acl(&[C::Limits]),
     cmd(
         "rl.explain",
         3,
@@ -174,7 +188,8 @@ static ROWS: &[CommandSpec] = &[
     )
     .flags(&[Readonly])
     .keys(Keys::ONE)
-    .family(RlAdmin),
+    .family(RlAdmin)
+    .acl(&[C::RateLimit]),
     cmd(
         "cl.throttle",
         -1,
@@ -184,7 +199,8 @@ static ROWS: &[CommandSpec] = &[
     .flags(&[Write, Fast])
     .keys(Keys::ONE)
     .family(Cell)
-    .prefetch(Prefetch::Throttle),
+    .prefetch(Prefetch::Throttle)
+    .acl(&[C::RateLimit]),
     // Snapshots.
     cmd(
         "save",
@@ -206,11 +222,13 @@ static ROWS: &[CommandSpec] = &[
         Plain(persistence::lastsave),
         "Unix time of the last successful snapshot.",
     )
-    .flags(&[Loading, Stale, Fast]),
+    .flags(&[Loading, Stale, Fast])
+    .acl(&[C::Admin, C::Dangerous]),
     // The key-value space.
     cmd("get", 2, Kv(kv::get), "Returns the value of a key.")
         .flags(&[Readonly, Fast])
-        .keys(Keys::ONE),
+        .keys(Keys::ONE)
+        .acl(&[C::String]),
     cmd(
         "set",
         -3,
@@ -218,7 +236,8 @@ static ROWS: &[CommandSpec] = &[
         "Sets a key's value: EX/PX/EXAT/PXAT, NX/XX, KEEPTTL, GET.",
     )
     .flags(&[Write, Denyoom])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::String]),
     cmd(
         "setex",
         4,
@@ -226,7 +245,8 @@ static ROWS: &[CommandSpec] = &[
         "Sets a value with a TTL in seconds.",
     )
     .flags(&[Write, Denyoom])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::String]),
     cmd(
         "psetex",
         4,
@@ -234,7 +254,8 @@ static ROWS: &[CommandSpec] = &[
         "Sets a value with a TTL in milliseconds.",
     )
     .flags(&[Write, Denyoom])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::String]),
     cmd(
         "setnx",
         3,
@@ -242,7 +263,8 @@ static ROWS: &[CommandSpec] = &[
         "Sets a value only if the key does not exist.",
     )
     .flags(&[Write, Denyoom, Fast])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::String]),
     cmd(
         "getdel",
         2,
@@ -250,10 +272,12 @@ static ROWS: &[CommandSpec] = &[
         "Returns a key's value and deletes the key.",
     )
     .flags(&[Write, Fast])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::String]),
     cmd("del", -2, Kv(kv::del), "Deletes keys.")
         .flags(&[Write])
-        .keys(Keys::ALL),
+        .keys(Keys::ALL)
+        .acl(&[C::Keyspace]),
     cmd(
         "unlink",
         -2,
@@ -261,7 +285,8 @@ static ROWS: &[CommandSpec] = &[
         "Deletes keys (same as DEL: values are small).",
     )
     .flags(&[Write, Fast])
-    .keys(Keys::ALL),
+    .keys(Keys::ALL)
+    .acl(&[C::Keyspace]),
     cmd(
         "exists",
         -2,
@@ -269,7 +294,8 @@ static ROWS: &[CommandSpec] = &[
         "Counts how many of the keys exist.",
     )
     .flags(&[Readonly, Fast])
-    .keys(Keys::ALL),
+    .keys(Keys::ALL)
+    .acl(&[C::Keyspace]),
     cmd(
         "incr",
         2,
@@ -277,7 +303,8 @@ static ROWS: &[CommandSpec] = &[
         "Adds 1 to a counter (created at 0).",
     )
     .flags(&[Write, Denyoom, Fast])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::String]),
     cmd(
         "incrby",
         3,
@@ -285,7 +312,8 @@ static ROWS: &[CommandSpec] = &[
         "Adds an integer to a counter (created at 0).",
     )
     .flags(&[Write, Denyoom, Fast])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::String]),
     cmd(
         "decr",
         2,
@@ -293,7 +321,8 @@ static ROWS: &[CommandSpec] = &[
         "Subtracts 1 from a counter (created at 0).",
     )
     .flags(&[Write, Denyoom, Fast])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::String]),
     cmd(
         "decrby",
         3,
@@ -301,7 +330,8 @@ static ROWS: &[CommandSpec] = &[
         "Subtracts an integer from a counter (created at 0).",
     )
     .flags(&[Write, Denyoom, Fast])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::String]),
     cmd(
         "expire",
         -3,
@@ -309,7 +339,8 @@ static ROWS: &[CommandSpec] = &[
         "Sets a key's TTL in seconds: NX, XX, GT, LT.",
     )
     .flags(&[Write, Fast])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::Keyspace]),
     cmd(
         "pexpire",
         -3,
@@ -317,7 +348,8 @@ static ROWS: &[CommandSpec] = &[
         "Sets a key's TTL in milliseconds: NX, XX, GT, LT.",
     )
     .flags(&[Write, Fast])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::Keyspace]),
     cmd(
         "expireat",
         -3,
@@ -325,7 +357,8 @@ static ROWS: &[CommandSpec] = &[
         "Sets a key's expiry as a Unix time in seconds.",
     )
     .flags(&[Write, Fast])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::Keyspace]),
     cmd(
         "pexpireat",
         -3,
@@ -333,7 +366,8 @@ static ROWS: &[CommandSpec] = &[
         "Sets a key's expiry as a Unix time in milliseconds.",
     )
     .flags(&[Write, Fast])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::Keyspace]),
     cmd(
         "ttl",
         2,
@@ -341,7 +375,8 @@ static ROWS: &[CommandSpec] = &[
         "Seconds until a key expires (-1 none, -2 no key).",
     )
     .flags(&[Readonly, Fast])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::Keyspace]),
     cmd(
         "pttl",
         2,
@@ -349,10 +384,12 @@ static ROWS: &[CommandSpec] = &[
         "Milliseconds until a key expires (-1 none, -2 no key).",
     )
     .flags(&[Readonly, Fast])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::Keyspace]),
     cmd("persist", 2, Kv(kv::persist), "Removes a key's TTL.")
         .flags(&[Write, Fast])
-        .keys(Keys::ONE),
+        .keys(Keys::ONE)
+        .acl(&[C::Keyspace]),
     cmd(
         "type",
         2,
@@ -360,7 +397,8 @@ static ROWS: &[CommandSpec] = &[
         "The type of a key: string or none.",
     )
     .flags(&[Readonly, Fast])
-    .keys(Keys::ONE),
+    .keys(Keys::ONE)
+    .acl(&[C::Keyspace]),
     cmd(
         "mget",
         -2,
@@ -368,24 +406,28 @@ static ROWS: &[CommandSpec] = &[
         "Returns the values of several keys.",
     )
     .flags(&[Readonly, Fast])
-    .keys(Keys::ALL),
+    .keys(Keys::ALL)
+    .acl(&[C::String]),
     // Transactions.
     cmd("multi", 1, Plain(multi::multi), "Starts a transaction.")
-        .flags(&[Noscript, Loading, Stale, Fast, AllowBusy, TxControl]),
+        .flags(&[Noscript, Loading, Stale, Fast, AllowBusy, TxControl])
+        .acl(&[C::Transaction]),
     cmd(
         "exec",
         1,
         Plain(multi::exec),
         "Runs the queued commands; the key-value ones atomically.",
     )
-    .flags(&[Noscript, Loading, Stale, SkipSlowlog, TxControl, EndsTx]),
+    .flags(&[Noscript, Loading, Stale, SkipSlowlog, TxControl, EndsTx])
+    .acl(&[C::Transaction]),
     cmd(
         "discard",
         1,
         Plain(multi::discard),
         "Drops the queued commands.",
     )
-    .flags(&[Noscript, Loading, Stale, Fast, AllowBusy, TxControl]),
+    .flags(&[Noscript, Loading, Stale, Fast, AllowBusy, TxControl])
+    .acl(&[C::Transaction]),
     cmd(
         "watch",
         -2,
@@ -393,14 +435,16 @@ static ROWS: &[CommandSpec] = &[
         "EXEC fails if one of these keys changes first.",
     )
     .flags(&[Noscript, Loading, Stale, Fast, AllowBusy, TxControl])
-    .keys(Keys::ALL),
+    .keys(Keys::ALL)
+    .acl(&[C::Transaction]),
     cmd(
         "unwatch",
         1,
         Plain(multi::unwatch),
         "Forgets the watched keys.",
     )
-    .flags(&[Noscript, Loading, Stale, Fast, AllowBusy]),
+    .flags(&[Noscript, Loading, Stale, Fast, AllowBusy])
+    .acl(&[C::Transaction]),
     // Replication.
     cmd(
         "replicaof",
@@ -422,14 +466,16 @@ static ROWS: &[CommandSpec] = &[
         Plain(replication::role),
         "This node's replication role, offset and replicas.",
     )
-    .flags(&[Noscript, Loading, Stale, Fast]),
+    .flags(&[Noscript, Loading, Stale, Fast])
+    .acl(&[C::Admin, C::Dangerous]),
     cmd(
         "wait",
         3,
         Plain(replication::wait),
         "Waits until this many replicas acknowledged every write made so far, or the timeout.",
     )
-    .flags(&[Noscript]),
+    .flags(&[Noscript])
+    .acl(&[C::Connection]),
     cmd(
         "replconf",
         -1,
@@ -458,7 +504,8 @@ static ROWS: &[CommandSpec] = &[
         Plain(pubsub::subscribe),
         "Listens for messages published to channels.",
     )
-    .flags(&[Pubsub, Noscript, Loading, Stale, NoMulti, Subscribed]),
+    .flags(&[Pubsub, Noscript, Loading, Stale, NoMulti, Subscribed])
+    .channels(Channels::All),
     cmd(
         "unsubscribe",
         -1,
@@ -472,7 +519,8 @@ static ROWS: &[CommandSpec] = &[
         Plain(pubsub::psubscribe),
         "Listens for messages published to channels that match glob patterns.",
     )
-    .flags(&[Pubsub, Noscript, Loading, Stale, NoMulti, Subscribed]),
+    .flags(&[Pubsub, Noscript, Loading, Stale, NoMulti, Subscribed])
+    .channels(Channels::AllPatterns),
     cmd(
         "punsubscribe",
         -1,
@@ -487,7 +535,8 @@ static ROWS: &[CommandSpec] = &[
         Plain(pubsub::publish),
         "Posts a message to a channel; the number of subscribers that received it.",
     )
-    .flags(&[Pubsub, Loading, Stale, Fast, MayReplicate]),
+    .flags(&[Pubsub, Loading, Stale, Fast, MayReplicate])
+    .channels(Channels::First),
     cmd(
         "pubsub",
         -2,
@@ -496,6 +545,15 @@ static ROWS: &[CommandSpec] = &[
     )
     .flags(&[Pubsub, Loading, Stale])
     .subcommands(PUBSUB),
+    // Users and what they may do.
+    cmd(
+        "acl",
+        -2,
+        Container(None),
+        "Users and their permissions: SETUSER, GETUSER, DELUSER, LIST, USERS, WHOAMI, CAT, LOG, SAVE, LOAD.",
+    )
+    .flags(&[Noscript, Loading, Stale])
+    .subcommands(ACL),
 ];
 
 static CLIENT: &[CommandSpec] = &[
@@ -505,91 +563,108 @@ static CLIENT: &[CommandSpec] = &[
         Plain(client::setname),
         "Names the connection.",
     )
-    .flags(&[Noscript, Loading, Stale]),
+    .flags(&[Noscript, Loading, Stale])
+    .acl(&[C::Connection]),
     cmd(
         "getname",
         2,
         Plain(client::getname),
         "The connection's name.",
     )
-    .flags(&[Noscript, Loading, Stale]),
-    cmd("id", 2, Plain(client::id), "The connection's id.").flags(&[Noscript, Loading, Stale]),
+    .flags(&[Noscript, Loading, Stale])
+    .acl(&[C::Connection]),
+    cmd("id", 2, Plain(client::id), "The connection's id.")
+        .flags(&[Noscript, Loading, Stale])
+        .acl(&[C::Connection]),
     cmd(
         "info",
         2,
         Plain(client::info),
         "This connection, as CLIENT LIST shows it.",
     )
-    .flags(&[Noscript, Loading, Stale]),
+    .flags(&[Noscript, Loading, Stale])
+    .acl(&[C::Connection]),
     cmd("list", -2, Plain(client::list), "Every connection.")
-        .flags(&[Admin, Noscript, Loading, Stale]),
+        .flags(&[Admin, Noscript, Loading, Stale])
+        .acl(&[C::Connection]),
     cmd(
         "kill",
         -3,
         Plain(client::kill),
         "Closes connections by type.",
     )
-    .flags(&[Admin, Noscript, Loading, Stale]),
+    .flags(&[Admin, Noscript, Loading, Stale])
+    .acl(&[C::Connection]),
     cmd(
         "setinfo",
         4,
         Plain(client::setinfo),
         "Library name and version (not stored).",
     )
-    .flags(&[Noscript, Loading, Stale]),
+    .flags(&[Noscript, Loading, Stale])
+    .acl(&[C::Connection]),
     cmd(
         "no-evict",
         3,
         Plain(client::on_off),
         "Accepted for compatibility.",
     )
-    .flags(&[Admin, Noscript, Loading, Stale]),
+    .flags(&[Admin, Noscript, Loading, Stale])
+    .acl(&[C::Connection]),
     cmd(
         "no-touch",
         3,
         Plain(client::on_off),
         "Accepted for compatibility.",
     )
-    .flags(&[Noscript, Loading, Stale]),
+    .flags(&[Noscript, Loading, Stale])
+    .acl(&[C::Connection]),
     cmd(
         "help",
         2,
         Plain(client::help),
         "Lists CLIENT's subcommands.",
     )
-    .flags(&[Loading, Stale]),
+    .flags(&[Loading, Stale])
+    .acl(&[C::Connection]),
 ];
 
 static COMMAND: &[CommandSpec] = &[
-    cmd("count", 2, Plain(command::count), "The number of commands.").flags(&[Loading, Stale]),
+    cmd("count", 2, Plain(command::count), "The number of commands.")
+        .flags(&[Loading, Stale])
+        .acl(&[C::Connection]),
     cmd(
         "list",
         -2,
         Plain(command::list),
         "The names of the commands.",
     )
-    .flags(&[Loading, Stale]),
+    .flags(&[Loading, Stale])
+    .acl(&[C::Connection]),
     cmd(
         "info",
         -2,
         Plain(command::info),
         "Details of the given commands.",
     )
-    .flags(&[Loading, Stale]),
+    .flags(&[Loading, Stale])
+    .acl(&[C::Connection]),
     cmd(
         "docs",
         -2,
         Plain(command::docs),
         "Documentation of the given commands.",
     )
-    .flags(&[Loading, Stale]),
+    .flags(&[Loading, Stale])
+    .acl(&[C::Connection]),
     cmd(
         "help",
         2,
         Plain(command::help),
         "Lists COMMAND's subcommands.",
     )
-    .flags(&[Loading, Stale]),
+    .flags(&[Loading, Stale])
+    .acl(&[C::Connection]),
 ];
 
 static CONFIG: &[CommandSpec] = &[
@@ -633,7 +708,8 @@ static RL_LIMIT: &[CommandSpec] = &[
         "Sets the limit of a scope.",
     )
     .flags(&[Write])
-    .family(RlAdmin),
+    .family(RlAdmin)
+    .acl(&[C::Limits, C::Admin, C::Dangerous]),
     cmd(
         "get",
         -3,
@@ -641,7 +717,8 @@ static RL_LIMIT: &[CommandSpec] = &[
         "The limit of a scope, as SET takes it.",
     )
     .flags(&[Readonly])
-    .family(RlAdmin),
+    .family(RlAdmin)
+    .acl(&[C::Limits]),
     cmd(
         "del",
         -3,
@@ -649,7 +726,8 @@ static RL_LIMIT: &[CommandSpec] = &[
         "Deletes the limit of a scope.",
     )
     .flags(&[Write])
-    .family(RlAdmin),
+    .family(RlAdmin)
+    .acl(&[C::Limits, C::Admin, C::Dangerous]),
     cmd(
         "list",
         -2,
@@ -657,7 +735,8 @@ static RL_LIMIT: &[CommandSpec] = &[
         "Every scope and its limit.",
     )
     .flags(&[Readonly])
-    .family(RlAdmin),
+    .family(RlAdmin)
+    .acl(&[C::Limits]),
     cmd(
         "help",
         2,
@@ -665,7 +744,8 @@ static RL_LIMIT: &[CommandSpec] = &[
         "Lists RL.LIMIT's subcommands.",
     )
     .flags(&[Loading, Stale])
-    .family(RlAdmin),
+    .family(RlAdmin)
+    .acl(&[C::Limits]),
 ];
 
 static RL_TIER: &[CommandSpec] = &[
@@ -676,10 +756,12 @@ static RL_TIER: &[CommandSpec] = &[
         "Puts a client in a tier.",
     )
     .flags(&[Write])
-    .family(RlAdmin),
+    .family(RlAdmin)
+    .acl(&[C::Limits, C::Admin, C::Dangerous]),
     cmd("get", 3, Plain(limits::tier_get), "The tier of a client.")
         .flags(&[Readonly])
-        .family(RlAdmin),
+        .family(RlAdmin)
+        .acl(&[C::Limits]),
     cmd(
         "del",
         3,
@@ -687,7 +769,8 @@ static RL_TIER: &[CommandSpec] = &[
         "Takes a client out of its tier.",
     )
     .flags(&[Write])
-    .family(RlAdmin),
+    .family(RlAdmin)
+    .acl(&[C::Limits, C::Admin, C::Dangerous]),
     cmd(
         "help",
         2,
@@ -695,7 +778,71 @@ static RL_TIER: &[CommandSpec] = &[
         "Lists RL.TIER's subcommands.",
     )
     .flags(&[Loading, Stale])
-    .family(RlAdmin),
+    .family(RlAdmin)
+    .acl(&[C::Limits]),
+];
+
+static ACL: &[CommandSpec] = &[
+    cmd(
+        "setuser",
+        -3,
+        Change(acl::setuser),
+        "Creates or changes a user.",
+    )
+    .flags(&[Write, Admin, Noscript, Loading, Stale]),
+    cmd("deluser", -3, Change(acl::deluser), "Deletes users.")
+        .flags(&[Write, Admin, Noscript, Loading, Stale]),
+    cmd("getuser", 3, Plain(acl::getuser), "A user's rules.")
+        .flags(&[Admin, Noscript, Loading, Stale]),
+    cmd(
+        "list",
+        2,
+        Plain(acl::list),
+        "Every user, as ACL file lines.",
+    )
+    .flags(&[Admin, Noscript, Loading, Stale]),
+    cmd("users", 2, Plain(acl::users), "The users' names.")
+        .flags(&[Admin, Noscript, Loading, Stale]),
+    cmd("whoami", 2, Plain(acl::whoami), "The connection's user.")
+        .flags(&[Noscript, Loading, Stale]),
+    cmd(
+        "cat",
+        -2,
+        Plain(acl::cat),
+        "The categories, or the commands of one.",
+    )
+    .flags(&[Noscript, Loading, Stale]),
+    cmd(
+        "log",
+        -2,
+        Plain(acl::log),
+        "Refused commands, keys, channels and logins.",
+    )
+    .flags(&[Admin, Noscript, Loading, Stale]),
+    cmd(
+        "save",
+        2,
+        Plain(acl::save),
+        "Writes the users to --aclfile.",
+    )
+    .flags(&[Admin, Noscript, Loading, Stale]),
+    cmd(
+        "load",
+        2,
+        Plain(acl::load),
+        "Replaces the users with --aclfile's.",
+    )
+    .flags(&[Write, Admin, Noscript, Loading, Stale]),
+    cmd("genpass", -2, Plain(acl::genpass), "A random password.")
+        .flags(&[Noscript, Loading, Stale]),
+    cmd(
+        "dryrun",
+        -4,
+        Plain(acl::dryrun),
+        "Whether a user may run a command.",
+    )
+    .flags(&[Admin, Noscript, Loading, Stale]),
+    cmd("help", 2, Plain(acl::help), "Lists ACL's subcommands.").flags(&[Loading, Stale]),
 ];
 
 static PUBSUB: &[CommandSpec] = &[
@@ -799,12 +946,14 @@ mod tests {
     }
 
     #[test]
-    fn limit_changes_are_the_replayable_rows() {
+    fn configuration_changes_are_the_replayable_rows() {
         for args in [
             &["RL.LIMIT", "SET"][..],
             &["RL.LIMIT", "DEL"],
             &["RL.TIER", "SET"],
             &["RL.TIER", "DEL"],
+            &["ACL", "SETUSER"],
+            &["ACL", "DELUSER"],
         ] {
             assert!(matches!(row_of(args).run, Run::Change(_)), "{args:?}");
         }
@@ -814,7 +963,7 @@ mod tests {
             .flat_map(|r| std::iter::once(r).chain(r.subcommands))
             .filter(|r| matches!(r.run, Run::Change(_)))
             .count();
-        assert_eq!(changes, 4);
+        assert_eq!(changes, 6);
     }
 
     #[test]
@@ -826,6 +975,72 @@ mod tests {
             if matches!(row.run, Run::Kv(_)) {
                 assert!(row.keys.first > 0, "{}", row.name);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod acl_tests {
+    use super::*;
+    use crate::acl::{Category, Users};
+
+    /// The categories the roles of docs/SECURITY.md are built on hold what they promise.
+    #[test]
+    fn categories_come_from_the_table() {
+        let catalog = COMMANDS.catalog();
+        let names = |c: Category| -> Vec<String> {
+            catalog
+                .in_category(c)
+                .filter_map(|id| catalog.entry(id))
+                .map(|e| e.name.clone())
+                .collect()
+        };
+        assert_eq!(
+            names(Category::RateLimit),
+            ["rl.check", "rl.peek", "rl.explain", "cl.throttle"]
+        );
+        let limits = names(Category::Limits);
+        for n in ["rl.limit|set", "rl.limit|get", "rl.tier|del", "rl.reset"] {
+            assert!(limits.contains(&n.to_string()), "{n} in {limits:?}");
+        }
+        let admin = names(Category::Admin);
+        for n in [
+            "config|set",
+            "replicaof",
+            "rl.limit|set",
+            "acl|setuser",
+            "save",
+            "client|kill",
+        ] {
+            assert!(admin.contains(&n.to_string()), "{n} in {admin:?}");
+        }
+        let dangerous = names(Category::Dangerous);
+        assert!(dangerous.contains(&"flushall".to_string()));
+        // Every command and subcommand has at least one category (so +@all is not the only
+        // way to allow it).
+        for id in 0..catalog.len() {
+            let e = catalog.entry(id).expect("entry");
+            assert!(
+                e.categories != crate::acl::Categories::NONE || !e.subs.is_empty(),
+                "{} has no category",
+                e.name
+            );
+        }
+        // A checker may check and nothing else that changes state.
+        let users = Users::new(catalog.clone());
+        let checker = users
+            .set_user(b"checker", &[b"on", b">pw", b"+@rate_limit", b"~*"])
+            .expect("valid rules");
+        let may = |name: &[u8]| catalog.find(name).is_some_and(|id| checker.may_run(id));
+        assert!(may(b"rl.check") && may(b"cl.throttle"));
+        for n in [
+            &b"rl.limit|set"[..],
+            b"flushall",
+            b"config|set",
+            b"replicaof",
+            b"set",
+        ] {
+            assert!(!may(n), "{}", String::from_utf8_lossy(n));
         }
     }
 }
