@@ -37,6 +37,12 @@ pub struct Config {
     #[arg(long, env = "RATELIMITD_ACLFILE")]
     pub aclfile: Option<std::path::PathBuf>,
 
+    /// Protected mode, as Redis's: while the default user has no password, clients from other
+    /// hosts than this one are refused (`-DENIED`), whatever --bind says. yes or no (also
+    /// CONFIG SET protected-mode).
+    #[arg(long, env = "RATELIMITD_PROTECTED_MODE", default_value = "yes", value_parser = ["yes", "no"])]
+    pub protected_mode: String,
+
     /// Maximum simultaneous client connections; more are answered
     /// "-ERR max number of clients reached" and closed.
     #[arg(long, env = "RATELIMITD_MAXCLIENTS", default_value_t = 10_000)]

@@ -109,6 +109,7 @@ pub async fn prepare(settings: Settings, clock: AnyClock) -> Result<Prepared, St
     ));
     crate::startup::load(&shared, &settings.preload, loaded)?;
     log_listeners(&shared.config, ports);
+    warn_if_exposed(&shared);
     shared.ready.store(true, Ordering::Relaxed);
     Ok(Prepared { shared, listeners })
 }
@@ -120,6 +121,24 @@ fn log_listeners(config: &Config, ports: Ports) {
     if let Some(p) = ports.http {
         let bind = config.http_bind.unwrap_or(config.bind);
         tracing::info!("HTTP listening on {bind}:{p}");
+    }
+}
+
+/// Say at start what a listener on a non-loopback address with no password means.
+fn warn_if_exposed(shared: &Shared) {
+    let c = &shared.config;
+    let exposed = !c.bind.is_loopback() || c.http_bind.is_some_and(|b| !b.is_loopback());
+    if !exposed || !shared.users.default_open() {
+        return;
+    }
+    if shared.protected_mode.load(Ordering::Relaxed) {
+        tracing::warn!(
+            "listening on a non-loopback address with no password for the default user: protected mode refuses clients from other hosts; set --requirepass (or ACL users) to serve them"
+        );
+    } else {
+        tracing::warn!(
+            "listening on a non-loopback address with no password and protected mode off: anyone who reaches a port may check, change limits, flush and reconfigure"
+        );
     }
 }
 
@@ -135,6 +154,16 @@ impl Protocol {
         match self {
             Protocol::Resp => b"-ERR max number of clients reached\r\n",
             Protocol::Memcached => b"SERVER_ERROR max number of clients reached\r\n",
+        }
+    }
+
+    /// Protected mode's refusal, in the protocol's error line.
+    fn denied(self) -> Vec<u8> {
+        match self {
+            Protocol::Resp => format!("-{}\r\n", crate::state::DENIED).into_bytes(),
+            Protocol::Memcached => {
+                format!("SERVER_ERROR {}\r\n", crate::state::DENIED).into_bytes()
+            }
         }
     }
 }
@@ -242,6 +271,12 @@ async fn accept_loop(
         if full {
             tokio::spawn(async move {
                 let _ = socket.write_all(protocol.refusal()).await;
+            });
+            continue;
+        }
+        if shared.refuses(peer) {
+            tokio::spawn(async move {
+                let _ = socket.write_all(&protocol.denied()).await;
             });
             continue;
         }

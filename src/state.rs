@@ -49,7 +49,12 @@ pub struct Shared {
     pub pubsub: PubSub,
     /// Users and what they may do (src/acl/).
     pub users: Users,
+    /// --protected-mode (CONFIG SET protected-mode).
+    pub protected_mode: AtomicBool,
 }
+
+/// What a client from another host hears while protected mode refuses it.
+pub const DENIED: &str = "DENIED ratelimitd is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to ratelimitd you may adopt one of the following solutions: 1) Set up an authentication password for the default user (--requirepass, or ACL SETUSER default >password) and connect with it. 2) Disable protected mode by sending the command 'CONFIG SET protected-mode no' from the loopback interface, making sure the daemon is not reachable from the internet if you do so. 3) Restart the daemon with the '--protected-mode no' option.";
 
 impl Shared {
     /// The shared state of a daemon whose listeners are bound on `ports`, with `persist`
@@ -76,6 +81,7 @@ impl Shared {
             },
         );
         let repl = Repl::new(&config);
+        let protected = config.protected_mode == "yes";
         let metrics = Metrics::new();
         let counters = Counters::new(metrics.registry(), command_names);
         Shared {
@@ -92,6 +98,7 @@ impl Shared {
             repl,
             pubsub: PubSub::default(),
             users: Users::new(catalog),
+            protected_mode: AtomicBool::new(protected),
         }
     }
 
@@ -112,6 +119,14 @@ impl Shared {
             repl: &self.repl,
             persist: &self.persist,
         })
+    }
+
+    /// Whether protected mode refuses a client from `peer`: it is on, the default user needs
+    /// no password, and the peer is not this host.
+    pub fn refuses(&self, peer: std::net::SocketAddr) -> bool {
+        self.protected_mode.load(Ordering::Relaxed)
+            && self.users.default_open()
+            && !peer.ip().to_canonical().is_loopback()
     }
 
     /// Ready to serve (GET /readyz): start-up is done and shutdown has not begun, and on a

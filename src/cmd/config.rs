@@ -192,6 +192,26 @@ pub static KNOBS: &[Knob] = &[
         }),
     },
     Knob {
+        name: "protected-mode",
+        get: |s| {
+            if s.protected_mode.load(Ordering::Relaxed) {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string()
+        },
+        set: Some(|s, v| {
+            let on = match v.trim().to_ascii_lowercase().as_str() {
+                "yes" => true,
+                "no" => false,
+                _ => return Err(format!("protected-mode must be yes or no, got '{v}'")),
+            };
+            s.protected_mode.store(on, Ordering::Relaxed);
+            Ok(())
+        }),
+    },
+    Knob {
         name: "dir",
         get: |s| s.persist.dir().display().to_string(),
         set: None,

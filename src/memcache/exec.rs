@@ -7,8 +7,17 @@
 //! absolute Unix time, a negative one is already expired; `cas` answers `EXISTS`/`NOT_FOUND`.
 //! Every request runs in one engine transaction over its keys, so read-modify-write commands
 //! (`incr`, `append`, `cas`, `ma`) are atomic against RESP clients too.
+//!
+//! Authentication is memcached's own for the text protocol (its `-Y` mode): while the default
+//! user needs a password, a connection's first `set` carries `<user> <password>` as its data
+//! and answers `STORED` when they sign in, and every other request answers
+//! `CLIENT_ERROR unauthenticated`. The users are the daemon's (src/acl/), and a request is
+//! allowed as the RESP command that does the same thing (`get`, `set`, `incrby`, `del`,
+//! `expire`, `flushall`, `info`), keys and all.
 
 use super::{McState, McStats};
+use crate::acl::User;
+use crate::cmd::COMMANDS;
 use crate::counters::LocalCounters;
 use crate::state::Shared;
 use bytes::Bytes;
@@ -94,12 +103,136 @@ fn is_write(req: &McRequest) -> bool {
     }
 }
 
-/// What a memcached request runs with: the shared state, the listener's own state, and the
-/// connection's counters (which count every write for the snapshot).
+/// What a memcached request runs with: the shared state, the listener's own state, the
+/// connection's counters (which count every write for the snapshot) and who it signed in as.
 pub struct McCtx<'a> {
     pub shared: &'a Arc<Shared>,
     pub state: &'a Arc<McState>,
     pub counters: &'a mut LocalCounters,
+    pub auth: &'a mut McAuth,
+}
+
+/// Who a memcached connection runs as.
+#[derive(Debug, Default)]
+pub struct McAuth {
+    /// The user it signed in as, and the registry's generation then; None: the default user,
+    /// which serves only while it is `on nopass`.
+    user: Option<(Arc<User>, u64)>,
+}
+
+/// The RESP rows whose permissions a memcached request needs, and whether it writes its keys.
+fn needs(req: &McRequest) -> (&'static [&'static str], bool) {
+    match req {
+        McRequest::Get { .. } => (&["get"], false),
+        McRequest::Gat { .. } => (&["get", "expire"], true),
+        McRequest::Store { .. } | McRequest::TooLarge { .. } => (&["set"], true),
+        McRequest::Arith { incr: true, .. } => (&["incrby"], true),
+        McRequest::Arith { incr: false, .. } => (&["decrby"], true),
+        McRequest::Delete { .. } => (&["del"], true),
+        McRequest::Touch { .. } => (&["expire"], true),
+        McRequest::FlushAll { .. } => (&["flushall"], true),
+        McRequest::Stats { .. } => (&["info"], false),
+        McRequest::Meta(m) => match m.cmd {
+            MetaCmd::Get if m.flags.ttl.is_some() || m.flags.vivify.is_some() => {
+                (&["get", "set"], true)
+            }
+            MetaCmd::Get => (&["get"], false),
+            MetaCmd::Set => (&["set"], true),
+            MetaCmd::Delete => (&["del"], true),
+            MetaCmd::Arithmetic => (&["incrby"], true),
+        },
+        McRequest::Version
+        | McRequest::Verbosity { .. }
+        | McRequest::Quit
+        | McRequest::MetaNoop => (&[], false),
+    }
+}
+
+/// The keys a memcached request names.
+fn keys_of(req: &McRequest) -> Vec<&[u8]> {
+    match req {
+        McRequest::Get { keys, .. } | McRequest::Gat { keys, .. } => {
+            keys.iter().map(|k| &k[..]).collect()
+        }
+        McRequest::Store { key, .. }
+        | McRequest::TooLarge { key, .. }
+        | McRequest::Arith { key, .. }
+        | McRequest::Delete { key, .. }
+        | McRequest::Touch { key, .. } => vec![&key[..]],
+        McRequest::Meta(m) => vec![&m.key[..]],
+        _ => Vec::new(),
+    }
+}
+
+/// Sign in, or refuse what the connection's user may not do: None lets the request run.
+fn authorize(cx: &mut McCtx<'_>, req: &McRequest) -> Option<Outcome> {
+    let users = &cx.shared.users;
+    if cx.auth.user.is_none() && !users.default_open() {
+        if let McRequest::Store {
+            cmd: StoreCmd::Set,
+            data,
+            noreply,
+            ..
+        } = req
+        {
+            let text = String::from_utf8_lossy(data);
+            let mut words = text.split_ascii_whitespace();
+            let signed = match (words.next(), words.next(), words.next()) {
+                (Some(user), Some(pass), None) => users
+                    .authenticate(Some(user.as_bytes()), pass.as_bytes())
+                    .ok(),
+                _ => None,
+            };
+            return Some(Outcome::Reply(match signed {
+                Some(user) => {
+                    cx.auth.user = Some((user, users.generation()));
+                    quiet(McReply::Status("STORED"), *noreply)
+                }
+                None => McReply::Error("CLIENT_ERROR authentication failure".into()),
+            }));
+        }
+        if matches!(req, McRequest::Quit) {
+            return None;
+        }
+        return Some(Outcome::Reply(McReply::Error(
+            "CLIENT_ERROR unauthenticated".into(),
+        )));
+    }
+    let generation = users.generation();
+    let user = match cx.auth.user.as_mut() {
+        Some((user, at)) => {
+            if *at != generation {
+                // The users changed: take this one again; a deleted user's connection ends.
+                let Some(now) = users.get(&user.name) else {
+                    return Some(Outcome::Close);
+                };
+                *user = now;
+                *at = generation;
+            }
+            user.clone()
+        }
+        None => users.default_user(),
+    };
+    let (rows, write) = needs(req);
+    let catalog = users.catalog();
+    for name in rows {
+        let Some(id) = COMMANDS.lookup(name.as_bytes()).map(|f| f.index) else {
+            continue;
+        };
+        if !user.may_run(id) {
+            return Some(Outcome::Reply(McReply::Error(format!(
+                "CLIENT_ERROR NOPERM User {} has no permissions to run the '{}' command",
+                user.name,
+                catalog.entry(id).map_or(*name, |e| e.name.as_str())
+            ))));
+        }
+    }
+    if !user.all_keys() && keys_of(req).iter().any(|k| !user.may_access(k, write)) {
+        return Some(Outcome::Reply(McReply::Error(
+            "CLIENT_ERROR NOPERM No permissions to access a key".into(),
+        )));
+    }
+    None
 }
 
 impl McCtx<'_> {
@@ -116,6 +249,9 @@ impl McCtx<'_> {
 
 /// Execute one request.
 pub fn execute(cx: &mut McCtx<'_>, req: McRequest) -> Outcome {
+    if let Some(refused) = authorize(cx, &req) {
+        return refused;
+    }
     let shared = cx.shared;
     if is_write(&req) {
         if let Some(why) = shared.repl.write_refusal() {

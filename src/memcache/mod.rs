@@ -148,6 +148,7 @@ async fn serve(
     let mut output = BytesMut::with_capacity(READ_BUF);
     let mut share = FairShare::default();
     let mut counters = crate::counters::LocalCounters::default();
+    let mut auth = exec::McAuth::default();
     loop {
         share.take_turns().await;
         if input.capacity() - input.len() < 1024 {
@@ -165,6 +166,7 @@ async fn serve(
             shared,
             state,
             counters: &mut counters,
+            auth: &mut auth,
         };
         loop {
             match decoder.decode(&mut input) {

@@ -78,6 +78,8 @@ pub struct Daemon {
     /// Lines the daemon logged after it became ready (its stderr is drained into this
     /// channel for the daemon's whole life, so it never blocks on a full pipe).
     pub log: mpsc::Receiver<String>,
+    /// The lines it logged before it became ready (start-up warnings, what it loaded).
+    pub startup_log: Vec<String>,
     /// The data directory (`--dir`): a fresh temporary one unless the caller passed its own,
     /// and then removed on drop.
     pub dir: PathBuf,
@@ -113,7 +115,9 @@ impl Daemon {
         if !args.contains(&"--port") {
             command.args(["--port", "0"]);
         }
-        command.args(["--bind", "127.0.0.1"]);
+        if !args.contains(&"--bind") {
+            command.args(["--bind", "127.0.0.1"]);
+        }
         if own_dir {
             command.arg("--dir").arg(&dir);
         }
@@ -162,6 +166,7 @@ impl Daemon {
             child,
             port,
             log: rx,
+            startup_log: seen,
             dir,
             own_dir,
             http_port,
