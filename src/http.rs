@@ -8,7 +8,7 @@
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 once limits, log and snapshot are loaded (on a replica: and its link to the primary is up); 503 during shutdown |
 //! | `GET\|POST /v1/check?client=&endpoint=&cost=` | 200 allowed / 429 denied, JSON body; 503 on a replica (READONLY) or a primary short of good replicas (NOREPLICAS) |
-//! | `ANY /v1/forward-auth[/original/path]` | 200 / 429 for a gateway; client and endpoint from headers; 503 as above |
+//! | `ANY /v1/forward-auth[/original/path]` | 200 / 429 for a gateway; client and endpoint from headers, the path in one spelling (src/path.rs); 503 as above |
 //!
 //! Why hyper: HTTP/1.1 parsing (chunked bodies, pipelining, keep-alive, header limits, slow
 //! clients) is where hand-written servers go wrong, and hyper is small, maintained and already
@@ -23,6 +23,7 @@
 //! `RateLimit: "endpoint";r=4;t=12`. The policy is named after the kind of scope that applied.
 
 use crate::counters::LocalCounters;
+use crate::path;
 use crate::state::Shared;
 use crate::text::shorten;
 use bytes::Bytes;
@@ -445,8 +446,10 @@ fn decision(
 /// - endpoint: `<METHOD> <path>` (or `<path>` with `--forward-auth-endpoint path`), the path
 ///   from X-Forwarded-Uri (Traefik) or X-Original-URI (nginx), else the request's own path
 ///   after /v1/forward-auth (Envoy's `path_prefix`); the method from X-Forwarded-Method or
-///   X-Original-Method, else the request's own. The query string is dropped: one path is one
-///   allowance, whatever its parameters (which clients could otherwise vary to dodge a limit).
+///   X-Original-Method, else the request's own. The query string and fragment are dropped and
+///   the path is written in its one spelling ([`path::normalize_into`]: no dot segments, no
+///   repeated or trailing slashes, no `;params`, one percent-encoding): one path is one
+///   allowance, however it is spelt (which clients could otherwise vary to dodge a limit).
 /// - the denial status is 429, or what the `X-RateLimit-Deny-Status` request header asks for
 ///   (401, 403 or 429: nginx's auth_request only understands 401 and 403).
 fn forward_auth(shared: &Shared, peer: SocketAddr, req: &Request<Incoming>) -> Reply {
@@ -507,12 +510,12 @@ fn forward_auth(shared: &Shared, peer: SocketAddr, req: &Request<Incoming>) -> R
     let method = header("x-forwarded-method")
         .or_else(|| header("x-original-method"))
         .unwrap_or(req.method().as_str().as_bytes());
-    let mut endpoint = Vec::with_capacity(method.len() + 1 + path.len());
+    let mut endpoint = Vec::with_capacity(method.len() + 2 + path.len());
     if shared.config.forward_auth_endpoint != "path" {
         endpoint.extend(method.iter().map(|b| b.to_ascii_uppercase()));
         endpoint.push(b' ');
     }
-    endpoint.extend_from_slice(path);
+    path::normalize_into(path, &mut endpoint);
     let result = shared.engine.check(&client, &endpoint, 1);
     let (mut reply, allowed) = decision(shared, &client, &endpoint, &result, deny);
     if allowed {

@@ -43,6 +43,8 @@
 //! - [`limit_args`]: limits written back as RL.LIMIT arguments.
 //! - [`fair_share`]: how a busy connection takes turns with the others.
 //! - [`durable_file`]: replacing a file so that a crash leaves the old or the new version.
+//! - [`path`]: forward-auth's one spelling of a request path (dot segments, slashes, `;params`,
+//!   percent-encodings).
 //! - [`args`], [`text`], [`process`]: small helpers (argument forms, safe quoting, RSS and
 //!   run id).
 
@@ -60,6 +62,7 @@ pub mod limit_args;
 pub mod logging;
 pub mod memcache;
 pub mod metrics;
+pub mod path;
 pub mod persist;
 pub mod primary;
 pub mod process;

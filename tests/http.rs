@@ -379,6 +379,60 @@ fn forward_auth_as_traefik_nginx_and_envoy_call_it() {
 }
 
 #[test]
+fn forward_auth_spellings_of_one_path_share_one_allowance() {
+    let (d, http) = daemon();
+    let mut con = d.client();
+    run::<String>(
+        &mut con,
+        &["RL.LIMIT", "SET", "ENDPOINT", "GET /api/*", "RATE", "1/1h"],
+    )
+    .unwrap();
+    let url = format!("{}/v1/forward-auth", d.http_url());
+    let call = |uri: &str| {
+        http.get(&url)
+            .header("X-Api-Key", "k1")
+            .header("X-Forwarded-Method", "GET")
+            .header("X-Forwarded-Uri", uri)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(call("/api/users"), 200);
+    // Each spelling names the endpoint the first request spent: none gets a fresh allowance.
+    for spelling in [
+        "/api//users",
+        "/api/./users",
+        "/api/users/",
+        "/api/%75sers",
+        "/api/users;x",
+        "/api/v2/../users?page=2",
+    ] {
+        assert_eq!(call(spelling), 429, "{spelling} is /api/users");
+    }
+    // The Envoy form (the path after /v1/forward-auth), sent raw so that no client library
+    // rewrites it on the way.
+    let port = d.http_port.unwrap();
+    let status = raw_status(
+        port,
+        b"GET /v1/forward-auth/api//%75sers/;x HTTP/1.1\r\nHost: x\r\nX-Api-Key: k1\r\n\r\n",
+    );
+    assert!(status.starts_with("HTTP/1.1 429"), "{status}");
+    let peek: Vec<i64> = run(&mut con, &["RL.PEEK", "k1", "GET /api/users"]).unwrap();
+    assert_eq!(peek[0], 0, "one endpoint, spent");
+    // An encoded slash is not a slash: /api/a%2Fb is another endpoint than /api/a/b.
+    assert_eq!(call("/api/a%2fb"), 200);
+    assert_eq!(
+        call("/api/a%2Fb"),
+        429,
+        "the case of the hex makes no other endpoint"
+    );
+    assert_eq!(call("/api/a/b"), 200);
+    // Paths are case-sensitive.
+    assert_eq!(call("/api/Users"), 200);
+}
+
+#[test]
 fn forward_auth_client_header_ip_header_and_path_only_endpoints_are_configurable() {
     let d = Daemon::start_with(&[
         "--http-port",

@@ -337,6 +337,14 @@ fn documented_nginx_auth_request_snippet_limits_through_real_nginx() {
     let r = get("k2", "/api/items?page=2");
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().unwrap(), "hello");
+    // nginx passes $request_uri as the client spelt it; every spelling of /api/items is one
+    // endpoint, so k4's three requests spell it three ways and the plain fourth is denied.
+    for spelling in ["/api//items", "/api/%69tems/", "/api/items;v=1"] {
+        let r = get("k4", spelling);
+        assert_eq!(r.status(), 200, "{spelling}: {}", nginx.logs());
+        assert_eq!(r.text().unwrap(), "hello");
+    }
+    assert_eq!(get("k4", "/api/items").status(), 429);
     // A path no limit covers passes, without RateLimit headers.
     for _ in 0..5 {
         let r = get("k1", "/home");
@@ -347,14 +355,14 @@ fn documented_nginx_auth_request_snippet_limits_through_real_nginx() {
     // ratelimitd saw what nginx sent: the endpoint is METHOD + path from X-Original-*.
     let peek: Vec<i64> = run(&mut con, &["RL.PEEK", "k1", "GET /api/items"]).unwrap();
     assert_eq!(peek[0], 0);
-    assert_eq!(app.hits.load(Ordering::SeqCst), 9);
+    assert_eq!(app.hits.load(Ordering::SeqCst), 12);
 
     // ratelimitd unreachable: nginx answers 500, as the docs say (fail closed).
     drop(con);
     drop(d);
     let r = get("k3", "/api/items");
     assert_eq!(r.status(), 500, "{}", nginx.logs());
-    assert_eq!(app.hits.load(Ordering::SeqCst), 9);
+    assert_eq!(app.hits.load(Ordering::SeqCst), 12);
 }
 
 #[test]
