@@ -309,10 +309,8 @@ async fn check_params(
     req: Request<Incoming>,
 ) -> Result<(Vec<u8>, Vec<u8>, u64), (StatusCode, BadRequest)> {
     let bad = |m: String| (StatusCode::BAD_REQUEST, BadRequest(m));
-    let mut params = CheckParams::default();
-    if let Some(q) = req.uri().query() {
-        params.add_form(q.as_bytes()).map_err(|e| bad(e.0))?;
-    }
+    let query = req.uri().query().map(|q| q.as_bytes().to_vec());
+    let mut body = None;
     if req.method() == Method::POST {
         let content_type = req
             .headers()
@@ -323,7 +321,7 @@ async fn check_params(
         // The head has HEAD_TIMEOUT; the body gets as long. Without a deadline, connections
         // that announce a body and never finish it would hold HTTP slots for good (4096 of
         // them would lock every other HTTP client out).
-        let body = tokio::time::timeout(
+        let bytes = tokio::time::timeout(
             HEAD_TIMEOUT,
             Limited::new(req.into_body(), MAX_BODY).collect(),
         )
@@ -345,27 +343,48 @@ async fn check_params(
             }
         })?
         .to_bytes();
+        body = Some((content_type, bytes));
+    }
+    parse_check(
+        query.as_deref(),
+        body.as_ref().map(|(t, b)| (t.as_str(), &b[..])),
+    )
+    .map_err(bad)
+}
+
+/// The client, endpoint and cost of a /v1/check request, from its query string and, for a
+/// POST, its content type (lower case) and body; `Err` is the 400's message. Pure, so the
+/// fuzz target `http_params` runs the same code as the listener.
+pub fn parse_check(
+    query: Option<&[u8]>,
+    body: Option<(&str, &[u8])>,
+) -> Result<(Vec<u8>, Vec<u8>, u64), String> {
+    let mut params = CheckParams::default();
+    if let Some(q) = query {
+        params.add_form(q).map_err(|e| e.0)?;
+    }
+    if let Some((content_type, body)) = body {
         if content_type.starts_with("application/json") {
-            params.add_json(&body).map_err(|e| bad(e.0))?;
+            params.add_json(body).map_err(|e| e.0)?;
         } else if content_type.is_empty()
             || content_type.starts_with("application/x-www-form-urlencoded")
         {
-            params.add_form(&body).map_err(|e| bad(e.0))?;
+            params.add_form(body).map_err(|e| e.0)?;
         } else {
-            return Err(bad(format!(
+            return Err(format!(
                 "unsupported content type '{}': use application/x-www-form-urlencoded or application/json",
                 shorten(content_type.as_bytes(), 64)
-            )));
+            ));
         }
     }
     let client = params
         .client
         .filter(|c| !c.is_empty())
-        .ok_or_else(|| bad("missing parameter 'client'".into()))?;
+        .ok_or_else(|| "missing parameter 'client'".to_string())?;
     let endpoint = params
         .endpoint
         .filter(|e| !e.is_empty())
-        .ok_or_else(|| bad("missing parameter 'endpoint'".into()))?;
+        .ok_or_else(|| "missing parameter 'endpoint'".to_string())?;
     Ok((client, endpoint, params.cost.unwrap_or(1)))
 }
 
@@ -557,6 +576,32 @@ mod tests {
         assert_eq!(client(b"client=50%"), Some(b"50%".to_vec()));
         assert_eq!(client(b"client=50%25%2"), Some(b"50%%2".to_vec()));
         assert_eq!(client(b"&&client=a&"), Some(b"a".to_vec()));
+    }
+
+    #[test]
+    fn check_params_come_from_the_query_and_a_form_or_json_body() {
+        let ok = |query: Option<&[u8]>, body: Option<(&str, &[u8])>| parse_check(query, body);
+        assert_eq!(
+            ok(Some(b"client=a&endpoint=%2Fe"), None),
+            Ok((b"a".to_vec(), b"/e".to_vec(), 1))
+        );
+        assert_eq!(
+            ok(Some(b"cost=2"), Some(("", b"client=a&endpoint=e"))),
+            Ok((b"a".to_vec(), b"e".to_vec(), 2))
+        );
+        assert_eq!(
+            ok(
+                None,
+                Some((
+                    "application/json; charset=utf-8",
+                    br#"{"client":"a","endpoint":"e"}"#
+                ))
+            ),
+            Ok((b"a".to_vec(), b"e".to_vec(), 1))
+        );
+        assert!(ok(None, Some(("text/plain", b"client=a&endpoint=e"))).is_err());
+        assert!(ok(Some(b"client=a&endpoint="), None).is_err());
+        assert!(ok(Some(b"endpoint=e"), None).is_err());
     }
 
     #[test]
