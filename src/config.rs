@@ -122,6 +122,12 @@ pub struct Config {
     #[arg(long, env = "RATELIMITD_HTTP_BIND")]
     pub http_bind: Option<IpAddr>,
 
+    /// Which HTTP routes need credentials (Basic, or Bearer): none, checks (/v1/check,
+    /// /v1/forward-auth) or all (those and /metrics); /healthz and /readyz never do. Default:
+    /// all while the default user has a password, none while it has not.
+    #[arg(long, env = "RATELIMITD_HTTP_AUTH", value_parser = ["none", "checks", "all"])]
+    pub http_auth: Option<String>,
+
     /// Request header that names the client in forward-auth mode; the peer address (or
     /// --http-ip-header) is used when it is absent.
     #[arg(

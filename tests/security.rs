@@ -111,3 +111,136 @@ fn protected_mode_refuses_other_hosts_while_no_password_is_set() {
     other.expect(b"-NOAUTH Authentication required.\r\n");
     d.kill();
 }
+
+/// `curl -s -o /dev/null -w '%{http_code}'` with these extra arguments: the status code.
+fn curl_status(args: &[&str]) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn http_needs_credentials_while_the_default_user_has_a_password() {
+    let d = Daemon::start_with(&["--http-port", "0", "--requirepass", "pw"]);
+    let url = d.http_url();
+    let mut admin = d.client();
+    run::<String>(&mut admin, &["AUTH", "pw"]).unwrap();
+    run::<String>(
+        &mut admin,
+        &[
+            "ACL",
+            "SETUSER",
+            "tenant",
+            "on",
+            ">tpw",
+            "~tenant:*",
+            "+@rate_limit",
+        ],
+    )
+    .unwrap();
+    let check = format!("{url}/v1/check?client=tenant:a&endpoint=/x");
+    // Probes need nothing; everything else does.
+    assert_eq!(curl_status(&[&format!("{url}/healthz")]), "200");
+    assert_eq!(curl_status(&[&format!("{url}/readyz")]), "200");
+    assert_eq!(curl_status(&[&format!("{url}/metrics")]), "401");
+    assert_eq!(curl_status(&[&check]), "401");
+    let challenge = std::process::Command::new("curl")
+        .args(["-s", "-i", &check])
+        .output()
+        .expect("curl");
+    let head = String::from_utf8_lossy(&challenge.stdout).to_ascii_lowercase();
+    assert!(
+        head.contains("www-authenticate: basic realm=\"ratelimitd\""),
+        "{head}"
+    );
+    // Basic with a user, Bearer with the default user's password.
+    assert_eq!(
+        curl_status(&["-u", "default:pw", &format!("{url}/metrics")]),
+        "200"
+    );
+    assert_eq!(curl_status(&["-u", "tenant:tpw", &check]), "200");
+    assert_eq!(
+        curl_status(&["-H", "Authorization: Bearer pw", &check]),
+        "200"
+    );
+    assert_eq!(curl_status(&["-u", "tenant:wrong", &check]), "401");
+    // The user's rules hold: another tenant's client, and /metrics, are refused.
+    let other = format!("{url}/v1/check?client=other:b&endpoint=/x");
+    assert_eq!(curl_status(&["-u", "tenant:tpw", &other]), "403");
+    assert_eq!(
+        curl_status(&["-u", "tenant:tpw", &format!("{url}/metrics")]),
+        "403"
+    );
+    // Forward-auth reads the gateway's X-RateLimit-Authorization, not the end client's
+    // Authorization (which belongs to the API it protects).
+    let fa = format!("{url}/v1/forward-auth/api");
+    assert_eq!(
+        curl_status(&[
+            "-H",
+            "Authorization: Bearer pw",
+            "-H",
+            "X-Api-Key: tenant:c",
+            &fa
+        ]),
+        "401"
+    );
+    assert_eq!(
+        curl_status(&[
+            "-H",
+            "X-RateLimit-Authorization: Bearer tenant:tpw",
+            "-H",
+            "Authorization: Bearer someone-elses-token",
+            "-H",
+            "X-Api-Key: tenant:c",
+            &fa,
+        ]),
+        "200"
+    );
+}
+
+#[test]
+fn http_auth_checks_leaves_metrics_open_and_none_leaves_everything_open() {
+    let d = Daemon::start_with(&[
+        "--http-port",
+        "0",
+        "--requirepass",
+        "pw",
+        "--http-auth",
+        "checks",
+    ]);
+    let url = d.http_url();
+    assert_eq!(curl_status(&[&format!("{url}/metrics")]), "200");
+    assert_eq!(
+        curl_status(&[&format!("{url}/v1/check?client=a&endpoint=/x")]),
+        "401"
+    );
+    let open = Daemon::start_with(&["--http-port", "0"]);
+    let url = open.http_url();
+    assert_eq!(
+        curl_status(&[&format!("{url}/v1/check?client=a&endpoint=/x")]),
+        "200"
+    );
+    assert_eq!(curl_status(&[&format!("{url}/metrics")]), "200");
+}
+
+#[test]
+fn protected_mode_refuses_other_hosts_on_http_but_not_probes() {
+    let ip = non_loopback_ip();
+    let d = Daemon::start_with(&["--bind", "0.0.0.0", "--http-port", "0"]);
+    let port = d.http_port.expect("HTTP port");
+    let base = format!("http://{ip}:{port}");
+    assert_eq!(curl_status(&[&format!("{base}/healthz")]), "200");
+    assert_eq!(
+        curl_status(&[&format!("{base}/v1/check?client=a&endpoint=/x")]),
+        "403"
+    );
+    assert_eq!(curl_status(&[&format!("{base}/metrics")]), "403");
+    assert_eq!(
+        curl_status(&[&format!("{}/v1/check?client=a&endpoint=/x", d.http_url())]),
+        "200",
+        "this host is served"
+    );
+}

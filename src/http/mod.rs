@@ -22,6 +22,8 @@
 //! `RateLimit-Limit/-Remaining/-Reset` trio): `RateLimit-Policy: "endpoint";q=5;w=60` and
 //! `RateLimit: "endpoint";r=4;t=12`. The policy is named after the kind of scope that applied.
 
+mod auth;
+
 use crate::counters::LocalCounters;
 use crate::path;
 use crate::state::Shared;
@@ -114,6 +116,26 @@ pub async fn serve(
 /// Route one request, and count it by route and status.
 async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
+    let forward = path == FORWARD_AUTH || path.starts_with("/v1/forward-auth/");
+    let class = match path.as_str() {
+        "/metrics" => auth::Route::Metrics,
+        "/v1/check" => auth::Route::Check,
+        _ if forward => auth::Route::Check,
+        _ => auth::Route::Open,
+    };
+    if class != auth::Route::Open && shared.refuses(peer) {
+        let reply = error(StatusCode::FORBIDDEN, crate::state::DENIED);
+        shared.counters.http("other", reply.status().as_u16());
+        return reply;
+    }
+    let access = match auth::access(shared, class, req.headers(), forward) {
+        Ok(access) => access,
+        Err(refusal) => {
+            let reply = refused(refusal);
+            shared.counters.http("other", reply.status().as_u16());
+            return reply;
+        }
+    };
     let (route, reply) = match (req.method(), path.as_str()) {
         // HEAD is GET without the body (RFC 9110 9.3.2; hyper leaves the body out), which
         // health checkers and monitors probe with. Not on /v1/check, where a GET charges.
@@ -134,11 +156,11 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
             },
         ),
-        (&Method::GET | &Method::POST, "/v1/check") => ("check", check(shared, req).await),
+        (&Method::GET | &Method::POST, "/v1/check") => ("check", check(shared, req, &access).await),
         (_, "/metrics" | "/healthz" | "/readyz") => ("other", not_allowed("GET, HEAD")),
         (_, "/v1/check") => ("other", not_allowed("GET, POST")),
         (_, p) if p == FORWARD_AUTH || p.starts_with("/v1/forward-auth/") => {
-            ("forward_auth", forward_auth(shared, peer, &req))
+            ("forward_auth", forward_auth(shared, peer, &req, &access))
         }
         _ => (
             "other",
@@ -147,6 +169,21 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
     };
     shared.counters.http(route, reply.status().as_u16());
     reply
+}
+
+/// 401 (with a challenge for Basic credentials) or 403.
+fn refused(refusal: auth::Refusal) -> Reply {
+    match refusal {
+        auth::Refusal::Unauthenticated(why) => {
+            let mut r = error(StatusCode::UNAUTHORIZED, why);
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"ratelimitd\""),
+            );
+            r
+        }
+        auth::Refusal::Forbidden(why) => error(StatusCode::FORBIDDEN, &why),
+    }
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Reply {
@@ -287,10 +324,13 @@ impl CheckParams {
 }
 
 /// GET or POST /v1/check.
-async fn check(shared: &Shared, req: Request<Incoming>) -> Reply {
+async fn check(shared: &Shared, req: Request<Incoming>, access: &auth::Access) -> Reply {
     match check_params(req).await {
         Ok(_) if shared.repl.write_refusal().is_some() => refused_write(shared),
         Ok((client, endpoint, cost)) => {
+            if let Err(refusal) = access.may_check(&client) {
+                return refused(refusal);
+            }
             let result = shared.engine.check(&client, &endpoint, cost);
             let (reply, _) = decision(
                 shared,
@@ -471,7 +511,12 @@ fn decision(
 ///   allowance, however it is spelt (which clients could otherwise vary to dodge a limit).
 /// - the denial status is 429, or what the `X-RateLimit-Deny-Status` request header asks for
 ///   (401, 403 or 429: nginx's auth_request only understands 401 and 403).
-fn forward_auth(shared: &Shared, peer: SocketAddr, req: &Request<Incoming>) -> Reply {
+fn forward_auth(
+    shared: &Shared,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+    access: &auth::Access,
+) -> Reply {
     if shared.repl.write_refusal().is_some() {
         return refused_write(shared);
     }
@@ -535,6 +580,9 @@ fn forward_auth(shared: &Shared, peer: SocketAddr, req: &Request<Incoming>) -> R
         endpoint.push(b' ');
     }
     path::normalize_into(path, &mut endpoint);
+    if let Err(refusal) = access.may_check(&client) {
+        return refused(refusal);
+    }
     let result = shared.engine.check(&client, &endpoint, 1);
     let (mut reply, allowed) = decision(shared, &client, &endpoint, &result, deny);
     if allowed {
