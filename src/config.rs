@@ -4,7 +4,7 @@
 //! 127.0.0.1:6379, so the first run needs no configuration at all.
 
 use clap::Parser;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// ratelimitd: an in-memory rate-limit daemon that speaks the Redis protocol.
 ///
@@ -180,32 +180,76 @@ pub struct Config {
     pub min_replicas_max_lag: u64,
 }
 
-/// Where a replica's link points (`--replicaof host:port`, `REPLICAOF host port`), as given.
+/// Where a replica's link points (`--replicaof host:port`, `REPLICAOF host port`): a host
+/// name or an IP address (an IPv6 one without its brackets), and a port. [`MasterAddr::new`]
+/// and [`parse_master`] make one only from a valid host, so the host can be printed into INFO,
+/// ROLE and the config file without quoting: it holds no control character, space or quote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MasterAddr {
     pub host: String,
     pub port: u16,
 }
 
-/// `host:port` (or `host port`) of a primary, for --replicaof.
+/// A primary's host that is neither a host name nor an IP address (the text is escaped and
+/// cut short, so the message is one line whatever was given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid master host \"{0}\": expected a host name (letters, digits, '-' and '.') or an IP address")]
+pub struct HostError(String);
+
+/// Longest host name (RFC 1035: 253 characters in text form, without a final dot).
+const MAX_HOST_NAME: usize = 253;
+/// Longest label of a host name (the parts between dots).
+const MAX_LABEL: usize = 63;
+
+impl MasterAddr {
+    /// `host` (a host name, an IPv4 address, or an IPv6 address, bracketed or not) and `port`.
+    pub fn new(host: &str, port: u16) -> Result<MasterAddr, HostError> {
+        let host = valid_host(host).ok_or_else(|| {
+            HostError(host.chars().take(64).flat_map(char::escape_debug).collect())
+        })?;
+        Ok(MasterAddr {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// `text` as a primary's host (brackets dropped from an IPv6 address), or None when it is
+/// neither an IP address nor a host name: labels of letters, digits and '-' (not first or
+/// last), 1 to 63 bytes each, separated by single dots, 253 bytes at most (a final dot is
+/// allowed, as in `example.com.`).
+fn valid_host(text: &str) -> Option<&str> {
+    if let Some(inner) = text.strip_prefix('[') {
+        let inner = inner.strip_suffix(']')?;
+        return inner.parse::<Ipv6Addr>().is_ok().then_some(inner);
+    }
+    if text.parse::<IpAddr>().is_ok() {
+        return Some(text);
+    }
+    let name = text.strip_suffix('.').unwrap_or(text);
+    let label_ok = |l: &str| {
+        let b = l.as_bytes();
+        (1..=MAX_LABEL).contains(&b.len())
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            && b.first() != Some(&b'-')
+            && b.last() != Some(&b'-')
+    };
+    (name.len() <= MAX_HOST_NAME && name.split('.').all(label_ok)).then_some(text)
+}
+
+/// `host:port` (or `host port`, or `[v6]:port`) of a primary, for --replicaof and the config
+/// file's `replicaof`.
 pub fn parse_master(text: &str) -> Result<MasterAddr, String> {
     let t = text.trim();
     let (host, port) = t
         .rsplit_once(' ')
         .or_else(|| t.rsplit_once(':'))
-        .ok_or_else(|| format!("'{text}' is not host:port"))?;
+        .ok_or_else(|| format!("'{}' is not host:port", t.escape_debug()))?;
     let port = port
         .trim()
         .parse::<u16>()
-        .map_err(|_| format!("'{text}': invalid port"))?;
-    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(format!("'{text}': empty host"));
-    }
-    Ok(MasterAddr {
-        host: host.to_string(),
-        port,
-    })
+        .map_err(|_| format!("'{}': invalid port", t.escape_debug()))?;
+    MasterAddr::new(host.trim(), port).map_err(|e| e.to_string())
 }
 
 /// A log level, ours or Redis's (`warning`, `verbose`, ...), as its canonical name.
@@ -264,5 +308,74 @@ mod tests {
         assert!(parse_memory("12tb").is_err());
         assert!(parse_memory("mb").is_err());
         assert!(parse_memory("99999999999999999999gb").is_err());
+    }
+
+    fn m(host: &str, port: u16) -> Result<MasterAddr, String> {
+        Ok(MasterAddr {
+            host: host.into(),
+            port,
+        })
+    }
+
+    #[test]
+    fn master_addresses() {
+        assert_eq!(parse_master("127.0.0.1:6380"), m("127.0.0.1", 6380));
+        assert_eq!(
+            parse_master(" redis-1.dc.example 6380 "),
+            m("redis-1.dc.example", 6380)
+        );
+        assert_eq!(parse_master("example.com.:1"), m("example.com.", 1));
+        assert_eq!(parse_master("::1 6380"), m("::1", 6380));
+        assert_eq!(parse_master("::1:6380"), m("::1", 6380));
+        assert_eq!(parse_master("[::1]:6380"), m("::1", 6380));
+        assert_eq!(parse_master("[fe80::1:2] 7"), m("fe80::1:2", 7));
+        assert_eq!(
+            parse_master(&format!("{}:1", "a".repeat(63))),
+            m(&"a".repeat(63), 1)
+        );
+        let longest = [
+            "x".repeat(63),
+            "x".repeat(63),
+            "x".repeat(63),
+            "x".repeat(61),
+        ]
+        .join(".");
+        assert_eq!(longest.len(), 253);
+        assert_eq!(parse_master(&format!("{longest}:1")), m(&longest, 1));
+        for bad in [
+            "evil\r\nrole:master:6379",
+            "a\tb:1",
+            "a\0b:1",
+            "two words 1",
+            "under_score:1",
+            "-dash:1",
+            "dash-.x:1",
+            "a..b:1",
+            ".a:1",
+            "a..:1",
+            "quote\"d:1",
+            "back\\slash:1",
+            "[127.0.0.1]:1",
+            "[::1:1",
+            "[[::1]]:1",
+            "fe80::1%eth0 1",
+            "h\u{e9}te:1",
+            ":1",
+            &format!("{}:1", "a".repeat(64)),
+            &format!("{longest}x:1"),
+        ] {
+            let err = parse_master(bad).expect_err(bad);
+            assert!(err.contains("invalid master host"), "{bad:?}: {err}");
+            assert!(
+                !err.contains(['\r', '\n', '\0']),
+                "{bad:?}: one line: {err:?}"
+            );
+        }
+        assert!(parse_master("h:99999")
+            .expect_err("port")
+            .contains("invalid port"));
+        assert!(parse_master("h")
+            .expect_err("no port")
+            .contains("not host:port"));
     }
 }

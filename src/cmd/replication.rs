@@ -15,7 +15,8 @@ use crate::text::shorten;
 use bytes::Bytes;
 use ratelimitd_protocol::{Parse, ParseError, Reply};
 
-/// REPLICAOF host port | NO ONE (and SLAVEOF, its old name).
+/// REPLICAOF host port | NO ONE (and SLAVEOF, its old name). The host is a host name or an IP
+/// address (an IPv6 one may be bracketed); anything else is `-ERR Invalid master host`.
 pub fn replicaof(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
     let shared = ctx.shared;
     let mut parse = Parse::new(args);
@@ -32,12 +33,18 @@ pub fn replicaof(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError>
         .ok()
         .and_then(|p| p.parse::<u16>().ok())
         .ok_or_else(|| ParseError::Invalid("Invalid master port".into()))?;
-    let host = String::from_utf8_lossy(host).into_owned();
-    tracing::info!("REPLICAOF {host} {port}: becoming a replica");
-    if shared
-        .repl
-        .become_replica(&shared.engine, MasterAddr { host, port })
-    {
+    // The host is printed into INFO, ROLE, the log and the config file (CONFIG REWRITE):
+    // only a host name or an IP address is taken, never a line break or a quote.
+    let master = std::str::from_utf8(host)
+        .ok()
+        .and_then(|h| MasterAddr::new(h, port).ok())
+        .ok_or_else(|| ParseError::Invalid("Invalid master host".into()))?;
+    tracing::info!(
+        "REPLICAOF {} {}: becoming a replica",
+        master.host,
+        master.port
+    );
+    if shared.repl.become_replica(&shared.engine, master) {
         Ok(Reply::ok())
     } else {
         Ok(Reply::simple("OK Already connected to specified master"))
