@@ -49,7 +49,8 @@
 //! - `arena` (public, for the daemon's INFO and startup): huge-page memory for large slot
 //!   arrays.
 //! - `kv`: the key-value items (INCR/SET/GET, memcached) and [`KvTxn`], their transactions.
-//! - `snapshot`: the snapshot format ([`SnapshotError`] says why one was refused).
+//! - `snapshot`: the snapshot format, decoded and checked whole ([`DecodedSnapshot`]) before
+//!   anything is loaded ([`SnapshotError`] says why one was refused).
 //! - `tests`: engine-level tests, one file per topic (FakeClock only; no sleeping).
 
 pub mod arena;
@@ -87,7 +88,7 @@ pub use limit::{Algorithm, EndpointPattern, Limit, LimitError, Scope, Window, MA
 pub use results::{
     CheckRequest, CheckResult, EngineStats, Explanation, Prefetched, ScopeKind, WindowState,
 };
-pub use snapshot::SnapshotError;
+pub use snapshot::{DecodedSnapshot, SnapshotError};
 pub use store::EvictionPolicy;
 
 use shape::Shapes;

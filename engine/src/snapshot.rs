@@ -17,8 +17,10 @@
 //! The engine owns the format; the daemon only stores the bytes durably. Shape ids are local
 //! to a process, so the snapshot carries the windows they name and a restore re-interns them
 //! and rewrites the ids. Entries carry absolute deadlines, so those that decayed while the
-//! daemon was down are simply skipped. A snapshot that is short, has the wrong magic or
-//! version, or fails its checksum is refused whole before anything is loaded.
+//! daemon was down are simply skipped. Loading is two steps: [`DecodedSnapshot::decode`]
+//! checks everything (length, magic, version, checksum, every record: known tables, their word
+//! counts, valid windows, complete items) and refuses a bad snapshot whole; loading the
+//! decoded form then cannot fail, so nothing is ever half loaded.
 
 use crate::kv::Item;
 use crate::limit::{Algorithm, Window};
@@ -144,15 +146,53 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// `intern` gives the local shape id of each window the snapshot names (see
-/// `Engine::intern_for_state`); `cas` is raised past every restored item's CAS value.
-pub(crate) fn read(
-    bytes: &[u8],
-    store: &Store,
-    intern: &dyn Fn(Algorithm, &Window) -> u16,
-    cas: &AtomicU64,
-    now: Nanos,
-) -> Result<usize, SnapshotError> {
+/// A snapshot decoded and checked whole, not yet loaded: every entry names a known table with
+/// that table's word count, every window is valid, every item is complete. Loading it
+/// ([`Engine::restore_decoded`](crate::Engine::restore_decoded)) cannot fail, so a caller can
+/// check a snapshot first and change its state only once the snapshot is known to be good (a
+/// replica does, see the daemon's `src/replica.rs`), and can drop items it will not keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedSnapshot {
+    shapes: Vec<(u16, Algorithm, Window)>,
+    entries: Vec<(u8, u64, [u64; 3])>,
+    items: Vec<(Vec<u8>, Item)>,
+}
+
+impl DecodedSnapshot {
+    /// Decode `bytes` made by [`Engine::snapshot_state`](crate::Engine::snapshot_state).
+    /// A snapshot that is short, has the wrong magic or version, fails its checksum, or holds
+    /// any malformed record is refused whole.
+    pub fn decode(bytes: &[u8]) -> Result<DecodedSnapshot, SnapshotError> {
+        decode(bytes)
+    }
+
+    /// Rate-state entries (each window of a key, each CL.THROTTLE key).
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The key-value items, key first.
+    pub fn items(&self) -> impl Iterator<Item = (&[u8], &Item)> {
+        self.items.iter().map(|(k, i)| (&k[..], i))
+    }
+
+    /// Keep only the items for which `keep` is true.
+    pub fn retain_items(&mut self, mut keep: impl FnMut(&[u8], &Item) -> bool) {
+        self.items.retain(|(k, i)| keep(k, i));
+    }
+}
+
+/// The number of state words of an entry of `table`, or None for a table this build does not
+/// have.
+fn words_of(table: u8) -> Option<usize> {
+    match table {
+        T_GCRA | T_CL => Some(1),
+        T_WIN => Some(3),
+        _ => None,
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<DecodedSnapshot, SnapshotError> {
     if bytes.len() < MAGIC.len() + 4 + 8 + 4 + 8 + 8 {
         return Err(SnapshotError::Truncated(bytes.len()));
     }
@@ -174,36 +214,39 @@ pub(crate) fn read(
     let mut r = Reader { b: &body[12..] };
     let _saved_at = r.u64()?;
     let n_shapes = r.u32()?;
-    let mut remap: HashMap<u16, u16> = HashMap::new();
+    // Reserved for no more records than the bytes left can hold (each has a minimum size): a
+    // count that lies (in a file whose checksum holds) must not reserve gigabytes.
+    let fit = r.b.len() / 18;
+    let mut shapes = Vec::with_capacity(usize::try_from(n_shapes).unwrap_or(0).min(fit));
     for _ in 0..n_shapes {
         let id = r.u16()?;
         let (a, b) = (r.u64()?, r.u64()?);
-        if let Some((algo, w)) = crate::shape::decode(a, b) {
-            remap.insert(id, intern(algo, &w));
-        }
+        let (algo, w) = crate::shape::decode(a, b)
+            .ok_or(SnapshotError::Malformed("a window that is not valid"))?;
+        shapes.push((id, algo, w));
     }
     let count = r.u64()?;
-    // Parse everything first: a malformed record refuses the whole snapshot, loading nothing.
-    // Reserved for no more entries than the bytes left can hold (10 bytes at least each): a
-    // count that lies (in a file whose checksum holds) must not reserve gigabytes.
-    let fit = r.b.len() / 10;
-    let mut records = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(fit));
+    let fit = r.b.len() / 18;
+    let mut entries = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(fit));
     for _ in 0..count {
         let table = r.u8()?;
         let key = r.u64()?;
         let n = r.u8()? as usize;
-        if n > 3 {
-            return Err(SnapshotError::Malformed("an entry has more than 3 words"));
+        let want = words_of(table).ok_or(SnapshotError::Malformed("unknown table id"))?;
+        if n != want {
+            return Err(SnapshotError::Malformed(
+                "an entry's word count does not fit its table",
+            ));
         }
         let mut words = [0u64; 3];
         for w in words.iter_mut().take(n) {
             *w = r.u64()?;
         }
-        records.push((table, key, n, words));
+        entries.push((table, key, words));
     }
     let n_items = r.u64()?;
     let fit = r.b.len() / 28; // key and value lengths, flags, CAS, expiry
-    let mut kv = Vec::with_capacity(usize::try_from(n_items).unwrap_or(0).min(fit));
+    let mut items = Vec::with_capacity(usize::try_from(n_items).unwrap_or(0).min(fit));
     for _ in 0..n_items {
         let klen = r.u32()? as usize;
         let key = r.take(klen)?.to_vec();
@@ -218,40 +261,61 @@ pub(crate) fn read(
             cas,
             expires_at: (expires_at != 0).then_some(expires_at),
         };
-        kv.push((key, item));
+        items.push((key, item));
     }
     if !r.b.is_empty() {
         return Err(SnapshotError::Malformed("bytes after the last entry"));
     }
+    Ok(DecodedSnapshot {
+        shapes,
+        entries,
+        items,
+    })
+}
+
+/// Load a decoded snapshot into `store`. `intern` gives the local shape id of each window the
+/// snapshot names (see `Engine::intern_for_state`); `cas` is raised past every restored
+/// item's CAS value. Entries and items that expired by `now` are skipped.
+pub(crate) fn load(
+    snap: DecodedSnapshot,
+    store: &Store,
+    intern: &dyn Fn(Algorithm, &Window) -> u16,
+    cas: &AtomicU64,
+    now: Nanos,
+) -> usize {
+    let remap: HashMap<u16, u16> = snap
+        .shapes
+        .iter()
+        .map(|(id, algo, w)| (*id, intern(*algo, w)))
+        .collect();
     // Room for every entry first (see `Shard::reserve`: loaded into growing tables, the
     // entries' slot order makes the load quadratic).
     let mut more = vec![[0usize; 3]; store.shard_count()];
-    for (table, key, _, _) in &records {
+    for (table, key, _) in &snap.entries {
         if let Some(slot) = more[store.index_of(*key)].get_mut(usize::from(*table)) {
             *slot += 1;
         }
     }
     store.reserve(&more);
     let mut restored = 0;
-    for (table, key, n, mut words) in records {
-        let deadline = match table {
-            T_GCRA | T_WIN => {
-                let (t, shape) = unpack(words[0]);
-                let shape = remap.get(&shape).copied().unwrap_or(0);
-                words[0] = pack(u128::from(t), shape);
-                t
-            }
-            T_CL => words[0],
-            _ => return Err(SnapshotError::Malformed("unknown table id")),
+    for (table, key, mut words) in snap.entries {
+        let deadline = if table == T_CL {
+            words[0]
+        } else {
+            let (t, shape) = unpack(words[0]);
+            let shape = remap.get(&shape).copied().unwrap_or(0);
+            words[0] = pack(u128::from(t), shape);
+            t
         };
         if deadline <= now {
             continue;
         }
+        let n = words_of(table).unwrap_or(0);
         if store.restore(table, key, &words[..n]) {
             restored += 1;
         }
     }
-    for (key, item) in kv {
+    for (key, item) in snap.items {
         // New CAS values continue after every restored one: after a restart, a token a client
         // held from before must not match a new write.
         cas.fetch_max(item.cas, Ordering::Relaxed);
@@ -259,5 +323,5 @@ pub(crate) fn read(
             restored += 1;
         }
     }
-    Ok(restored)
+    restored
 }

@@ -1,6 +1,6 @@
 //! Saving and restoring the engine's state through the snapshot format of `snapshot.rs`.
 
-use crate::snapshot;
+use crate::snapshot::{self, DecodedSnapshot};
 use crate::{Clock, Engine, SnapshotError};
 
 impl<C: Clock> Engine<C> {
@@ -14,8 +14,15 @@ impl<C: Clock> Engine<C> {
     /// since are skipped). Returns the number of entries restored. A corrupt or truncated
     /// snapshot is refused whole, before anything is loaded.
     pub fn restore_state(&self, bytes: &[u8]) -> Result<usize, SnapshotError> {
-        snapshot::read(
-            bytes,
+        Ok(self.restore_decoded(DecodedSnapshot::decode(bytes)?))
+    }
+
+    /// Load a snapshot already decoded (and so known to be whole) by
+    /// [`DecodedSnapshot::decode`]: [`Engine::restore_state`] in two steps, for a caller that
+    /// checks a snapshot before it changes anything. Returns the number of entries restored.
+    pub fn restore_decoded(&self, snap: DecodedSnapshot) -> usize {
+        snapshot::load(
+            snap,
             &self.store,
             &|algo, w| self.intern_for_state(algo, w),
             &self.cas,

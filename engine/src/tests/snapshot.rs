@@ -182,3 +182,82 @@ fn a_snapshot_with_lying_counts_is_refused_without_reserving_for_them() {
     }
     assert_eq!(e.key_count(), 0);
 }
+
+/// Byte offsets of each entry of a snapshot made by `snapshot_state` (walking its layout).
+fn entry_offsets(snap: &[u8]) -> Vec<usize> {
+    let le32 = |at: usize| u32::from_le_bytes(snap[at..at + 4].try_into().unwrap()) as usize;
+    let le64 = |at: usize| u64::from_le_bytes(snap[at..at + 8].try_into().unwrap()) as usize;
+    let mut at = 20;
+    at += 4 + le32(at) * 18; // shapes
+    let count = le64(at);
+    at += 8;
+    (0..count)
+        .map(|_| {
+            let here = at;
+            at += 1 + 8 + 1 + 8 * usize::from(snap[at + 9]);
+            here
+        })
+        .collect()
+}
+
+/// The checksum recomputed after an edit, as a crafted file would have it.
+fn resum(snap: &mut [u8]) {
+    let body = snap.len() - 8;
+    let sum = xxhash_rust::xxh3::xxh3_64(&snap[..body]);
+    snap[body..].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// A snapshot whose checksum holds but whose last entry names an unknown table, or carries
+/// a word count its table does not have, is refused whole: no entry before it is loaded.
+#[test]
+fn a_snapshot_with_a_bad_late_entry_loads_nothing() {
+    let (e, clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(5, 3_600_000, 0)]));
+    for c in 0..40u32 {
+        e.check(&c.to_le_bytes(), b"/e", 2);
+    }
+    let snap = e.snapshot_state();
+    let last = *entry_offsets(&snap).last().expect("entries");
+    let mut unknown_table = snap.clone();
+    unknown_table[last] = 9;
+    resum(&mut unknown_table);
+    let mut word_count = snap.clone();
+    word_count[last] = 1; // a counting-window entry needs 3 words; this one has 1
+    resum(&mut word_count);
+    for (what, bad) in [("unknown table", unknown_table), ("word count", word_count)] {
+        let fresh = Engine::new(clock.clone(), EngineConfig::default());
+        fresh.set_limit(Scope::Default, limit(&[window(5, 3_600_000, 0)]));
+        assert!(
+            matches!(fresh.restore_state(&bad), Err(SnapshotError::Malformed(_))),
+            "{what}"
+        );
+        assert_eq!(fresh.key_count(), 0, "{what}: nothing loaded");
+    }
+}
+
+/// Decoding checks a snapshot without touching the engine; the decoded form loads whole, less
+/// the items the caller dropped from it.
+#[test]
+fn a_decoded_snapshot_loads_without_the_items_dropped_from_it() {
+    let (e, clock) = engine();
+    e.set_limit(Scope::Default, limit(&[window(5, 3_600_000, 0)]));
+    e.check(b"a", b"/e", 2);
+    let large = vec![b'x'; 100];
+    for (key, value) in [(&b"small"[..], &b"v"[..]), (b"large", &large)] {
+        e.kv_txn(&[key], |t| t.write(key, put(value, None)))
+            .unwrap();
+    }
+    let mut decoded = DecodedSnapshot::decode(&e.snapshot_state()).expect("whole");
+    assert_eq!(decoded.entry_count(), 1);
+    assert_eq!(decoded.items().count(), 2);
+    decoded.retain_items(|_, item| item.value.len() <= 16);
+    let keys: Vec<&[u8]> = decoded.items().map(|(k, _)| k).collect();
+    assert_eq!(keys, [&b"small"[..]]);
+
+    let fresh = Engine::new(clock.clone(), EngineConfig::default());
+    fresh.set_limit(Scope::Default, limit(&[window(5, 3_600_000, 0)]));
+    assert_eq!(fresh.restore_decoded(decoded), 2);
+    assert_eq!(fresh.peek(b"a", b"/e"), e.peek(b"a", b"/e"));
+    assert_eq!(fresh.kv_get(b"small").map(|i| i.value), Some(b"v".to_vec()));
+    assert!(fresh.kv_get(b"large").is_none());
+}
