@@ -13,16 +13,25 @@
 //! forwarded unchanged into this node's own backlog (so a promoted replica can continue the
 //! other replicas) and to its own replicas.
 //!
+//! A full sync is staged: the payload is checked whole first (framing and checksum; every
+//! limit and tier record through the live command's parser, and only `RL.LIMIT SET` and
+//! `RL.TIER SET` taken; the engine snapshot decoded completely), and only a payload found good
+//! changes anything: then limits, tiers and state are switched in one go. A refused payload
+//! changes nothing, is logged at error, and the link retries.
+//!
 //! Bad bytes from a primary never panic the replica: the error is logged, the link is dropped,
 //! and the next attempt resyncs.
 
+use crate::cmd::limits::{parse_limit_set, parse_tier_set};
 use crate::cmd::COMMANDS;
 use crate::config::MasterAddr;
 use crate::limit_args::{limit_set_args, scope_args};
 use crate::repl::{LinkInfo, LinkState, REPL_TIMEOUT};
 use crate::state::Shared;
-use bytes::{Buf, BytesMut};
-use ratelimitd_replication::{record, FullSync, Record, ReplId};
+use crate::text::shorten;
+use bytes::{Buf, Bytes, BytesMut};
+use ratelimitd_engine::{Change, DecodedSnapshot, Scope, SnapshotError};
+use ratelimitd_replication::{record, FullSync, FullSyncError, Record, ReplId};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,10 +61,35 @@ enum LinkError {
     Timeout,
     #[error("bad stream from the primary: {0}")]
     Stream(#[from] ratelimitd_replication::StreamError),
-    #[error("bad full-sync payload: {0}")]
-    Payload(String),
+    #[error("bad full-sync payload: {0}; nothing was changed")]
+    Payload(#[from] PayloadError),
     #[error("link dropped (CLIENT KILL, REPLICAOF or shutdown)")]
     Stopped,
+}
+
+impl LinkError {
+    /// A payload refused whole: the primary (or what pretends to be one) sent something this
+    /// node will not apply, which an operator must hear of, unlike a lost connection.
+    fn is_refusal(&self) -> bool {
+        matches!(self, LinkError::Payload(_))
+    }
+}
+
+/// Why a full-sync payload was refused. It is refused whole, before anything is applied.
+#[derive(Debug, thiserror::Error)]
+enum PayloadError {
+    #[error("connection closed mid-payload")]
+    Cut,
+    #[error("{0}")]
+    Format(#[from] FullSyncError),
+    #[error("record {index} is not a limit or tier the live command takes ({reason}): {record}")]
+    Limit {
+        index: usize,
+        reason: String,
+        record: String,
+    },
+    #[error("snapshot refused: {0}")]
+    Snapshot(#[from] SnapshotError),
 }
 
 fn set_link(shared: &Shared, f: impl FnOnce(&mut LinkInfo)) {
@@ -86,8 +120,12 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             }
             l.state = LinkState::Connect;
         });
-        if let Err(e) = result {
-            tracing::warn!("replication link to {}:{}: {e}", addr.host, addr.port);
+        match result {
+            Err(e) if e.is_refusal() => {
+                tracing::error!("replication link to {}:{}: {e}", addr.host, addr.port)
+            }
+            Err(e) => tracing::warn!("replication link to {}:{}: {e}", addr.host, addr.port),
+            Ok(()) => {}
         }
         tokio::select! {
             _ = tokio::time::sleep(RETRY) => {}
@@ -220,19 +258,22 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
             buf.reserve((len - buf.len()).min(1 << 20));
             let read = async { Ok::<_, LinkError>(sock.read_buf(&mut buf).await?) };
             if within(idle, read).await? == 0 {
-                return Err(LinkError::Payload("connection closed mid-payload".into()));
+                return Err(PayloadError::Cut.into());
             }
         }
         let payload = buf.split_to(len);
-        let sync = FullSync::decode(&payload).map_err(|e| LinkError::Payload(e.to_string()))?;
-        let shared_ptr: &Shared = shared;
-        let applied = crate::persist::in_place(|| apply_full_sync(shared_ptr, &sync))?;
+        // Checked whole first (decoding and checking a large snapshot is CPU work, as applying
+        // it is: both run where the worker's other connections can move to other threads).
+        // Only a payload found good changes anything.
+        let staged = crate::persist::in_place(|| stage(&payload))?;
+        drop(payload);
+        let records = staged.limits.len() + staged.tiers.len();
+        let applied = crate::persist::in_place(|| switch(shared, staged));
         shared.repl.after_full_sync(id, off);
         tracing::info!(
-            "full sync from {}:{} done: {} limits/tiers, {applied} entries, offset {off}",
+            "full sync from {}:{} done: {records} limits/tiers, {applied} entries, offset {off}",
             addr.host,
             addr.port,
-            sync.limits.len()
         );
     } else if let Some(rest) = answer.strip_prefix("+CONTINUE") {
         let id = ReplId::parse(rest.trim().as_bytes());
@@ -249,48 +290,83 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
     Ok((sock, buf))
 }
 
-/// Make this node's limits, tiers and state exactly the payload's.
-fn apply_full_sync(shared: &Shared, sync: &FullSync) -> Result<usize, LinkError> {
-    use bytes::Bytes;
-    use std::collections::BTreeSet;
+/// A full sync checked whole and not yet applied: every limit and tier record as the live
+/// command parses it, and the snapshot decoded completely.
+struct Staged {
+    /// Each limit's scope, its canonical `RL.LIMIT SET` arguments, and the record as sent.
+    limits: Vec<(Scope, Vec<Bytes>, Vec<Bytes>)>,
+    /// Each tier's client and tier, and the record as sent.
+    tiers: Vec<(Vec<u8>, Vec<u8>, Vec<Bytes>)>,
+    state: DecodedSnapshot,
+}
+
+/// Check a payload without changing anything: its framing and checksum, every limit and tier
+/// record (through the live command's parser: a record the command would refuse refuses the
+/// payload), and the snapshot (decoded whole).
+fn stage(payload: &[u8]) -> Result<Staged, PayloadError> {
+    let FullSync {
+        limits: records,
+        state,
+    } = FullSync::decode(payload)?;
+    let mut limits = Vec::new();
+    let mut tiers = Vec::new();
+    for (index, args) in records.into_iter().enumerate() {
+        let slices = crate::args::slices(&args);
+        let refused = |reason: String| PayloadError::Limit {
+            index,
+            reason,
+            record: shorten(&args.join(&b' '), 200),
+        };
+        let name = slices.first().copied().unwrap_or_default();
+        let is_set = slices
+            .get(1)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"SET"));
+        if name.eq_ignore_ascii_case(b"RL.LIMIT") && is_set {
+            let (scope, limit) = parse_limit_set(&slices).map_err(|e| refused(e.to_string()))?;
+            let canonical = limit_set_args(&scope, &limit);
+            limits.push((scope, canonical, args));
+        } else if name.eq_ignore_ascii_case(b"RL.TIER") && is_set {
+            let (client, tier) = parse_tier_set(&slices).map_err(|e| refused(e.to_string()))?;
+            let (client, tier) = (client.to_vec(), tier.to_vec());
+            tiers.push((client, tier, args));
+        } else {
+            return Err(refused(
+                "only RL.LIMIT SET and RL.TIER SET belong in a full sync".into(),
+            ));
+        }
+    }
+    let state = DecodedSnapshot::decode(&state)?;
+    Ok(Staged {
+        limits,
+        tiers,
+        state,
+    })
+}
+
+/// Make this node's limits, tiers and state exactly the staged payload's: delete the limits
+/// and tiers the primary does not have, set those that differ (unchanged ones are left alone,
+/// so a resync does not rewrite and fsync the whole limits log), then replace the rate state
+/// and items. Returns the number of entries restored.
+fn switch(shared: &Shared, staged: Staged) -> usize {
+    use std::collections::{BTreeMap, BTreeSet};
     let engine = &shared.engine;
-    // Limits: set what differs, delete what the primary does not have. Unchanged ones are
-    // left alone, so a resync does not rewrite (and fsync) the whole limits log.
     let current: BTreeSet<Vec<Bytes>> = engine
         .list_limits()
         .iter()
         .map(|(s, l)| limit_set_args(s, l))
         .collect();
-    let wanted: BTreeSet<Vec<Bytes>> = sync.limits.iter().cloned().collect();
-    let wanted_scopes: BTreeSet<Vec<Bytes>> = sync
-        .limits
-        .iter()
-        .filter(|a| {
-            a.first()
-                .is_some_and(|n| n.eq_ignore_ascii_case(b"RL.LIMIT"))
-        })
-        .filter_map(|a| scope_of(a))
-        .collect();
+    let wanted_scopes: BTreeSet<&Scope> = staged.limits.iter().map(|(s, _, _)| s).collect();
     for (scope, _) in engine.list_limits() {
-        let args = scope_args(&scope);
-        if !wanted_scopes.contains(&args) {
+        if !wanted_scopes.contains(&scope) {
             let mut del = vec![Bytes::from_static(b"RL.LIMIT"), Bytes::from_static(b"DEL")];
-            del.extend(args);
+            del.extend(scope_args(&scope));
             replay(shared, &del);
         }
     }
-    let wanted_tiers: BTreeSet<Bytes> = sync
-        .limits
-        .iter()
-        .filter(|a| {
-            a.first()
-                .is_some_and(|n| n.eq_ignore_ascii_case(b"RL.TIER"))
-        })
-        .filter_map(|a| a.get(2).cloned())
-        .collect();
-    let current_tiers = engine.list_tiers();
-    for (client, _) in &current_tiers {
-        if !wanted_tiers.contains(&client[..]) {
+    let current_tiers: BTreeMap<Vec<u8>, Vec<u8>> = engine.list_tiers().into_iter().collect();
+    let wanted_clients: BTreeSet<&[u8]> = staged.tiers.iter().map(|(c, _, _)| &c[..]).collect();
+    for client in current_tiers.keys() {
+        if !wanted_clients.contains(&client[..]) {
             replay(
                 shared,
                 &[
@@ -301,47 +377,18 @@ fn apply_full_sync(shared: &Shared, sync: &FullSync) -> Result<usize, LinkError>
             );
         }
     }
-    for args in &sync.limits {
-        let is_tier = args
-            .first()
-            .is_some_and(|n| n.eq_ignore_ascii_case(b"RL.TIER"));
-        let unchanged = if is_tier {
-            match (args.get(2), args.get(3)) {
-                (Some(c), Some(t)) => current_tiers
-                    .iter()
-                    .any(|(cc, tt)| cc[..] == c[..] && tt[..] == t[..]),
-                _ => false,
-            }
-        } else {
-            current.contains(args)
-        };
-        if !unchanged && wanted.contains(args) {
+    for (_, canonical, args) in &staged.limits {
+        if !current.contains(canonical) {
             replay(shared, args);
         }
     }
-    engine.apply_change(&ratelimitd_engine::Change::Flush);
-    engine
-        .restore_state(&sync.state)
-        .map_err(|e| LinkError::Payload(e.to_string()))
-}
-
-/// The scope part of `RL.LIMIT SET <scope> ...` (positional, as the parser reads it).
-fn scope_of(args: &[bytes::Bytes]) -> Option<Vec<bytes::Bytes>> {
-    let rest = args.get(2..)?;
-    let word = rest.first()?;
-    let n = if word.eq_ignore_ascii_case(b"DEFAULT") {
-        1
-    } else if word.eq_ignore_ascii_case(b"ENDPOINT") {
-        2
-    } else if rest
-        .get(2)
-        .is_some_and(|w| w.eq_ignore_ascii_case(b"ENDPOINT"))
-    {
-        4
-    } else {
-        2
-    };
-    Some(rest.get(..n)?.to_vec())
+    for (client, tier, args) in &staged.tiers {
+        if current_tiers.get(client) != Some(tier) {
+            replay(shared, args);
+        }
+    }
+    engine.apply_change(&Change::Flush);
+    engine.restore_decoded(staged.state)
 }
 
 /// Apply a limit change through the live parser (and this node's limits log).

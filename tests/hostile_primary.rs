@@ -1,9 +1,30 @@
-//! A hostile or broken primary must not be able to harm a replica. Here: a primary's address
-//! that is not a host name or an IP address is refused (REPLICAOF, --replicaof, the config
-//! file's `replicaof`), so nothing can inject lines into INFO, ROLE or the config file.
+//! A hostile or broken primary must not be able to harm a replica: a primary's address that
+//! is not a host is refused (REPLICAOF, --replicaof, the config file's `replicaof`); a payload
+//! with one bad part (a limit, the snapshot) changes nothing.
+//!
+//! The primary here is a fake: a listener in the test that speaks the replica handshake as
+//! src/replica.rs expects it and sends payloads built with the replication crate (and engine
+//! snapshots made by a real engine, then damaged). Every wait polls with a deadline.
 
 mod common;
+use bytes::Bytes;
 use common::{run, temp_dir, Daemon};
+use ratelimitd_engine::{Change, Engine, EngineConfig, FakeClock, Item, Limit, Scope, Window};
+use ratelimitd_replication::FullSync;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const REPLID: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// Poll `f` until it is true or 20 s pass.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 fn info(con: &mut redis::Connection, section: &str) -> String {
     run(con, &["INFO", section]).expect("INFO")
@@ -14,6 +35,12 @@ fn field(con: &mut redis::Connection, section: &str, name: &str) -> String {
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{name}:")).map(str::to_string))
         .unwrap_or_default()
+}
+
+type LimitList = Vec<(String, Vec<String>)>;
+
+fn limits(con: &mut redis::Connection) -> LimitList {
+    run(con, &["RL.LIMIT", "LIST"]).expect("RL.LIMIT LIST")
 }
 
 // --- 1. The primary's address -------------------------------------------------------------
@@ -85,4 +112,226 @@ fn a_replicaof_flag_or_file_value_that_is_not_a_host_stops_the_start() {
     // clap quotes the value as given, so the line ends at its CR: the refusal is what counts.
     assert!(lines.join("\n").contains("invalid value"), "{lines:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// --- The fake primary --------------------------------------------------------------------
+
+/// Accept the replica's next link attempt (20 s at most).
+fn accept(l: &TcpListener) -> TcpStream {
+    l.set_nonblocking(true).expect("nonblocking");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).expect("blocking");
+                s.set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("timeout");
+                return s;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "the replica never connected");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+/// One RESP array of bulk strings, as the replica sends its handshake.
+fn read_command(r: &mut BufReader<TcpStream>) -> Vec<String> {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("read");
+    let n: usize = line.trim().trim_start_matches('*').parse().expect("array");
+    (0..n)
+        .map(|_| {
+            line.clear();
+            r.read_line(&mut line).expect("read");
+            let len: usize = line.trim().trim_start_matches('$').parse().expect("bulk");
+            let mut b = vec![0u8; len + 2];
+            r.read_exact(&mut b).expect("read");
+            String::from_utf8_lossy(&b[..len]).into_owned()
+        })
+        .collect()
+}
+
+/// Answer the replica's handshake up to `+FULLRESYNC`; the caller sends `$<len>` and the body.
+fn handshake(sock: &TcpStream) -> TcpStream {
+    let mut r = BufReader::new(sock.try_clone().expect("clone"));
+    let mut w = sock.try_clone().expect("clone");
+    for (want, answer) in [
+        ("PING", "+PONG\r\n"),
+        ("REPLCONF", "+OK\r\n"),
+        ("REPLCONF", "+OK\r\n"),
+    ] {
+        let cmd = read_command(&mut r);
+        assert_eq!(cmd[0], want, "{cmd:?}");
+        w.write_all(answer.as_bytes()).expect("write");
+    }
+    let cmd = read_command(&mut r);
+    assert_eq!(cmd[0], "PSYNC", "{cmd:?}");
+    w.write_all(format!("+FULLRESYNC {REPLID} 0\r\n").as_bytes())
+        .expect("write");
+    w
+}
+
+/// Serve one link attempt: handshake, then `payload` as the full sync.
+fn full_sync(l: &TcpListener, payload: &[u8]) -> TcpStream {
+    let sock = accept(l);
+    let mut w = handshake(&sock);
+    w.write_all(format!("${}\r\n", payload.len()).as_bytes())
+        .expect("write");
+    w.write_all(payload).expect("write");
+    sock
+}
+
+fn args(words: &[&str]) -> Vec<Bytes> {
+    words.iter().map(|w| Bytes::from(w.to_string())).collect()
+}
+
+fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// An engine at the real time, with DEFAULT RATE 10/1h and `alice` charged 3 on `/e`, plus
+/// `items` in its key-value space: what a real primary's snapshot would hold.
+fn primary_state(items: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let e = Engine::new(FakeClock::new(wall_ns()), EngineConfig::default());
+    let w = Window::new(10, 3_600_000, 0).expect("window");
+    e.set_limit(Scope::Default, Limit::new(vec![w]).expect("limit"));
+    e.check(b"alice", b"/e", 3);
+    for (i, (key, value)) in items.iter().enumerate() {
+        e.apply_change(&Change::Item {
+            key: key.as_bytes().to_vec(),
+            item: Some(Item {
+                value: value.clone(),
+                flags: 0,
+                cas: i as u64 + 1,
+                expires_at: None,
+            }),
+        });
+    }
+    e.snapshot_state()
+}
+
+fn point_at(d: &Daemon, l: &TcpListener) {
+    let port = l.local_addr().expect("addr").port().to_string();
+    let mut con = d.client();
+    let ok: String = run(&mut con, &["REPLICAOF", "127.0.0.1", &port]).expect("REPLICAOF");
+    assert_eq!(ok, "OK");
+}
+
+// --- 3. A full sync is staged ------------------------------------------------------------
+
+/// A snapshot with a valid checksum whose first entry names an unknown table.
+fn with_unknown_table(snap: &[u8]) -> Vec<u8> {
+    let mut s = snap.to_vec();
+    let shapes = u32::from_le_bytes(s[20..24].try_into().expect("4 bytes")) as usize;
+    let first_entry = 24 + shapes * 18 + 8;
+    assert!(s.len() > first_entry + 8, "the snapshot has an entry");
+    s[first_entry] = 9;
+    let body = s.len() - 8;
+    let sum = xxhash_rust::xxh3::xxh3_64(&s[..body]);
+    s[body..].copy_from_slice(&sum.to_le_bytes());
+    s
+}
+
+#[test]
+fn a_payload_with_a_bad_part_changes_nothing_and_the_link_retries() {
+    let d = Daemon::start();
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    point_at(&d, &l);
+    let mut con = d.client();
+
+    // A good full sync first: its limits and state are what must survive.
+    let state = primary_state(&[("kept", b"v".to_vec())]);
+    let good = FullSync {
+        limits: vec![
+            args(&["RL.LIMIT", "SET", "DEFAULT", "RATE", "10/1h"]),
+            args(&["RL.TIER", "SET", "acme", "gold"]),
+        ],
+        state: state.clone(),
+    };
+    let first = full_sync(&l, &good.encode());
+    eventually("the good sync is applied", || {
+        field(&mut con, "replication", "master_link_status") == "up" && limits(&mut con).len() == 1
+    });
+    let listed = limits(&mut con);
+    let peeked: Vec<i64> = run(&mut con, &["RL.PEEK", "alice", "/e"]).expect("PEEK");
+    assert_eq!(
+        peeked[2], 7,
+        "alice's state came with the snapshot: {peeked:?}"
+    );
+    drop(first);
+
+    let other_limits = vec![
+        args(&["RL.LIMIT", "SET", "DEFAULT", "RATE", "99/1m"]),
+        args(&["RL.LIMIT", "SET", "ENDPOINT", "/x", "RATE", "1/1s"]),
+        args(&["RL.TIER", "SET", "initech", "silver"]),
+    ];
+    let mut flipped = state.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x41;
+    let bad_payloads = [
+        (
+            "a snapshot that fails its checksum",
+            FullSync {
+                limits: other_limits.clone(),
+                state: flipped,
+            },
+        ),
+        (
+            "a snapshot with an unknown table",
+            FullSync {
+                limits: other_limits.clone(),
+                state: with_unknown_table(&state),
+            },
+        ),
+        (
+            "a limit the live command refuses",
+            FullSync {
+                limits: [
+                    other_limits.clone(),
+                    vec![args(&["RL.LIMIT", "SET", "CLIENT", "z", "RATE", "0/1s"])],
+                ]
+                .concat(),
+                state: primary_state(&[]),
+            },
+        ),
+        (
+            "a record that is not a SET",
+            FullSync {
+                limits: [
+                    other_limits.clone(),
+                    vec![args(&["RL.LIMIT", "DEL", "DEFAULT"])],
+                ]
+                .concat(),
+                state: primary_state(&[]),
+            },
+        ),
+    ];
+    for (what, payload) in bad_payloads {
+        let sock = full_sync(&l, &payload.encode());
+        // The next attempt comes only after this payload was refused (or taken).
+        let next = accept(&l);
+        drop((sock, next));
+        assert_eq!(limits(&mut con), listed, "{what}: limits unchanged");
+        let tiers: Vec<Option<String>> = ["acme", "initech"]
+            .iter()
+            .map(|c| run(&mut con, &["RL.TIER", "GET", c]).expect("TIER GET"))
+            .collect();
+        assert_eq!(
+            tiers,
+            [Some("gold".to_string()), None],
+            "{what}: tiers unchanged"
+        );
+        let now: Vec<i64> = run(&mut con, &["RL.PEEK", "alice", "/e"]).expect("PEEK");
+        assert_eq!(now[2], 7, "{what}: rate state unchanged: {now:?}");
+        let kept: Option<String> = run(&mut con, &["GET", "kept"]).expect("GET");
+        assert_eq!(kept.as_deref(), Some("v"), "{what}: items unchanged");
+    }
+    let log = d.log_until("bad full-sync payload", 5).join("\n");
+    assert!(log.contains("bad full-sync payload"), "{log}");
 }

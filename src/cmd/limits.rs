@@ -22,9 +22,7 @@ use ratelimitd_protocol::{Parse, ParseError, Reply};
 
 /// RL.LIMIT SET scope RATE n/period [BURST b] ... [ALGO a].
 pub fn limit_set(shared: &Shared, args: &[&[u8]]) -> Result<Reply, ParseError> {
-    let mut parse = sub_args(args);
-    let scope = parse_scope(&mut parse)?;
-    let limit = parse_windows(&mut parse)?;
+    let (scope, limit) = parse_limit_set(args)?;
     let key = RecordKey::Limit(scope.clone());
     change(
         shared,
@@ -111,8 +109,17 @@ pub fn limit_help(_: &mut super::spec::Ctx<'_>, _: &[&[u8]]) -> Result<Reply, Pa
     ]))
 }
 
-/// RL.TIER SET client tier.
-pub fn tier_set(shared: &Shared, args: &[&[u8]]) -> Result<Reply, ParseError> {
+/// `RL.LIMIT SET ...` parsed and validated, nothing applied: what [`limit_set`] applies, and
+/// what a replica checks a full sync's limits with before it changes any.
+pub fn parse_limit_set(args: &[&[u8]]) -> Result<(Scope, Limit), ParseError> {
+    let mut parse = sub_args(args);
+    let scope = parse_scope(&mut parse)?;
+    let limit = parse_windows(&mut parse)?;
+    Ok((scope, limit))
+}
+
+/// `RL.TIER SET client tier` checked, nothing applied: the client and the tier.
+pub fn parse_tier_set<'a>(args: &'a [&'a [u8]]) -> Result<(&'a [u8], &'a [u8]), ParseError> {
     let mut parse = sub_args(args);
     let client = parse.next_bytes()?;
     let tier = parse.next_bytes()?;
@@ -120,6 +127,12 @@ pub fn tier_set(shared: &Shared, args: &[&[u8]]) -> Result<Reply, ParseError> {
     if tier.is_empty() {
         return Err(ParseError::Invalid("tier name must not be empty".into()));
     }
+    Ok((client, tier))
+}
+
+/// RL.TIER SET client tier.
+pub fn tier_set(shared: &Shared, args: &[&[u8]]) -> Result<Reply, ParseError> {
+    let (client, tier) = parse_tier_set(args)?;
     let key = RecordKey::Tier(client.to_vec());
     change(
         shared,
