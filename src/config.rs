@@ -163,6 +163,13 @@ pub struct Config {
     #[arg(long, env = "RATELIMITD_REPL_BACKLOG_SIZE", default_value = "1mb", value_parser = parse_memory)]
     pub repl_backlog_size: Memory,
 
+    /// Largest full-sync payload this replica accepts from its primary, e.g. 512mb or 4gb, when
+    /// --maxmemory is unbounded (with --maxmemory, that bound applies: a larger payload could
+    /// not be held). A larger one is refused from its length header, before any of it is read;
+    /// the link is dropped and retried.
+    #[arg(long, env = "RATELIMITD_REPL_MAX_SYNC_SIZE", default_value = "1gb", value_parser = parse_sync_size)]
+    pub repl_max_sync_size: Memory,
+
     /// Replica priority for failover tools (INFO's slave_priority; lower is preferred, 0 never).
     #[arg(long, env = "RATELIMITD_REPLICA_PRIORITY", default_value_t = 100)]
     pub replica_priority: u32,
@@ -283,6 +290,14 @@ pub fn parse_memory(text: &str) -> Result<Memory, String> {
         .ok_or_else(|| format!("'{text}' is too large"))
 }
 
+/// [`parse_memory`], above zero (a bound of 0 would refuse every full sync).
+pub fn parse_sync_size(text: &str) -> Result<Memory, String> {
+    match parse_memory(text)? {
+        Memory(0) => Err(format!("'{text}': the full-sync bound must be above 0")),
+        m => Ok(m),
+    }
+}
+
 /// The eviction policy flag value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy(pub ratelimitd_engine::EvictionPolicy);
@@ -308,6 +323,8 @@ mod tests {
         assert!(parse_memory("12tb").is_err());
         assert!(parse_memory("mb").is_err());
         assert!(parse_memory("99999999999999999999gb").is_err());
+        assert_eq!(parse_sync_size("1gb"), Ok(Memory(1 << 30)));
+        assert!(parse_sync_size("0").is_err());
     }
 
     fn m(host: &str, port: u16) -> Result<MasterAddr, String> {

@@ -13,11 +13,13 @@
 //! forwarded unchanged into this node's own backlog (so a promoted replica can continue the
 //! other replicas) and to its own replicas.
 //!
-//! A full sync is staged: the payload is checked whole first (framing and checksum; every
-//! limit and tier record through the live command's parser, and only `RL.LIMIT SET` and
-//! `RL.TIER SET` taken; the engine snapshot decoded completely), and only a payload found good
-//! changes anything: then limits, tiers and state are switched in one go. A refused payload
-//! changes nothing, is logged at error, and the link retries.
+//! A full sync is staged: its `$<len>` is checked against the bound (`--maxmemory`, else
+//! `--repl-max-sync-size`) before a byte of the body is read; then the payload is checked
+//! whole (framing and checksum; every limit and tier record through the live command's
+//! parser, and only `RL.LIMIT SET` and `RL.TIER SET` taken; the engine snapshot decoded
+//! completely), and only a payload found good changes anything: then limits, tiers and state
+//! are switched in one go. A refused payload changes nothing, is logged at error, and the link
+//! retries.
 //!
 //! Bad bytes from a primary never panic the replica: the error is logged, the link is dropped,
 //! and the next attempt resyncs.
@@ -45,8 +47,6 @@ const RETRY: Duration = Duration::from_millis(250);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the replica acknowledges its offset.
 const ACK_INTERVAL: Duration = Duration::from_secs(1);
-/// Largest full-sync payload accepted (a corrupt length must not make us allocate terabytes).
-const MAX_PAYLOAD: u64 = 16 * 1024 * 1024 * 1024;
 /// Clock offset from the primary above which a warning is logged (see docs/DESIGN.md).
 const SKEW_WARN_NS: u64 = 500_000_000;
 
@@ -63,6 +63,12 @@ enum LinkError {
     Stream(#[from] ratelimitd_replication::StreamError),
     #[error("bad full-sync payload: {0}; nothing was changed")]
     Payload(#[from] PayloadError),
+    #[error("a full-sync payload of {len} bytes is larger than {flag} ({bound} bytes); refused before reading it")]
+    TooLarge {
+        len: u64,
+        bound: u64,
+        flag: &'static str,
+    },
     #[error("link dropped (CLIENT KILL, REPLICAOF or shutdown)")]
     Stopped,
 }
@@ -71,7 +77,7 @@ impl LinkError {
     /// A payload refused whole: the primary (or what pretends to be one) sent something this
     /// node will not apply, which an operator must hear of, unlike a lost connection.
     fn is_refusal(&self) -> bool {
-        matches!(self, LinkError::Payload(_))
+        matches!(self, LinkError::Payload(_) | LinkError::TooLarge { .. })
     }
 }
 
@@ -250,11 +256,15 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
         let len = header
             .strip_prefix('$')
             .and_then(|s| s.parse::<u64>().ok())
-            .filter(|&n| n <= MAX_PAYLOAD)
-            .ok_or_else(|| LinkError::Refused(header.clone()))? as usize;
+            .ok_or_else(|| LinkError::Refused(header.clone()))?;
+        let (bound, flag) = sync_bound(shared);
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|_| len <= bound)
+            .ok_or(LinkError::TooLarge { len, bound, flag })?;
         while buf.len() < len {
-            // Grown as the bytes arrive, not reserved whole from the header: a bad `$len`
-            // (up to the payload limit) must not allocate gigabytes before any byte is read.
+            // Grown as the bytes arrive, not reserved whole from the header: a primary that
+            // announces a large payload and stalls costs no more than what it sent.
             buf.reserve((len - buf.len()).min(1 << 20));
             let read = async { Ok::<_, LinkError>(sock.read_buf(&mut buf).await?) };
             if within(idle, read).await? == 0 {
@@ -262,6 +272,9 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
             }
         }
         let payload = buf.split_to(len);
+        // The stream's bytes that came after the payload move to a buffer of their own, so the
+        // payload's (up to the bound) is freed once the sync is applied.
+        buf = BytesMut::from(&buf[..]);
         // Checked whole first (decoding and checking a large snapshot is CPU work, as applying
         // it is: both run where the worker's other connections can move to other threads).
         // Only a payload found good changes anything.
@@ -288,6 +301,16 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
         return Err(LinkError::Refused(answer));
     }
     Ok((sock, buf))
+}
+
+/// The largest full-sync payload this node takes, and the flag that sets it: `--maxmemory`
+/// when there is one (a payload larger than the memory bound could not be held),
+/// `--repl-max-sync-size` otherwise.
+fn sync_bound(shared: &Shared) -> (u64, &'static str) {
+    match shared.engine.bounds().1 {
+        Some(bytes) if bytes > 0 => (bytes, "--maxmemory"),
+        _ => (shared.config.repl_max_sync_size.0, "--repl-max-sync-size"),
+    }
 }
 
 /// A full sync checked whole and not yet applied: every limit and tier record as the live

@@ -1,6 +1,7 @@
 //! A hostile or broken primary must not be able to harm a replica: a primary's address that
-//! is not a host is refused (REPLICAOF, --replicaof, the config file's `replicaof`); a payload
-//! with one bad part (a limit, the snapshot) changes nothing.
+//! is not a host is refused (REPLICAOF, --replicaof, the config file's `replicaof`); a full
+//! sync larger than the replica's bound is refused before its body is read; a payload with
+//! one bad part (a limit, the snapshot) changes nothing.
 //!
 //! The primary here is a fake: a listener in the test that speaks the replica handshake as
 //! src/replica.rs expects it and sends payloads built with the replication crate (and engine
@@ -221,6 +222,55 @@ fn point_at(d: &Daemon, l: &TcpListener) {
     let mut con = d.client();
     let ok: String = run(&mut con, &["REPLICAOF", "127.0.0.1", &port]).expect("REPLICAOF");
     assert_eq!(ok, "OK");
+}
+
+/// True once the peer closed `sock` (within 10 s); false if it is still open then.
+fn closed_by_peer(sock: &mut TcpStream) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match sock.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {} // REPLCONF ACKs, if any
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return true, // reset
+        }
+    }
+    false
+}
+
+// --- 4. The payload's size ---------------------------------------------------------------
+
+/// A declared length over the bound is refused as soon as the header arrives: the replica
+/// closes the link without waiting for (or buffering) a byte of the body, and retries.
+#[test]
+fn a_full_sync_over_the_bound_is_refused_before_its_body() {
+    for (flags, declared) in [
+        (&[][..], 2u64 << 30),                  // default --repl-max-sync-size 1gb
+        (&["--maxmemory", "8mb"][..], 9 << 20), // the memory bound
+        (&["--repl-max-sync-size", "1mb"][..], 2 << 20), // the flag, memory unbounded
+    ] {
+        let d = Daemon::start_with(flags);
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        point_at(&d, &l);
+        let mut sock = accept(&l);
+        let mut w = handshake(&sock);
+        w.write_all(format!("${declared}\r\n").as_bytes())
+            .expect("write");
+        assert!(
+            closed_by_peer(&mut sock),
+            "{flags:?}: a payload of {declared} bytes was waited for"
+        );
+        let log = d.log_until("larger than", 5).join("\n");
+        assert!(log.contains("larger than"), "{flags:?}: {log}");
+        // The link retries (and is refused again).
+        let again = accept(&l);
+        drop(again);
+        let mut con = d.client();
+        assert_eq!(field(&mut con, "replication", "master_link_status"), "down");
+    }
 }
 
 // --- 3. A full sync is staged ------------------------------------------------------------
