@@ -21,6 +21,10 @@
 //! are switched in one go. A refused payload changes nothing, is logged at error, and the link
 //! retries.
 //!
+//! An item (in the snapshot or an `RPL.ITEM` record) whose value is over this node's
+//! `--max-value-size` is not stored and is logged at error, once per record; the rest of the
+//! payload or stream is applied and the link stays (`value_fits` says why).
+//!
 //! Bad bytes from a primary never panic the replica: the error is logged, the link is dropped,
 //! and the next attempt resyncs.
 
@@ -32,7 +36,7 @@ use crate::repl::{LinkInfo, LinkState, REPL_TIMEOUT};
 use crate::state::Shared;
 use crate::text::shorten;
 use bytes::{Buf, Bytes, BytesMut};
-use ratelimitd_engine::{Change, DecodedSnapshot, Scope, SnapshotError};
+use ratelimitd_engine::{Change, DecodedSnapshot, Item, Scope, SnapshotError};
 use ratelimitd_replication::{record, FullSync, FullSyncError, Record, ReplId};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -278,7 +282,7 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
         // Checked whole first (decoding and checking a large snapshot is CPU work, as applying
         // it is: both run where the worker's other connections can move to other threads).
         // Only a payload found good changes anything.
-        let staged = crate::persist::in_place(|| stage(&payload))?;
+        let staged = crate::persist::in_place(|| stage(shared, &payload))?;
         drop(payload);
         let records = staged.limits.len() + staged.tiers.len();
         let applied = crate::persist::in_place(|| switch(shared, staged));
@@ -325,8 +329,9 @@ struct Staged {
 
 /// Check a payload without changing anything: its framing and checksum, every limit and tier
 /// record (through the live command's parser: a record the command would refuse refuses the
-/// payload), and the snapshot (decoded whole).
-fn stage(payload: &[u8]) -> Result<Staged, PayloadError> {
+/// payload), and the snapshot (decoded whole). Snapshot items over `--max-value-size` are
+/// dropped here, each logged.
+fn stage(shared: &Shared, payload: &[u8]) -> Result<Staged, PayloadError> {
     let FullSync {
         limits: records,
         state,
@@ -358,7 +363,9 @@ fn stage(payload: &[u8]) -> Result<Staged, PayloadError> {
             ));
         }
     }
-    let state = DecodedSnapshot::decode(&state)?;
+    let mut state = DecodedSnapshot::decode(&state)?;
+    let max_value = shared.config.max_value_size;
+    state.retain_items(|key, item| value_fits(key, item, max_value));
     Ok(Staged {
         limits,
         tiers,
@@ -414,6 +421,26 @@ fn switch(shared: &Shared, staged: Staged) -> usize {
     engine.restore_decoded(staged.state)
 }
 
+/// Whether an item from the primary fits this node's `--max-value-size`. One that does not is
+/// not stored, and logged at error: the primary has a larger bound than this replica, an
+/// operator's mismatch to fix (the item would be refused here if a client sent it).
+///
+/// The record is skipped and the link kept, rather than the link dropped: the mismatch is
+/// configuration, not corruption, so a resync would bring the same item back (in the
+/// snapshot) and the replica would resync forever, its rate state and limits going stale
+/// meanwhile. Skipping costs only the items this node could not hold anyway.
+fn value_fits(key: &[u8], item: &Item, max_value: usize) -> bool {
+    let fits = item.value.len() <= max_value;
+    if !fits {
+        tracing::error!(
+            "the primary's item '{}' holds {} bytes, more than --max-value-size ({max_value} bytes): not stored",
+            shorten(key, 64),
+            item.value.len(),
+        );
+    }
+    fits
+}
+
 /// Apply a limit change through the live parser (and this node's limits log).
 fn replay(shared: &Shared, args: &[bytes::Bytes]) {
     if let Err(e) = crate::cmd::replay(shared, &COMMANDS, &crate::args::slices(args)) {
@@ -448,6 +475,12 @@ async fn link_once(shared: &Arc<Shared>, addr: &MasterAddr) -> Result<(), LinkEr
                 break;
             };
             match rec {
+                // Not stored, but still forwarded and counted below: the offset counts every
+                // byte of the stream, and this node's own replicas judge by their own bound.
+                Record::Change(Change::Item {
+                    key,
+                    item: Some(item),
+                }) if !value_fits(&key, &item, shared.config.max_value_size) => {}
                 Record::Change(c) => shared.engine.apply_change(&c),
                 Record::States(changes) => {
                     for c in &changes {

@@ -1,7 +1,8 @@
 //! A hostile or broken primary must not be able to harm a replica: a primary's address that
 //! is not a host is refused (REPLICAOF, --replicaof, the config file's `replicaof`); a full
 //! sync larger than the replica's bound is refused before its body is read; a payload with
-//! one bad part (a limit, the snapshot) changes nothing.
+//! one bad part (a limit, the snapshot) changes nothing; values over the replica's
+//! --max-value-size are not stored.
 //!
 //! The primary here is a fake: a listener in the test that speaks the replica handshake as
 //! src/replica.rs expects it and sends payloads built with the replication crate (and engine
@@ -11,7 +12,7 @@ mod common;
 use bytes::Bytes;
 use common::{run, temp_dir, Daemon};
 use ratelimitd_engine::{Change, Engine, EngineConfig, FakeClock, Item, Limit, Scope, Window};
-use ratelimitd_replication::FullSync;
+use ratelimitd_replication::{record, FullSync, Record};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -384,4 +385,76 @@ fn a_payload_with_a_bad_part_changes_nothing_and_the_link_retries() {
     }
     let log = d.log_until("bad full-sync payload", 5).join("\n");
     assert!(log.contains("bad full-sync payload"), "{log}");
+}
+
+// --- 5. Values over --max-value-size -----------------------------------------------------
+
+#[test]
+fn values_over_max_value_size_are_not_stored_and_the_link_stays() {
+    let d = Daemon::start_with(&["--max-value-size", "16"]);
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    point_at(&d, &l);
+    let mut con = d.client();
+    let big = vec![b'x'; 100];
+    let payload = FullSync {
+        limits: vec![args(&["RL.LIMIT", "SET", "DEFAULT", "RATE", "10/1h"])],
+        state: primary_state(&[
+            ("small", b"fits".to_vec()),
+            ("big-in-snapshot", big.clone()),
+        ]),
+    };
+    let mut sock = full_sync(&l, &payload.encode());
+    eventually("the sync is applied", || {
+        field(&mut con, "replication", "master_link_status") == "up"
+    });
+    let small: Option<String> = run(&mut con, &["GET", "small"]).expect("GET");
+    assert_eq!(small.as_deref(), Some("fits"));
+    let over: Option<String> = run(&mut con, &["GET", "big-in-snapshot"]).expect("GET");
+    assert_eq!(
+        over, None,
+        "a snapshot item over max-value-size is not stored"
+    );
+
+    // In the stream: the big item is skipped, the records around it are applied.
+    let item = |key: &str, value: &[u8], cas: u64| {
+        record::to_bytes(&Record::Change(Change::Item {
+            key: key.as_bytes().to_vec(),
+            item: Some(Item {
+                value: value.to_vec(),
+                flags: 0,
+                cas,
+                expires_at: None,
+            }),
+        }))
+    };
+    let mut stream = item("before", b"1", 10);
+    stream.extend(item("big-in-stream", &big, 11));
+    stream.extend(item("after", b"2", 12));
+    sock.write_all(&stream).expect("write");
+    eventually("the record after the big one is applied", || {
+        run::<Option<String>>(&mut con, &["GET", "after"]).expect("GET") == Some("2".into())
+    });
+    let before: Option<String> = run(&mut con, &["GET", "before"]).expect("GET");
+    assert_eq!(before.as_deref(), Some("1"));
+    let over: Option<String> = run(&mut con, &["GET", "big-in-stream"]).expect("GET");
+    assert_eq!(
+        over, None,
+        "a streamed item over max-value-size is not stored"
+    );
+    assert_eq!(field(&mut con, "replication", "master_link_status"), "up");
+    // The offset counts the skipped record's bytes too: the stream stays aligned.
+    let offset: usize = field(&mut con, "replication", "slave_repl_offset")
+        .parse()
+        .expect("offset");
+    assert_eq!(offset, stream.len());
+
+    let log = d.log_until("big-in-stream", 5).join("\n");
+    assert!(log.contains("big-in-snapshot"), "{log}");
+    assert!(log.contains("big-in-stream"), "{log}");
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("big-in"))
+            .all(|l| l.contains("ERROR")),
+        "{log}"
+    );
 }
