@@ -277,13 +277,12 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
         }
         let payload = buf.split_to(len);
         // The stream's bytes that came after the payload move to a buffer of their own, so the
-        // payload's (up to the bound) is freed once the sync is applied.
+        // payload's (up to the bound) is freed once it is decoded.
         buf = BytesMut::from(&buf[..]);
         // Checked whole first (decoding and checking a large snapshot is CPU work, as applying
         // it is: both run where the worker's other connections can move to other threads).
         // Only a payload found good changes anything.
-        let staged = crate::persist::in_place(|| stage(shared, &payload))?;
-        drop(payload);
+        let staged = crate::persist::in_place(|| stage(shared, payload))?;
         let records = staged.limits.len() + staged.tiers.len();
         let applied = crate::persist::in_place(|| switch(shared, staged));
         shared.repl.after_full_sync(id, off);
@@ -331,11 +330,13 @@ struct Staged {
 /// record (through the live command's parser: a record the command would refuse refuses the
 /// payload), and the snapshot (decoded whole). Snapshot items over `--max-value-size` are
 /// dropped here, each logged.
-fn stage(shared: &Shared, payload: &[u8]) -> Result<Staged, PayloadError> {
+fn stage(shared: &Shared, payload: BytesMut) -> Result<Staged, PayloadError> {
     let FullSync {
         limits: records,
         state,
-    } = FullSync::decode(payload)?;
+    } = FullSync::decode(&payload)?;
+    // Freed before the snapshot is decoded: at most two forms of the state are held at once.
+    drop(payload);
     let mut limits = Vec::new();
     let mut tiers = Vec::new();
     for (index, args) in records.into_iter().enumerate() {
