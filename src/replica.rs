@@ -343,7 +343,7 @@ fn stage(shared: &Shared, payload: BytesMut) -> Result<Staged, PayloadError> {
         let slices = crate::args::slices(&args);
         let refused = |reason: String| PayloadError::Limit {
             index,
-            reason,
+            reason: reason.trim_start_matches("ERR ").to_string(),
             record: shorten(&args.join(&b' '), 200),
         };
         let name = slices.first().copied().unwrap_or_default();
