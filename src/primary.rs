@@ -40,7 +40,7 @@ pub async fn pump(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Every limit and tier as the commands that set them, and the engine's state.
+/// Every limit, tier and user as the commands that set them, and the engine's state.
 fn full_sync_payload(shared: &Shared) -> Vec<u8> {
     let mut limits: Vec<Vec<Bytes>> = shared
         .engine
@@ -55,6 +55,15 @@ fn full_sync_payload(shared: &Shared) -> Vec<u8> {
             Bytes::from(client),
             Bytes::from(tier),
         ]);
+    }
+    for user in shared.users.all() {
+        let mut args = vec![
+            Bytes::from_static(b"ACL"),
+            Bytes::from_static(b"SETUSER"),
+            Bytes::from(user.name.clone()),
+        ];
+        args.extend(user.rules().into_iter().map(Bytes::from));
+        limits.push(args);
     }
     FullSync {
         limits,

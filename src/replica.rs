@@ -323,6 +323,8 @@ struct Staged {
     limits: Vec<(Scope, Vec<Bytes>, Vec<Bytes>)>,
     /// Each tier's client and tier, and the record as sent.
     tiers: Vec<(Vec<u8>, Vec<u8>, Vec<Bytes>)>,
+    /// Each user's name, its description once set, and the record as sent.
+    users: Vec<(String, String, Vec<Bytes>)>,
     state: DecodedSnapshot,
 }
 
@@ -339,6 +341,7 @@ fn stage(shared: &Shared, payload: BytesMut) -> Result<Staged, PayloadError> {
     drop(payload);
     let mut limits = Vec::new();
     let mut tiers = Vec::new();
+    let mut users = Vec::new();
     for (index, args) in records.into_iter().enumerate() {
         let slices = crate::args::slices(&args);
         let refused = |reason: String| PayloadError::Limit {
@@ -358,9 +361,21 @@ fn stage(shared: &Shared, payload: BytesMut) -> Result<Staged, PayloadError> {
             let (client, tier) = parse_tier_set(&slices).map_err(|e| refused(e.to_string()))?;
             let (client, tier) = (client.to_vec(), tier.to_vec());
             tiers.push((client, tier, args));
+        } else if name.eq_ignore_ascii_case(b"ACL")
+            && slices
+                .get(1)
+                .is_some_and(|s| s.eq_ignore_ascii_case(b"SETUSER"))
+            && slices.len() >= 3
+        {
+            // Built as ACL SETUSER would build it, and not stored.
+            let user = shared
+                .users
+                .build(slices[2], &slices[3..])
+                .map_err(|e| refused(e.to_string()))?;
+            users.push((user.name.clone(), user.describe(), args));
         } else {
             return Err(refused(
-                "only RL.LIMIT SET and RL.TIER SET belong in a full sync".into(),
+                "only RL.LIMIT SET, RL.TIER SET and ACL SETUSER belong in a full sync".into(),
             ));
         }
     }
@@ -370,6 +385,7 @@ fn stage(shared: &Shared, payload: BytesMut) -> Result<Staged, PayloadError> {
     Ok(Staged {
         limits,
         tiers,
+        users,
         state,
     })
 }
@@ -415,6 +431,25 @@ fn switch(shared: &Shared, staged: Staged) -> usize {
     }
     for (client, tier, args) in &staged.tiers {
         if current_tiers.get(client) != Some(tier) {
+            replay(shared, args);
+        }
+    }
+    // Users as limits: those the primary does not have go (the default user stays), those
+    // that differ are set.
+    for user in shared.users.all() {
+        if user.name != "default" && !staged.users.iter().any(|(n, _, _)| *n == user.name) {
+            replay(
+                shared,
+                &[
+                    Bytes::from_static(b"ACL"),
+                    Bytes::from_static(b"DELUSER"),
+                    Bytes::from(user.name.clone()),
+                ],
+            );
+        }
+    }
+    for (name, described, args) in &staged.users {
+        if shared.users.get(name).map(|u| u.describe()).as_ref() != Some(described) {
             replay(shared, args);
         }
     }

@@ -332,3 +332,27 @@ fn users_reach_a_replica_through_the_stream() {
     let err = run::<String>(&mut r, &["ACL", "SETUSER", "x", "on"]).unwrap_err();
     assert!(err.contains("read only replica"), "{err}");
 }
+
+#[test]
+fn a_full_sync_brings_the_primarys_users_and_drops_others() {
+    let primary = Daemon::start();
+    let mut p = primary.client();
+    setuser(&mut p, &["early", "on", ">epw", "+@read", "~*"]);
+    // A replica with a user of its own, which the primary does not have.
+    let replica = Daemon::start();
+    let mut r = replica.client();
+    setuser(&mut r, &["stray", "on", ">spw", "+@all", "~*"]);
+    run::<String>(
+        &mut r,
+        &["REPLICAOF", "127.0.0.1", &primary.port.to_string()],
+    )
+    .unwrap();
+    eventually("the user from the full sync", || {
+        let users: Vec<String> = run(&mut r, &["ACL", "USERS"]).unwrap();
+        users.contains(&"early".to_string()) && !users.contains(&"stray".to_string())
+    });
+    let mut early = signed_in(&replica, "early", "epw");
+    run::<Option<String>>(&mut early, &["GET", "x"]).unwrap();
+    let got: Vec<String> = run(&mut r, &["ACL", "USERS"]).unwrap();
+    assert!(got.contains(&"default".to_string()), "{got:?}");
+}
