@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::{run, Daemon};
-use std::time::{Duration, Instant};
+use common::{eventually, run, Daemon};
 
 /// A connection signed in as `user`.
 fn signed_in(d: &Daemon, user: &str, pass: &str) -> redis::Connection {
@@ -20,14 +19,6 @@ fn setuser(con: &mut redis::Connection, rules: &[&str]) {
     let mut args = vec!["ACL", "SETUSER"];
     args.extend_from_slice(rules);
     assert_eq!(run::<String>(con, &args).expect("ACL SETUSER"), "OK");
-}
-
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]
@@ -316,13 +307,13 @@ fn users_reach_a_replica_through_the_stream() {
     let primary = Daemon::start();
     let replica = Daemon::start_with(&["--replicaof", &format!("127.0.0.1:{}", primary.port)]);
     let mut r = replica.client();
-    eventually("the link up", || {
+    eventually("the link up", 10, || {
         let info: String = run(&mut r, &["INFO", "replication"]).unwrap();
         info.contains("master_link_status:up")
     });
     let mut p = primary.client();
     setuser(&mut p, &["reader", "on", ">rpw", "+@read", "~*"]);
-    eventually("the user on the replica", || {
+    eventually("the user on the replica", 10, || {
         let users: Vec<String> = run(&mut r, &["ACL", "USERS"]).unwrap();
         users.contains(&"reader".to_string())
     });
@@ -347,7 +338,7 @@ fn a_full_sync_brings_the_primarys_users_and_drops_others() {
         &["REPLICAOF", "127.0.0.1", &primary.port.to_string()],
     )
     .unwrap();
-    eventually("the user from the full sync", || {
+    eventually("the user from the full sync", 10, || {
         let users: Vec<String> = run(&mut r, &["ACL", "USERS"]).unwrap();
         users.contains(&"early".to_string()) && !users.contains(&"stray".to_string())
     });

@@ -189,7 +189,7 @@ fn maxclients_refuses_extra_connections() {
     // refused until it has, and served after.
     let url = format!("redis://127.0.0.1:{}/", d.port);
     let mut served = None;
-    common::inproc::eventually("a slot freed by the close", 5, || {
+    common::eventually("a slot freed by the close", 5, || {
         served = redis::Client::open(url.as_str())
             .and_then(|c| c.get_connection())
             .ok()

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::inproc::{eventually, InProcess};
+use common::eventually;
+use common::inproc::InProcess;
 use common::{resp, run, Daemon};
 use redis::Value;
 

@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::inproc::{eventually, InProcess};
+use common::eventually;
+use common::inproc::InProcess;
 use common::run;
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! and the --max-keys bound with each --maxmemory-policy, visible in INFO.
 
 mod common;
-use common::{check_distinct_keys, run, Daemon};
+use common::{check_distinct_keys, info_field, run, Daemon};
 use std::time::Duration;
 
 /// One pipeline of RL.CHECKs of clients `c0` .. `c<n-1>` on `/e`; their replies in order.
@@ -12,15 +12,6 @@ fn check_clients(con: &mut redis::Connection, n: usize) -> Vec<Vec<i64>> {
         pipe.cmd("RL.CHECK").arg(format!("c{i}")).arg("/e");
     }
     pipe.query(con).unwrap()
-}
-
-fn info_field(con: &mut redis::Connection, field: &str) -> String {
-    let info: String = run(con, &["INFO"]).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("INFO has no {field}"))
-        .trim()
-        .to_string()
 }
 
 #[test]
@@ -93,7 +84,7 @@ fn decayed_keys_leave_dbsize_through_the_wheels() {
     // Keys decay 1 s after their check; the wheels drop them within a few ticks. The bound
     // is generous: this asserts that they go, not how fast.
     d.advance(Duration::from_millis(1100));
-    common::inproc::eventually("keys expired", 30, || {
+    common::eventually("keys expired", 30, || {
         run::<i64>(&mut con, &["DBSIZE"]).unwrap() == 0
     });
     let expired: u64 = info_field(&mut con, "expired_keys").parse().unwrap();

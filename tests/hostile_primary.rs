@@ -10,7 +10,7 @@
 
 mod common;
 use bytes::Bytes;
-use common::{run, temp_dir, Daemon};
+use common::{eventually, run, temp_dir, Daemon};
 use ratelimitd_engine::{Change, Engine, EngineConfig, FakeClock, Item, Limit, Scope, Window};
 use ratelimitd_replication::{record, FullSync, Record};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -18,15 +18,6 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const REPLID: &str = "0123456789abcdef0123456789abcdef01234567";
-
-/// Poll `f` until it is true or 20 s pass.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn info(con: &mut redis::Connection, section: &str) -> String {
     run(con, &["INFO", section]).expect("INFO")
@@ -306,7 +297,7 @@ fn a_payload_with_a_bad_part_changes_nothing_and_the_link_retries() {
         state: state.clone(),
     };
     let first = full_sync(&l, &good.encode());
-    eventually("the good sync is applied", || {
+    eventually("the good sync is applied", 20, || {
         field(&mut con, "replication", "master_link_status") == "up" && limits(&mut con).len() == 1
     });
     let listed = limits(&mut con);
@@ -404,7 +395,7 @@ fn values_over_max_value_size_are_not_stored_and_the_link_stays() {
         ]),
     };
     let mut sock = full_sync(&l, &payload.encode());
-    eventually("the sync is applied", || {
+    eventually("the sync is applied", 20, || {
         field(&mut con, "replication", "master_link_status") == "up"
     });
     let small: Option<String> = run(&mut con, &["GET", "small"]).expect("GET");
@@ -431,7 +422,7 @@ fn values_over_max_value_size_are_not_stored_and_the_link_stays() {
     stream.extend(item("big-in-stream", &big, 11));
     stream.extend(item("after", b"2", 12));
     sock.write_all(&stream).expect("write");
-    eventually("the record after the big one is applied", || {
+    eventually("the record after the big one is applied", 20, || {
         run::<Option<String>>(&mut con, &["GET", "after"]).expect("GET") == Some("2".into())
     });
     let before: Option<String> = run(&mut con, &["GET", "before"]).expect("GET");

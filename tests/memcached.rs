@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::inproc::{eventually, InProcess};
+use common::eventually;
+use common::inproc::InProcess;
 use common::{run, Daemon};
 use std::io::Write;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! deadline. The drill prints its figures (time to first answer, over-admission per key).
 
 mod common;
-use common::{run, temp_dir, Daemon};
+use common::{eventually, run, temp_dir, Daemon};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,15 +30,6 @@ fn counter(con: &mut redis::Connection, name: &str) -> u64 {
     field(con, "stats", name).parse().unwrap_or(0)
 }
 
-/// Poll `f` until it is true or 20 s pass.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn port_s(d: &Daemon) -> String {
     d.port.to_string()
 }
@@ -52,7 +43,7 @@ fn start_replica_of(primary: &Daemon, extra: &[&str]) -> Daemon {
 
 fn wait_link_up(replica: &Daemon) {
     let mut con = replica.client();
-    eventually("master_link_status:up", || {
+    eventually("master_link_status:up", 20, || {
         field(&mut con, "replication", "master_link_status") == "up"
     });
 }
@@ -66,7 +57,7 @@ fn wait_caught_up(primary: &Daemon, replica: &Daemon) {
     let target: u64 = field(&mut p, "replication", "master_repl_offset")
         .parse()
         .expect("offset");
-    eventually("replica offset reaches the primary's", || {
+    eventually("replica offset reaches the primary's", 20, || {
         field(&mut r, "replication", "slave_repl_offset")
             .parse::<u64>()
             .unwrap_or(0)
@@ -223,7 +214,7 @@ fn a_short_link_loss_resumes_with_a_partial_resync() {
             let _: Vec<i64> =
                 run(&mut p, &["RL.CHECK", &format!("k{i}"), "/login"]).expect("check");
         }
-        eventually("partial resync", || {
+        eventually("partial resync", 20, || {
             counter(&mut p, "sync_partial_ok") == round
         });
         wait_link_up(&replica);
@@ -254,7 +245,7 @@ fn a_replica_behind_by_more_than_the_backlog_gets_a_full_resync() {
     assert_eq!(field(&mut p, "replication", "repl_backlog_size"), "1024");
     // Point the replica at a port where nothing listens: its link is down, its history kept.
     let _: String = run(&mut r, &["REPLICAOF", "127.0.0.1", "1"]).expect("REPLICAOF");
-    eventually("replica detached", || {
+    eventually("replica detached", 20, || {
         field(&mut p, "replication", "connected_slaves") == "0"
     });
     for i in 0..100 {
@@ -267,7 +258,7 @@ fn a_replica_behind_by_more_than_the_backlog_gets_a_full_resync() {
     assert_eq!(histlen, 1024, "the backlog has wrapped");
     let port = port_s(&primary);
     let _: String = run(&mut r, &["REPLICAOF", "127.0.0.1", &port]).expect("REPLICAOF");
-    eventually("full resync", || counter(&mut p, "sync_full") == 2);
+    eventually("full resync", 20, || counter(&mut p, "sync_full") == 2);
     assert_eq!(
         counter(&mut p, "sync_partial_err"),
         1,
@@ -491,7 +482,7 @@ fn failover_drill() {
         })
     };
     // Kill the primary mid-consumption: about half of every key's allowance spent.
-    eventually("half the allowance spent", || {
+    eventually("half the allowance spent", 20, || {
         admitted
             .lock()
             .expect("lock")
@@ -504,7 +495,7 @@ fn failover_drill() {
     let mut r = replica.client();
     let _: String = run(&mut r, &["REPLICAOF", "NO", "ONE"]).expect("promote");
     target.store(replica.port, Ordering::Relaxed);
-    eventually("every key exhausted on the new primary", || {
+    eventually("every key exhausted on the new primary", 20, || {
         admitted.lock().expect("lock").iter().all(|&a| a >= LIMIT)
     });
     // A little more load, all of which must be denied.
@@ -553,7 +544,7 @@ fn failover_drill() {
         .expect("second offset");
     let port = port_s(&replica);
     let _: String = run(&mut o, &["REPLICAOF", "127.0.0.1", &port]).expect("REPLICAOF");
-    eventually("other replica attached", || {
+    eventually("other replica attached", 20, || {
         field(&mut r, "replication", "connected_slaves") == "1"
     });
     // second_repl_offset is the promoted replica's offset + 1, as in Redis.
@@ -627,7 +618,7 @@ fn readiness_and_metrics_follow_the_replica_link() {
     assert!(matches!(psyncs, Some(n) if n >= 1), "{metrics}");
     // The primary goes away: the replica is up (healthz) but not ready (readyz).
     drop(primary);
-    eventually("the replica notices its link is down", || {
+    eventually("the replica notices its link is down", 20, || {
         get(&replica, "/readyz").0 == 503
     });
     assert_eq!(get(&replica, "/healthz").0, 200);
@@ -672,7 +663,7 @@ fn one_worker_daemons_replicate_persist_and_save() {
     .expect("set after attach");
     let acked: i64 = run(&mut p, &["WAIT", "1", "5000"]).expect("WAIT");
     assert_eq!(acked, 1);
-    eventually("the later limit replicated", || {
+    eventually("the later limit replicated", 20, || {
         run::<Option<Vec<redis::Value>>>(&mut r, &["RL.LIMIT", "GET", "ENDPOINT", "/later"])
             .ok()
             .flatten()
@@ -723,7 +714,7 @@ fn min_replicas_to_write_refuses_writes_without_good_replicas() {
     // A replica that acknowledges: writes are accepted.
     let replica = start_replica_of(&primary, &["--http-port", "0"]);
     wait_link_up(&replica);
-    eventually("the replica counts as good", || {
+    eventually("the replica counts as good", 20, || {
         field(&mut p, "replication", "min_slaves_good_slaves") == "1"
     });
     let _: String = run(&mut p, &["RL.LIMIT", "SET", "DEFAULT", "RATE", "3/1h"]).expect("SET");
@@ -745,7 +736,7 @@ fn min_replicas_to_write_refuses_writes_without_good_replicas() {
 
     // The replica goes away: within the max lag the primary refuses writes again.
     drop(replica);
-    eventually("no good replica left", || {
+    eventually("no good replica left", 20, || {
         field(&mut p, "replication", "min_slaves_good_slaves") == "0"
     });
     let err = run::<Vec<i64>>(&mut p, &["RL.CHECK", "alice", "/login"]).unwrap_err();
@@ -841,7 +832,7 @@ fn a_replica_link_that_sends_more_than_acks_is_dropped() {
     while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
     let mut con = primary.client();
     assert_eq!(run::<String>(&mut con, &["PING"]).unwrap(), "PONG");
-    eventually("the link is gone", || {
+    eventually("the link is gone", 20, || {
         field(&mut con, "replication", "connected_slaves") == "0"
     });
 }

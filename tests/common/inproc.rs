@@ -12,7 +12,7 @@ use ratelimitd::state::{Ports, Shared};
 use ratelimitd_engine::FakeClock;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A daemon served in this process; dropping it shuts the server down and removes its
 /// directory.
@@ -112,10 +112,7 @@ impl InProcess {
 
     /// One field of INFO.
     pub fn info_field(&self, con: &mut redis::Connection, field: &str) -> String {
-        let text: String = super::run(con, &["INFO", "everything"]).expect("INFO");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
-            .unwrap_or_else(|| panic!("INFO has no {field}"))
+        super::info_field(con, field)
     }
 }
 
@@ -128,15 +125,5 @@ impl Drop for InProcess {
             let _ = thread.join();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Wait until `f` holds (the daemon's background tasks run on real time: a test moves the
-/// clock, then waits for the task that acts on it), or fail after `secs`.
-pub fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -11,7 +11,7 @@ pub mod inproc;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::ops::{Deref, DerefMut};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 // Each test file compiles this module on its own, and not every one makes a temp dir.
 #[allow(unused_imports)]
@@ -217,4 +217,24 @@ pub fn flood_and_watch(
         "the flood ended during the readings ({last} of {n} run): make it longer"
     );
     gaps
+}
+
+/// Wait until `f` holds, or fail after `secs` (what the daemon does in the background runs on
+/// real time: a test waits for it to happen instead of sleeping a fixed time).
+pub fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One field of INFO (all sections), trimmed.
+pub fn info_field(con: &mut redis::Connection, field: &str) -> String {
+    let text: String = run(con, &["INFO", "everything"]).expect("INFO");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("INFO has no {field}"))
+        .trim()
+        .to_string()
 }
