@@ -95,10 +95,25 @@ pub enum FrameError {
     /// An array element that is not a bulk string; carries the type byte found instead.
     #[error("ERR Protocol error: expected '$', got '{0}'")]
     ExpectedBulk(char),
+    /// An array of more than [`UNAUTHENTICATED_ARRAY_LEN`] elements from a connection that
+    /// has not signed in yet (Redis's text): before AUTH nobody needs more.
+    #[error("ERR Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulk,
+    /// A bulk string longer than [`UNAUTHENTICATED_BULK_LEN`] from a connection that has not
+    /// signed in yet (Redis's text).
+    #[error("ERR Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulk,
     /// Anything else (e.g. bulk data not followed by CRLF).
     #[error("ERR Protocol error: {0}")]
     Other(String),
 }
+
+/// Most arguments a request may have before its connection signs in (Redis's figure): AUTH
+/// and HELLO need no more, and a stranger cannot make the daemon buffer a large request.
+pub const UNAUTHENTICATED_ARRAY_LEN: u64 = 10;
+
+/// Longest bulk string a request may carry before its connection signs in (Redis's figure).
+pub const UNAUTHENTICATED_BULK_LEN: u64 = 16 * 1024;
 
 /// Stateful request decoder for one connection.
 ///
@@ -109,6 +124,9 @@ pub enum FrameError {
 #[derive(Debug, Default)]
 pub struct Decoder {
     limits: Limits,
+    /// The connection has not signed in while the daemon requires it: requests over the
+    /// unauthenticated bounds are a fatal error (the peer is closed), as in Redis.
+    unauthenticated: bool,
     /// Rest of a rejected request still to be thrown away as it arrives.
     discard: Discard,
     /// How far the half frame at the front of the buffer has already been checked.
@@ -202,6 +220,7 @@ impl Decoder {
     pub fn new(limits: Limits) -> Self {
         Decoder {
             limits,
+            unauthenticated: false,
             discard: Discard::Nothing,
             progress: Progress::Fresh,
             spans: Vec::new(),
@@ -221,6 +240,18 @@ impl Decoder {
     /// The limits this decoder enforces.
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// Hold the connection to the unauthenticated bounds ([`UNAUTHENTICATED_ARRAY_LEN`],
+    /// [`UNAUTHENTICATED_BULK_LEN`]) until it signs in; they are checked on headers, so an
+    /// oversized request fails before its body is buffered.
+    pub fn set_unauthenticated(&mut self, on: bool) {
+        self.unauthenticated = on;
+    }
+
+    /// True while the unauthenticated bounds apply.
+    pub fn is_unauthenticated(&self) -> bool {
+        self.unauthenticated
     }
 
     /// Decode the next request at the front of `buf`, removing its bytes from `buf`.
@@ -358,6 +389,9 @@ impl Decoder {
                     return Err(FrameError::InvalidMultibulkLength);
                 }
                 let count = count.unsigned_abs();
+                if self.unauthenticated && count > UNAUTHENTICATED_ARRAY_LEN {
+                    return Err(FrameError::UnauthenticatedMultibulk);
+                }
                 self.spans.clear();
                 if count > limits.max_array_len as u64 {
                     let discard = Discard::Multibulk {
@@ -383,6 +417,9 @@ impl Decoder {
                 Ok(Some((len, _))) if len < 0 => return Err(FrameError::InvalidBulkLength),
                 Ok(Some((len, data))) => (len.unsigned_abs(), data),
             };
+            if self.unauthenticated && len > UNAUTHENTICATED_BULK_LEN {
+                return Err(FrameError::UnauthenticatedBulk);
+            }
             let rest = Discard::Multibulk {
                 elems: elems_left - 1,
                 bytes: len.saturating_add(2),

@@ -45,6 +45,9 @@ pub mod parse;
 pub mod reply;
 
 pub use args::Args;
-pub use frame::{Decoder, FrameError, Limits, RejectReason, Request};
+pub use frame::{
+    Decoder, FrameError, Limits, RejectReason, Request, UNAUTHENTICATED_ARRAY_LEN,
+    UNAUTHENTICATED_BULK_LEN,
+};
 pub use parse::{Parse, ParseError};
 pub use reply::{compose, ProtoVersion, Reply};

@@ -331,3 +331,36 @@ fn recycled_argument_vectors_are_refilled_with_only_the_new_request() {
     };
     assert!(third.capacity() < 100_000);
 }
+
+#[test]
+fn before_sign_in_a_long_array_or_bulk_fails_at_its_header() {
+    let mut dec = Decoder::new(Limits::default());
+    dec.set_unauthenticated(true);
+    // AUTH and HELLO fit the bounds.
+    let mut buf = BytesMut::from(&b"*3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n$1\r\np\r\n"[..]);
+    assert_eq!(dec.decode(&mut buf), Ok(Some(cmd(&[b"AUTH", b"u", b"p"]))));
+    // Eleven arguments: refused on the header alone, nothing else has to arrive.
+    let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+    assert_eq!(
+        dec.decode(&mut buf),
+        Err(FrameError::UnauthenticatedMultibulk)
+    );
+    let mut dec = Decoder::new(Limits::default());
+    dec.set_unauthenticated(true);
+    let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$16385\r\n"[..]);
+    assert_eq!(dec.decode(&mut buf), Err(FrameError::UnauthenticatedBulk));
+    assert_eq!(
+        FrameError::UnauthenticatedBulk.to_string(),
+        "ERR Protocol error: unauthenticated bulk length"
+    );
+    // Once signed in, the usual limits apply.
+    dec.set_unauthenticated(false);
+    let mut dec2 = Decoder::new(Limits::default());
+    let big = format!("*2\r\n$3\r\nGET\r\n$16385\r\n{}\r\n", "k".repeat(16385));
+    let mut buf = BytesMut::from(big.as_bytes());
+    assert!(matches!(
+        dec2.decode(&mut buf),
+        Ok(Some(Request::Command(_)))
+    ));
+    assert!(!dec.is_unauthenticated());
+}
