@@ -21,8 +21,12 @@ pub struct ClientHandle {
     pub last_cmd: Mutex<String>,
     /// The user the connection runs as (CLIENT LIST's user=).
     pub user: Mutex<String>,
-    /// Milliseconds since `created` at the last request (for idle=).
+    /// Milliseconds since `created` at the last complete request (CLIENT LIST's idle=, and
+    /// what the idle timeout measures).
     pub last_active_ms: AtomicU64,
+    /// Signed in (AUTH, HELLO AUTH, memcached's credentials): the sign-in timeout no longer
+    /// applies.
+    pub signed_in: AtomicBool,
     /// 2 or 3.
     pub resp: AtomicU8,
     /// Channel and pattern subscriptions (CLIENT LIST's sub= and psub=; a client with any is
@@ -53,6 +57,19 @@ impl ClientHandle {
         self.kill_notify.notify_one();
     }
 
+    /// Record a complete request now (CLIENT LIST's idle=, the idle timeout).
+    pub fn touch(&self) {
+        let ms = self.created.elapsed().as_millis() as u64;
+        self.last_active_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the last complete request (or since the connection opened).
+    pub fn idle(&self) -> std::time::Duration {
+        let ms = (self.created.elapsed().as_millis() as u64)
+            .saturating_sub(self.last_active_ms.load(Ordering::Relaxed));
+        std::time::Duration::from_millis(ms)
+    }
+
     /// What CLIENT KILL TYPE calls this client: "normal", "pubsub" or "replica".
     pub fn kind(&self) -> &'static str {
         if self.replica_link.load(Ordering::Relaxed) {
@@ -67,8 +84,7 @@ impl ClientHandle {
     /// One CLIENT LIST line (without the trailing newline), in Redis's field order.
     pub fn describe(&self) -> String {
         let age = self.created.elapsed();
-        let idle_ms =
-            (age.as_millis() as u64).saturating_sub(self.last_active_ms.load(Ordering::Relaxed));
+        let idle_ms = self.idle().as_millis() as u64;
         let name = self
             .name
             .lock()
@@ -123,6 +139,7 @@ impl ClientRegistry {
             last_cmd: Mutex::new(String::new()),
             user: Mutex::new("default".to_string()),
             last_active_ms: AtomicU64::new(0),
+            signed_in: AtomicBool::new(false),
             resp: AtomicU8::new(2),
             sub: AtomicU32::new(0),
             psub: AtomicU32::new(0),

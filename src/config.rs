@@ -3,6 +3,7 @@
 //! Every flag has a default that makes `ratelimitd` with no arguments a working local daemon on
 //! 127.0.0.1:6379, so the first run needs no configuration at all.
 
+pub use crate::size::{parse_memory, Memory};
 use clap::Parser;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -55,6 +56,29 @@ pub struct Config {
     /// Largest number of arguments accepted in one request.
     #[arg(long, env = "RATELIMITD_MAX_ARGS", default_value_t = 64 * 1024)]
     pub max_args: usize,
+
+    /// Largest request in total (the sum of its arguments), in bytes, as Redis's
+    /// client-query-buffer-limit: a larger one is refused with an error and the connection
+    /// carries on.
+    #[arg(long, env = "RATELIMITD_CLIENT_QUERY_BUFFER_LIMIT", default_value = "16mb", value_parser = parse_memory)]
+    pub client_query_buffer_limit: Memory,
+
+    /// Seconds a client may go without sending a complete request before it is closed (as
+    /// Redis's timeout); 0: never. Subscribers and replicas are exempt. Also CONFIG SET timeout.
+    #[arg(long, env = "RATELIMITD_TIMEOUT", default_value_t = 0)]
+    pub timeout: u64,
+
+    /// Seconds a connection has to sign in (AUTH, HELLO AUTH, memcached's credentials) while
+    /// the default user needs a password; it is closed after that. 0: no bound. Also CONFIG SET
+    /// auth-timeout.
+    #[arg(long, env = "RATELIMITD_AUTH_TIMEOUT", default_value_t = 10)]
+    pub auth_timeout: u64,
+
+    /// Output-buffer limits by client class, in Redis's format: `<class> <hard> <soft>
+    /// <seconds>` for any of normal, replica and pubsub. A client over its hard limit, or over
+    /// its soft limit for that many seconds, is disconnected. Also CONFIG SET.
+    #[arg(long, env = "RATELIMITD_CLIENT_OUTPUT_BUFFER_LIMIT", default_value = crate::bounds::DEFAULT_OUTPUT_LIMITS, value_parser = parse_output_limits)]
+    pub client_output_buffer_limit: String,
 
     /// Keep the large rate-state tables (32 KiB and up per shard, from about 350k keys) in
     /// transparent huge pages: yes (fewer TLB misses, ~11 % faster checks at 1M keys, ~27 % at
@@ -117,6 +141,10 @@ pub struct Config {
     /// off unless given. 8080 is the usual choice; 0 picks a free port.
     #[arg(long, env = "RATELIMITD_HTTP_PORT")]
     pub http_port: Option<u16>,
+
+    /// Most simultaneous HTTP connections; more are closed as soon as they are accepted.
+    #[arg(long, env = "RATELIMITD_HTTP_MAXCLIENTS", default_value_t = 4096)]
+    pub http_maxclients: usize,
 
     /// Address of the HTTP listener (default: the same as --bind).
     #[arg(long, env = "RATELIMITD_HTTP_BIND")]
@@ -266,28 +294,12 @@ pub fn parse_level(text: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// A byte count given as `<n>[b|kb|mb|gb]` (case-insensitive; powers of 1024, as Redis reads
-/// maxmemory).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Memory(pub u64);
-
-pub fn parse_memory(text: &str) -> Result<Memory, String> {
-    let t = text.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size like 256mb"))?;
-    let mult: u64 = match unit {
-        "" | "b" => 1,
-        "k" | "kb" => 1 << 10,
-        "m" | "mb" => 1 << 20,
-        "g" | "gb" => 1 << 30,
-        _ => return Err(format!("unknown unit in '{text}': use b, kb, mb or gb")),
-    };
-    n.checked_mul(mult)
-        .map(Memory)
-        .ok_or_else(|| format!("'{text}' is too large"))
+/// A `client-output-buffer-limit` value, checked as CONFIG SET checks it.
+pub fn parse_output_limits(text: &str) -> Result<String, String> {
+    crate::bounds::ClientBounds::new(0, 0)
+        .set_output_limits(text)
+        .map(|()| text.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// [`parse_memory`], above zero (a bound of 0 would refuse every full sync).

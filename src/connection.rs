@@ -5,6 +5,7 @@
 //! carries on; bytes that are not RESP at all get `-ERR Protocol error` and a close (the stream
 //! cannot be resynchronised), exactly as Redis does.
 
+use crate::bounds::OutputClass;
 use crate::cmd::{self, Blocking, Ctx, Found, Prefetch, Session, COMMANDS};
 use crate::counters::Family;
 use crate::fair_share::FairShare;
@@ -15,6 +16,7 @@ use ratelimitd_protocol::{compose, Decoder, Limits, Reply, Request};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -63,9 +65,12 @@ impl Connection {
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
+        let config = &self.shared.config;
         let limits = Limits {
-            max_bulk_len: self.shared.config.max_bulk_len,
-            max_array_len: self.shared.config.max_args,
+            max_bulk_len: config.max_bulk_len,
+            max_array_len: config.max_args,
+            max_request_len: usize::try_from(config.client_query_buffer_limit.0)
+                .unwrap_or(usize::MAX),
             ..Limits::default()
         };
         let mut decoder = Decoder::new(limits);
@@ -95,7 +100,7 @@ impl Connection {
                     if let Some(sub) = self.session.pubsub.as_mut() {
                         sub.drain_ready(self.session.proto, &mut output);
                     }
-                    self.socket.write_all(&output).await?;
+                    self.send(&output).await?;
                     output.clear();
                     continue;
                 }
@@ -103,11 +108,18 @@ impl Connection {
             if n == 0 {
                 return Ok(());
             }
+            // Until it signs in (while the daemon requires it), a connection's requests are
+            // held to Redis's unauthenticated bounds.
+            decoder.set_unauthenticated(
+                !self.session.authenticated && !self.shared.users.default_open(),
+            );
             let mut close = false;
+            let mut served = false;
             loop {
                 match ahead.next(&mut decoder, &mut input, &self.shared) {
                     Ok(Some((Request::Command(args), found, prefetched))) => {
                         share.ran();
+                        served = true;
                         let now = self.shared.engine.now();
                         counters.begin(now);
                         let mut ctx = Ctx {
@@ -122,6 +134,9 @@ impl Connection {
                             args.with_slices(|argv| cmd::execute(&mut ctx, argv, found));
                         counters.timed(found.map_or(Family::Server, |f| f.spec.family));
                         decoder.recycle(args);
+                        if self.session.authenticated {
+                            decoder.set_unauthenticated(false);
+                        }
                         // WAIT blocks this connection only; PSYNC turns it into a replica's
                         // stream (src/primary.rs).
                         match self.session.repl.blocking.take() {
@@ -176,6 +191,7 @@ impl Connection {
                         }
                     }
                     Ok(Some((Request::Rejected(reason), _, _))) => {
+                        served = true;
                         counters.protocol_error();
                         compose(
                             &Reply::error(reason.to_string()),
@@ -200,9 +216,13 @@ impl Connection {
                 counters.close(self.shared.engine.now());
             }
             self.shared.flush(&mut counters);
-            self.session.touch();
+            // Only a complete request counts as activity: a client that trickles half a
+            // request in forever is idle.
+            if served {
+                self.session.touch();
+            }
             if !output.is_empty() {
-                self.socket.write_all(&output).await?;
+                self.send(&output).await?;
                 output.clear();
             }
             if close {
@@ -210,6 +230,50 @@ impl Connection {
                 return Ok(());
             }
         }
+    }
+}
+
+impl Connection {
+    /// Write a batch of replies (or messages). A kill (CLIENT KILL, the idle timeout, an
+    /// output limit) ends a write that a client which stopped reading keeps waiting; a batch
+    /// over the normal class's hard limit is not sent at all, and one over its soft limit has
+    /// the soft limit's seconds to go out.
+    async fn send(&mut self, output: &[u8]) -> std::io::Result<()> {
+        let bounds = &self.shared.bounds;
+        let limit = bounds.output_limit(OutputClass::Normal);
+        let len = output.len() as u64;
+        let over = |what: &str| {
+            tracing::warn!(
+                "client {} ({}) has {len} bytes of replies, over its {what} \
+                 client-output-buffer-limit; disconnecting it",
+                self.session.handle.id,
+                self.session.handle.addr
+            );
+            bounds.disconnected.output.fetch_add(1, Ordering::Relaxed);
+            Err(std::io::Error::other("client-output-buffer-limit"))
+        };
+        if limit.hard > 0 && len > limit.hard {
+            return over("hard");
+        }
+        let deadline = (limit.soft > 0 && len > limit.soft)
+            .then(|| tokio::time::Instant::now() + Duration::from_secs(limit.soft_secs));
+        let handle = &self.session.handle;
+        tokio::select! {
+            biased;
+            written = self.socket.write_all(output) => written,
+            _ = handle.kill_notify.notified() => {
+                Err(std::io::Error::other("killed while writing"))
+            }
+            _ = sleep_until(deadline) => over("soft"),
+        }
+    }
+}
+
+/// Sleep until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -306,7 +370,7 @@ async fn next_message(
     sub: &mut Option<Box<crate::pubsub::Subscriber>>,
 ) -> Option<Arc<crate::pubsub::Message>> {
     match sub {
-        Some(sub) => sub.rx.recv().await,
+        Some(sub) => sub.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -50,6 +50,7 @@
 
 pub mod acl;
 pub mod args;
+pub mod bounds;
 pub mod clients;
 pub mod cmd;
 pub mod config;
@@ -73,6 +74,7 @@ pub mod rewrite;
 pub mod saving;
 pub mod server;
 pub mod settings;
+pub mod size;
 pub mod startup;
 pub mod state;
 pub mod tasks;

@@ -92,7 +92,7 @@ pub async fn serve_replica(
         },
         ack: AtomicU64::new(0),
         last_ack_ms: AtomicU64::new(repl.now_ms()),
-        queued: AtomicU64::new(0),
+        queued: Default::default(),
         kill: Notify::new(),
     });
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
@@ -203,7 +203,7 @@ async fn stream_to_replica(
                         Err(_) => break,
                     }
                 }
-                link.queued.fetch_sub(out.len() as u64, Ordering::Relaxed);
+                link.queued.sent(out.len() as u64);
                 socket.write_all(&out).await?;
             }
             read = socket.read_buf(input) => {

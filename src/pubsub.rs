@@ -7,17 +7,18 @@
 //! small pub/sub nonetheless, with Redis's reply shapes, for any client that wants one.
 //!
 //! ```text
-//!  PUBLISH ─► PubSub (one mutex; held only to look up and try_send) ─► subscriber's outbox
-//!                                                                       (bounded mpsc)
+//!  PUBLISH ─► PubSub (one mutex; held only to look up and send) ─► subscriber's outbox
+//!                                                     (an mpsc whose bytes are counted)
 //!  subscriber's connection loop: select { socket read, outbox.recv() } ─► write the frames
 //! ```
 //!
 //! A connection that never subscribes has no outbox and pays nothing: the connection loop's
 //! extra `select!` branch is a pending future. A subscriber that does not read its messages
-//! fills its outbox ([`OUTBOX`] messages) and is disconnected, as Redis does with
-//! `client-output-buffer-limit pubsub`, so a stuck client cannot make the daemon hold
-//! unbounded memory.
+//! fills its outbox and is disconnected once it holds more than the pubsub class of
+//! `client-output-buffer-limit` allows (src/bounds.rs; 32 MB at once, or 8 MB for a minute,
+//! as in Redis), so a stuck client cannot make the daemon hold unbounded memory.
 
+use crate::bounds::{ClientBounds, OutputClass, Queued};
 use crate::clients::ClientHandle;
 use bytes::{Bytes, BytesMut};
 use ratelimitd_protocol::parse::glob_match;
@@ -25,10 +26,12 @@ use ratelimitd_protocol::{compose, ProtoVersion, Reply};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 use tokio::sync::mpsc;
 
-/// Messages a subscriber may have waiting before it is dropped as too slow.
-pub const OUTBOX: usize = 4096;
+/// Bytes a message is counted for beyond its channel, pattern and payload: the `Arc`, the
+/// queue's slot and the frame's headers, so that a flood of empty messages is bounded too.
+const MESSAGE_OVERHEAD: u64 = 64;
 
 /// One published message, shared by every subscriber that receives it.
 #[derive(Debug)]
@@ -39,29 +42,51 @@ pub struct Message {
     pub payload: Bytes,
 }
 
+impl Message {
+    /// What the message counts for against its subscriber's output limit.
+    fn weight(&self) -> u64 {
+        let pattern = self.pattern.as_ref().map_or(0, Bytes::len);
+        (pattern + self.channel.len() + self.payload.len()) as u64 + MESSAGE_OVERHEAD
+    }
+}
+
 /// Where a subscriber's messages go.
 #[derive(Clone)]
 struct Outbox {
     handle: Arc<ClientHandle>,
-    tx: mpsc::Sender<Arc<Message>>,
+    tx: mpsc::UnboundedSender<Arc<Message>>,
+    queued: Arc<Queued>,
 }
 
 impl Outbox {
-    /// Queue a message; a full outbox means the client stopped reading: it is disconnected.
-    fn deliver(&self, msg: &Arc<Message>) -> bool {
-        match self.tx.try_send(msg.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(
-                    "client {} ({}) is not reading its pub/sub messages; disconnecting it",
-                    self.handle.id,
-                    self.handle.addr
-                );
-                self.handle.kill();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+    /// Queue a message; over the output limit, the client stopped reading: it is
+    /// disconnected and the message is not queued.
+    fn deliver(&self, msg: &Arc<Message>, bounds: &ClientBounds, now: Instant) -> bool {
+        if self.handle.killed.load(Ordering::Relaxed) {
+            return false;
         }
+        let weight = msg.weight();
+        if self
+            .queued
+            .add(weight, bounds.output_limit(OutputClass::Pubsub), now)
+        {
+            self.queued.sent(weight);
+            tracing::warn!(
+                "client {} ({}) holds {} bytes of pub/sub messages, over its \
+                 client-output-buffer-limit; disconnecting it",
+                self.handle.id,
+                self.handle.addr,
+                self.queued.bytes()
+            );
+            bounds.disconnected.output.fetch_add(1, Ordering::Relaxed);
+            self.handle.kill();
+            return false;
+        }
+        if self.tx.send(msg.clone()).is_err() {
+            self.queued.sent(weight);
+            return false;
+        }
+        true
     }
 }
 
@@ -72,9 +97,10 @@ struct Registry {
 }
 
 /// Every subscription of the process (one per daemon, in `Shared`).
-#[derive(Default)]
 pub struct PubSub {
     inner: Mutex<Registry>,
+    /// The pubsub class's output limit, read at every delivery.
+    bounds: Arc<ClientBounds>,
 }
 
 fn lock(m: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
@@ -82,9 +108,17 @@ fn lock(m: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
 }
 
 impl PubSub {
+    pub fn new(bounds: Arc<ClientBounds>) -> PubSub {
+        PubSub {
+            inner: Mutex::default(),
+            bounds,
+        }
+    }
+
     /// PUBLISH: deliver to every channel and pattern subscriber; the number that received it.
     pub fn publish(&self, channel: Bytes, payload: Bytes) -> usize {
         let reg = lock(&self.inner);
+        let now = Instant::now();
         let mut n = 0;
         if let Some(subs) = reg.channels.get(&channel) {
             let msg = Arc::new(Message {
@@ -92,7 +126,10 @@ impl PubSub {
                 channel: channel.clone(),
                 payload: payload.clone(),
             });
-            n += subs.iter().filter(|o| o.deliver(&msg)).count();
+            n += subs
+                .iter()
+                .filter(|o| o.deliver(&msg, &self.bounds, now))
+                .count();
         }
         for (pattern, outbox) in &reg.patterns {
             if glob_match(pattern, &channel) {
@@ -101,7 +138,7 @@ impl PubSub {
                     channel: channel.clone(),
                     payload: payload.clone(),
                 });
-                n += outbox.deliver(&msg) as usize;
+                n += outbox.deliver(&msg, &self.bounds, now) as usize;
             }
         }
         n
@@ -163,9 +200,11 @@ impl PubSub {
 /// A connection's side of pub/sub, created by its first (P)SUBSCRIBE and kept until it closes.
 pub struct Subscriber {
     handle: Arc<ClientHandle>,
-    tx: mpsc::Sender<Arc<Message>>,
-    /// The outbox; the connection loop waits on it alongside the socket.
-    pub rx: mpsc::Receiver<Arc<Message>>,
+    tx: mpsc::UnboundedSender<Arc<Message>>,
+    /// The outbox; the connection loop waits on it ([`Subscriber::recv`]) alongside the socket.
+    rx: mpsc::UnboundedReceiver<Arc<Message>>,
+    /// Bytes waiting in the outbox, shared with every [`Outbox`] of this subscriber.
+    queued: Arc<Queued>,
     channels: Vec<Bytes>,
     patterns: Vec<Bytes>,
     /// Frames a pub/sub command produced (one per channel, as Redis sends them), written by
@@ -197,11 +236,12 @@ impl Kind {
 
 impl Subscriber {
     pub fn new(handle: Arc<ClientHandle>) -> Subscriber {
-        let (tx, rx) = mpsc::channel(OUTBOX);
+        let (tx, rx) = mpsc::unbounded_channel();
         Subscriber {
             handle,
             tx,
             rx,
+            queued: Arc::default(),
             channels: Vec::new(),
             patterns: Vec::new(),
             frames: BytesMut::new(),
@@ -218,6 +258,7 @@ impl Subscriber {
         Outbox {
             handle: self.handle.clone(),
             tx: self.tx.clone(),
+            queued: self.queued.clone(),
         }
     }
 
@@ -317,8 +358,16 @@ impl Subscriber {
     /// Redis).
     pub fn drain_ready(&mut self, proto: ProtoVersion, out: &mut BytesMut) {
         while let Ok(msg) = self.rx.try_recv() {
+            self.queued.sent(msg.weight());
             message_frame(&msg, proto, out);
         }
+    }
+
+    /// The next message of the outbox, once there is one.
+    pub async fn recv(&mut self) -> Option<Arc<Message>> {
+        let msg = self.rx.recv().await?;
+        self.queued.sent(msg.weight());
+        Some(msg)
     }
 }
 
@@ -390,7 +439,7 @@ mod tests {
 
     #[test]
     fn publish_reaches_channel_and_pattern_subscribers_and_unsubscribe_stops_it() {
-        let reg = PubSub::default();
+        let reg = PubSub::new(Arc::new(ClientBounds::new(0, 0)));
         let mut a = Subscriber::new(handle(1));
         let mut b = Subscriber::new(handle(2));
         a.apply(
@@ -431,5 +480,36 @@ mod tests {
             reg.publish(Bytes::from_static(b"__sentinel__:hello"), Bytes::new()),
             0
         );
+    }
+
+    #[test]
+    fn a_subscriber_over_its_output_limit_is_killed_and_reading_frees_its_bytes() {
+        let bounds = Arc::new(ClientBounds::new(0, 0));
+        bounds.set_output_limits("pubsub 1kb 0 0").unwrap();
+        let reg = PubSub::new(bounds.clone());
+        let mut a = Subscriber::new(handle(1));
+        a.apply(
+            &reg,
+            Kind::Subscribe,
+            &[Bytes::from_static(b"c")],
+            ProtoVersion::Resp2,
+        );
+        let payload = Bytes::from(vec![b'x'; 250]);
+        // Three messages fit (3 x 315 bytes), and reading them frees their bytes.
+        for _ in 0..2 {
+            assert_eq!(reg.publish(Bytes::from_static(b"c"), payload.clone()), 1);
+        }
+        let mut out = BytesMut::new();
+        a.drain_ready(ProtoVersion::Resp2, &mut out);
+        assert_eq!(a.queued.bytes(), 0);
+        for _ in 0..3 {
+            assert_eq!(reg.publish(Bytes::from_static(b"c"), payload.clone()), 1);
+        }
+        assert!(!a.handle.killed.load(Ordering::Relaxed));
+        // The fourth does not: the client is told to go and the message is not queued.
+        assert_eq!(reg.publish(Bytes::from_static(b"c"), payload.clone()), 0);
+        assert!(a.handle.killed.load(Ordering::Relaxed));
+        assert_eq!(bounds.disconnected.output.load(Ordering::Relaxed), 1);
+        assert_eq!(a.queued.bytes(), 3 * 315);
     }
 }

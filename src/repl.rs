@@ -22,6 +22,7 @@
 //! PSYNC rule) are the `ratelimitd-replication` crate.
 
 use crate::args::owned;
+use crate::bounds::{ClientBounds, OutputClass, Queued};
 use crate::config::{Config, MasterAddr};
 use bytes::Bytes;
 use ratelimitd_engine::{ChangeRef, Clock, Engine};
@@ -55,9 +56,6 @@ pub const PUMP_INTERVAL: Duration = Duration::from_millis(1);
 pub const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// A replica silent this long (no ACK) is dropped, as Redis's repl-timeout.
 pub const REPL_TIMEOUT: Duration = Duration::from_secs(60);
-/// Most bytes queued for one replica before it is dropped (Redis's replica output buffer
-/// limit); it then reconnects and resyncs, partially if the backlog still covers it.
-const MAX_QUEUED: u64 = 256 * 1024 * 1024;
 
 /// The replica link's state, as ROLE names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +96,9 @@ pub struct ReplicaLink {
     pub ack: AtomicU64,
     /// ms since `Repl::epoch` of the last ACK.
     pub last_ack_ms: AtomicU64,
-    pub queued: AtomicU64,
+    /// Bytes of the stream waiting for its sender task (held to the replica class of
+    /// `client-output-buffer-limit`).
+    pub queued: Queued,
     pub kill: Notify,
 }
 
@@ -144,6 +144,8 @@ pub struct Repl {
     /// Replicas that acknowledged within the max lag, recounted by the pump every tick so that
     /// a write checks one atomic instead of taking the replication lock.
     good_replicas: AtomicU32,
+    /// The replica class's output limit, read at every append.
+    bounds: Arc<ClientBounds>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -151,7 +153,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Repl {
-    pub fn new(config: &Config) -> Repl {
+    pub fn new(config: &Config, bounds: Arc<ClientBounds>) -> Repl {
         let master = config.replicaof.clone();
         let now = Instant::now();
         Repl {
@@ -183,6 +185,7 @@ impl Repl {
             min_replicas_to_write: AtomicU32::new(config.min_replicas_to_write),
             min_replicas_max_lag: AtomicU64::new(config.min_replicas_max_lag),
             good_replicas: AtomicU32::new(0),
+            bounds,
         }
     }
 
@@ -232,7 +235,8 @@ impl Repl {
     }
 
     /// Append bytes to the stream: the backlog and every attached replica's queue. A replica
-    /// whose queue is over [`MAX_QUEUED`] is told to go (it will resync).
+    /// over the replica class's output limit is told to go; it then reconnects and resyncs,
+    /// partially if the backlog still covers it.
     fn publish(&self, st: &mut State, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
@@ -246,17 +250,21 @@ impl Repl {
             return;
         }
         let chunk = Bytes::copy_from_slice(bytes);
+        let limit = self.bounds.output_limit(OutputClass::Replica);
+        let now = Instant::now();
         for r in &st.replicas {
-            let queued = r
-                .link
-                .queued
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            if queued > MAX_QUEUED {
+            if r.link.queued.add(bytes.len() as u64, limit, now) {
                 tracing::warn!(
-                    "replica {}:{} is {queued} bytes behind; dropping it (it will resync)",
+                    "replica {}:{} is {} bytes behind, over its client-output-buffer-limit; \
+                     dropping it (it will resync)",
                     r.link.ip,
-                    r.link.port
+                    r.link.port,
+                    r.link.queued.bytes()
                 );
+                self.bounds
+                    .disconnected
+                    .output
+                    .fetch_add(1, Ordering::Relaxed);
                 r.link.kill.notify_one();
             }
             let _ = r.tx.send(chunk.clone());

@@ -6,6 +6,7 @@
 //! engine, `Metrics::render` takes a [`Scrape`]), never the whole of [`Shared`].
 
 use crate::acl::{Catalog, Users};
+use crate::bounds::ClientBounds;
 use crate::clients::ClientRegistry;
 use crate::config::Config;
 use crate::counters::{Counters, LocalCounters};
@@ -15,6 +16,7 @@ use crate::pubsub::PubSub;
 use crate::repl::Repl;
 use ratelimitd_engine::{AnyClock, Engine, EngineConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The ports actually bound (they differ from the configured ones when those were 0).
@@ -51,6 +53,8 @@ pub struct Shared {
     pub users: Users,
     /// --protected-mode (CONFIG SET protected-mode).
     pub protected_mode: AtomicBool,
+    /// Idle and sign-in timeouts, output-buffer limits (src/bounds.rs).
+    pub bounds: Arc<ClientBounds>,
 }
 
 /// What a client from another host hears while protected mode refuses it.
@@ -80,7 +84,10 @@ impl Shared {
                 policy: config.maxmemory_policy.0,
             },
         );
-        let repl = Repl::new(&config);
+        let bounds = Arc::new(ClientBounds::new(config.timeout, config.auth_timeout));
+        // The flag's parser has checked it (config::parse_output_limits).
+        let _ = bounds.set_output_limits(&config.client_output_buffer_limit);
+        let repl = Repl::new(&config, bounds.clone());
         let protected = config.protected_mode == "yes";
         let metrics = Metrics::new();
         let counters = Counters::new(metrics.registry(), command_names);
@@ -96,7 +103,8 @@ impl Shared {
             persist,
             ready: AtomicBool::new(false),
             repl,
-            pubsub: PubSub::default(),
+            pubsub: PubSub::new(bounds.clone()),
+            bounds,
             users: Users::new(catalog),
             protected_mode: AtomicBool::new(protected),
         }

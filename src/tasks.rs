@@ -1,6 +1,6 @@
 //! The daemon's background tasks, each stopped by the shutdown channel: the timing wheels'
-//! expiry step, the periodic snapshot, the once-a-second throttling summary, and replication
-//! (the primary's pump, the replica's link).
+//! expiry step, the periodic snapshot, the once-a-second throttling summary, the sweep of idle
+//! and unsigned connections, and replication (the primary's pump, the replica's link).
 
 use crate::state::Shared;
 use ratelimitd_engine::ScopeKind;
@@ -18,11 +18,16 @@ const PURGE_BUDGET: usize = 2048;
 /// How often the throttling summary may be logged.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often connections are looked over for the idle and sign-in timeouts (Redis's
+/// clientsCron looks at each client about once a second too).
+const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+
 /// Start every background task.
 pub fn spawn_all(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
     tokio::spawn(expire(shared.clone(), shutdown.clone()));
     tokio::spawn(save_timer(shared.clone(), shutdown.clone()));
     tokio::spawn(throttle_summary(shared.clone(), shutdown.clone()));
+    tokio::spawn(sweep_clients(shared.clone(), shutdown.clone()));
     tokio::spawn(crate::primary::pump(shared.clone(), shutdown.clone()));
     tokio::spawn(crate::replica::run(shared.clone(), shutdown.clone()));
 }
@@ -85,6 +90,57 @@ async fn throttle_summary(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
             tracing::info!("{line}");
         }
         last = now;
+    }
+}
+
+/// Close the connections that sat idle longer than `timeout`, and those that did not sign in
+/// within `auth-timeout` while the default user needs a password. Subscribers and replicas
+/// are exempt from the idle timeout, as in Redis: waiting is what they do.
+async fn sweep_clients(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let bounds = &shared.bounds;
+        let idle = Duration::from_secs(bounds.timeout_secs.load(Ordering::Relaxed));
+        let sign_in = Duration::from_secs(bounds.auth_timeout_secs.load(Ordering::Relaxed));
+        let needs_sign_in = !sign_in.is_zero() && !shared.users.default_open();
+        if idle.is_zero() && !needs_sign_in {
+            continue;
+        }
+        for client in shared.clients.snapshot() {
+            if client.killed.load(Ordering::Relaxed) {
+                continue;
+            }
+            if needs_sign_in
+                && !client.signed_in.load(Ordering::Relaxed)
+                && client.created.elapsed() > sign_in
+            {
+                tracing::info!(
+                    "client {} ({}) did not sign in within {}s; closing it",
+                    client.id,
+                    client.addr,
+                    sign_in.as_secs()
+                );
+                bounds
+                    .disconnected
+                    .auth_timeout
+                    .fetch_add(1, Ordering::Relaxed);
+                client.kill();
+            } else if !idle.is_zero() && client.kind() == "normal" && client.idle() > idle {
+                tracing::debug!(
+                    "client {} ({}) idle for {}s; closing it",
+                    client.id,
+                    client.addr,
+                    client.idle().as_secs()
+                );
+                bounds.disconnected.idle.fetch_add(1, Ordering::Relaxed);
+                client.kill();
+            }
+        }
     }
 }
 

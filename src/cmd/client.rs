@@ -4,6 +4,7 @@
 use super::connection::{set_name, validate_name};
 use super::reply::{help_reply, text_reply};
 use super::spec::{sub_args, Ctx};
+use crate::clients::ClientHandle;
 use crate::text::shorten;
 use ratelimitd_protocol::{ParseError, Reply};
 use std::sync::atomic::Ordering;
@@ -73,45 +74,136 @@ pub fn list(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
     Ok(text_reply(out))
 }
 
-/// CLIENT KILL TYPE master|replica|slave|normal|pubsub: the number of connections dropped.
-/// The caller is never dropped, as with Redis's default `SKIPME yes`: the Sentinel that sends
-/// `CLIENT KILL TYPE normal` inside its failover MULTI must get its EXEC reply.
+/// CLIENT KILL, as Redis: the old form `CLIENT KILL <ip:port>` (`+OK`, or "No such client"),
+/// or filters that must all match: `ID`, `TYPE normal|pubsub|master|replica|slave`, `USER`,
+/// `ADDR`, `LADDR`, `MAXAGE` (seconds) and `SKIPME yes|no` (yes by default: never the caller).
+/// The answer is the number of connections closed. `TYPE master` drops a replica's link to its
+/// primary, `TYPE replica` every attached replica (their streams are not client connections).
 pub fn kill(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
-    let mut parse = sub_args(args);
     let shared = ctx.shared;
     let caller = ctx.session.handle.id;
-    let mut killed = 0;
-    while let Some(opt) = parse.try_next() {
-        if !opt.eq_ignore_ascii_case(b"TYPE") {
-            return Err(ParseError::Invalid(
-                "CLIENT KILL supports TYPE master|replica|slave|normal|pubsub here".into(),
-            ));
-        }
-        let t = parse.next_bytes()?;
-        if t.eq_ignore_ascii_case(b"master") {
-            killed += shared.repl.kill_link();
-        } else if t.eq_ignore_ascii_case(b"replica") || t.eq_ignore_ascii_case(b"slave") {
-            killed += shared.repl.kill_replicas();
-        } else if t.eq_ignore_ascii_case(b"normal") || t.eq_ignore_ascii_case(b"pubsub") {
-            let want = if t.eq_ignore_ascii_case(b"normal") {
-                "normal"
-            } else {
-                "pubsub"
-            };
-            for c in shared.clients.snapshot() {
-                if c.id != caller && c.kind() == want && !c.killed.load(Ordering::Relaxed) {
-                    c.kill();
-                    killed += 1;
-                }
+    if let [_, _, addr] = args {
+        let addr = String::from_utf8_lossy(addr);
+        let target = shared
+            .clients
+            .snapshot()
+            .into_iter()
+            .find(|c| c.addr.to_string() == addr && !c.killed.load(Ordering::Relaxed));
+        return match target {
+            Some(c) => {
+                c.kill();
+                Ok(Reply::ok())
             }
+            None => Err(ParseError::Invalid("No such client".into())),
+        };
+    }
+    let mut parse = sub_args(args);
+    let mut filter = KillFilter {
+        skip: Some(caller),
+        ..KillFilter::default()
+    };
+    let mut links = None;
+    while let Some(opt) = parse.try_next() {
+        let value = parse.next_bytes()?;
+        let text = || String::from_utf8_lossy(value).into_owned();
+        if opt.eq_ignore_ascii_case(b"TYPE") {
+            let kind = match value.to_ascii_lowercase().as_slice() {
+                b"normal" => "normal",
+                b"pubsub" => "pubsub",
+                b"master" => {
+                    links = Some(Link::Primary);
+                    continue;
+                }
+                b"replica" | b"slave" => {
+                    links = Some(Link::Replicas);
+                    continue;
+                }
+                _ => {
+                    return Err(ParseError::Invalid(format!(
+                        "Unknown client type '{}'",
+                        shorten(value, 64)
+                    )))
+                }
+            };
+            filter.kind = Some(kind);
+        } else if opt.eq_ignore_ascii_case(b"ID") {
+            let id = ratelimitd_protocol::parse::parse_u64(value)
+                .filter(|&id| id > 0)
+                .ok_or_else(|| ParseError::Invalid("client-id should be greater than 0".into()))?;
+            filter.id = Some(id);
+        } else if opt.eq_ignore_ascii_case(b"USER") {
+            filter.user = Some(text());
+        } else if opt.eq_ignore_ascii_case(b"ADDR") {
+            filter.addr = Some(text());
+        } else if opt.eq_ignore_ascii_case(b"LADDR") {
+            filter.laddr = Some(text());
+        } else if opt.eq_ignore_ascii_case(b"MAXAGE") {
+            let secs = ratelimitd_protocol::parse::parse_u64(value).ok_or(ParseError::Syntax)?;
+            filter.max_age = Some(secs);
+        } else if opt.eq_ignore_ascii_case(b"SKIPME") {
+            filter.skip = match value.to_ascii_lowercase().as_slice() {
+                b"yes" => Some(caller),
+                b"no" => None,
+                _ => return Err(ParseError::Syntax),
+            };
         } else {
-            return Err(ParseError::Invalid(format!(
-                "Unknown client type '{}'",
-                shorten(t, 64)
-            )));
+            return Err(ParseError::Syntax);
         }
     }
+    let killed = match links {
+        Some(Link::Primary) => shared.repl.kill_link(),
+        Some(Link::Replicas) => shared.repl.kill_replicas(),
+        None => {
+            let mut n = 0;
+            for c in shared.clients.snapshot() {
+                if filter.matches(&c) {
+                    c.kill();
+                    n += 1;
+                }
+            }
+            n
+        }
+    };
     Ok(Reply::Integer(killed as i64))
+}
+
+/// Which replication links `CLIENT KILL TYPE` names.
+enum Link {
+    Primary,
+    Replicas,
+}
+
+/// The filters of one CLIENT KILL; an unset one matches every connection.
+#[derive(Default)]
+struct KillFilter {
+    kind: Option<&'static str>,
+    id: Option<u64>,
+    user: Option<String>,
+    addr: Option<String>,
+    laddr: Option<String>,
+    max_age: Option<u64>,
+    /// The caller's id, unless SKIPME no.
+    skip: Option<u64>,
+}
+
+impl KillFilter {
+    fn matches(&self, c: &ClientHandle) -> bool {
+        let user = || c.user.lock().map(|u| u.clone()).unwrap_or_default();
+        !c.killed.load(Ordering::Relaxed)
+            && c.kind() != "replica"
+            && self.skip != Some(c.id)
+            && self.kind.is_none_or(|k| c.kind() == k)
+            && self.id.is_none_or(|id| c.id == id)
+            && self.addr.as_ref().is_none_or(|a| c.addr.to_string() == *a)
+            && self
+                .laddr
+                .as_ref()
+                .is_none_or(|a| c.laddr.is_some_and(|l| l.to_string() == *a))
+            && self.user.as_ref().is_none_or(|u| user() == *u)
+            && self
+                .max_age
+                .is_none_or(|secs| c.created.elapsed().as_secs() >= secs)
+    }
 }
 
 /// CLIENT SETINFO LIB-NAME|LIB-VER value: redis-py and others send it on connect; accepted

@@ -60,7 +60,8 @@ pub fn help(_: &mut Ctx<'_>, _: &[&[u8]]) -> Result<Reply, ParseError> {
         "    Return parameters matching the glob-like <pattern> and their values.",
         "SET <parameter> <value> [<parameter> <value> ...]",
         "    Set the runtime parameters (loglevel, save-interval, maxmemory, max-keys,",
-        "    maxmemory-policy, min-replicas-to-write, min-replicas-max-lag).",
+        "    maxmemory-policy, min-replicas-to-write, min-replicas-max-lag, protected-mode,",
+        "    timeout, auth-timeout, client-output-buffer-limit).",
         "RESETSTAT",
         "    Reset the statistics reported by INFO.",
         "REWRITE",
@@ -88,7 +89,10 @@ fn fixed_params(shared: &Shared) -> Vec<(&'static str, String)> {
                 format!("{every} 1")
             }
         }),
-        ("timeout", "0".into()),
+        (
+            "client-query-buffer-limit",
+            c.client_query_buffer_limit.0.to_string(),
+        ),
     ]
 }
 
@@ -115,10 +119,7 @@ pub static KNOBS: &[Knob] = &[
         name: "save-interval",
         get: |s| s.persist.save_interval.load(Ordering::Relaxed).to_string(),
         set: Some(|s, v| {
-            let secs: u64 = v
-                .trim()
-                .parse()
-                .map_err(|_| format!("save-interval must be a number of seconds, got '{v}'"))?;
+            let secs = seconds("save-interval", v)?;
             s.persist.save_interval.store(secs, Ordering::Relaxed);
             Ok(())
         }),
@@ -184,9 +185,7 @@ pub static KNOBS: &[Knob] = &[
                 .to_string()
         },
         set: Some(|s, v| {
-            let n: u64 = v.trim().parse().map_err(|_| {
-                format!("min-replicas-max-lag must be a number of seconds, got '{v}'")
-            })?;
+            let n = seconds("min-replicas-max-lag", v)?;
             s.repl.min_replicas_max_lag.store(n, Ordering::Relaxed);
             Ok(())
         }),
@@ -212,6 +211,34 @@ pub static KNOBS: &[Knob] = &[
         }),
     },
     Knob {
+        name: "timeout",
+        get: |s| s.bounds.timeout_secs.load(Ordering::Relaxed).to_string(),
+        set: Some(|s, v| {
+            let n = seconds("timeout", v)?;
+            s.bounds.timeout_secs.store(n, Ordering::Relaxed);
+            Ok(())
+        }),
+    },
+    Knob {
+        name: "auth-timeout",
+        get: |s| {
+            s.bounds
+                .auth_timeout_secs
+                .load(Ordering::Relaxed)
+                .to_string()
+        },
+        set: Some(|s, v| {
+            let n = seconds("auth-timeout", v)?;
+            s.bounds.auth_timeout_secs.store(n, Ordering::Relaxed);
+            Ok(())
+        }),
+    },
+    Knob {
+        name: "client-output-buffer-limit",
+        get: |s| s.bounds.describe_output_limits(),
+        set: Some(|s, v| s.bounds.set_output_limits(v).map_err(|e| e.to_string())),
+    },
+    Knob {
         name: "dir",
         get: |s| s.persist.dir().display().to_string(),
         set: None,
@@ -222,6 +249,13 @@ pub static KNOBS: &[Knob] = &[
         set: None,
     },
 ];
+
+/// A whole number of seconds for the knob `name`.
+fn seconds(name: &str, v: &str) -> Result<u64, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("{name} must be a number of seconds, got '{v}'"))
+}
 
 /// Find a knob by name (case-insensitive; `_` and `-` are the same).
 pub fn knob(name: &[u8]) -> Option<&'static Knob> {

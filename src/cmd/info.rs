@@ -121,6 +121,7 @@ fn text(shared: &Shared, requested: &[String]) -> String {
                     engine_stats.refused,
                 );
                 sync_stats(shared, &mut out);
+                client_bound_stats(shared, &mut out);
             }
             "persistence" => persistence(shared, &mut out),
             "replication" => replication(shared, &mut out),
@@ -234,6 +235,19 @@ fn replication(shared: &Shared, out: &mut String) {
     if v.master.is_none() && repl.min_replicas_to_write.load(Ordering::Relaxed) > 0 {
         let _ = write!(out, "min_slaves_good_slaves:{}\r\n", repl.good_replicas());
     }
+}
+
+/// Lines appended to `# Stats`: connections closed by their bounds (src/bounds.rs). The first
+/// is Redis's name; the other two are ratelimitd's.
+fn client_bound_stats(shared: &Shared, out: &mut String) {
+    let d = &shared.bounds.disconnected;
+    let _ = write!(
+        out,
+        "client_output_buffer_limit_disconnections:{}\r\nclient_idle_timeout_disconnections:{}\r\nclient_auth_timeout_disconnections:{}\r\n",
+        d.output.load(Ordering::Relaxed),
+        d.idle.load(Ordering::Relaxed),
+        d.auth_timeout.load(Ordering::Relaxed),
+    );
 }
 
 /// Lines appended to `# Stats`: Redis's resync counters.

@@ -53,8 +53,7 @@ impl Session {
 
     /// Record activity for CLIENT LIST (idle= and cmd=); called once per batch, not per command.
     pub fn touch(&mut self) {
-        let ms = self.handle.created.elapsed().as_millis() as u64;
-        self.handle.last_active_ms.store(ms, Ordering::Relaxed);
+        self.handle.touch();
         if let Some(name) = self.last_cmd.take() {
             if let Ok(mut c) = self.handle.last_cmd.lock() {
                 c.clear();
@@ -66,6 +65,7 @@ impl Session {
     /// Run as `user` from now on (AUTH, HELLO AUTH).
     pub fn sign_in(&mut self, user: Arc<User>, generation: u64) {
         self.handle.set_user(&user.name);
+        self.handle.signed_in.store(true, Ordering::Relaxed);
         self.user = user;
         self.user_generation = generation;
         self.authenticated = true;

@@ -591,7 +591,7 @@ static CLIENT: &[CommandSpec] = &[
         "kill",
         -3,
         Plain(client::kill),
-        "Closes connections by type.",
+        "Closes connections by id, type, user, address or age.",
     )
     .flags(&[Admin, Noscript, Loading, Stale])
     .acl(&[C::Connection]),

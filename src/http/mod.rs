@@ -15,7 +15,7 @@
 //! tokio-based. Every input is bounded: the request head by `max_buf_size` (16 KiB, hyper answers
 //! 431 beyond it) and `max_headers` (64), a POST body by [`MAX_BODY`] (413 beyond), the time to
 //! send a head by `header_read_timeout` and then a body by a timeout of the same length (408),
-//! and simultaneous connections by [`MAX_HTTP_CONNECTIONS`].
+//! and simultaneous connections by `--http-maxclients`.
 //!
 //! Rate-limit headers follow draft-ietf-httpapi-ratelimit-headers-10 (the structured-field
 //! `RateLimit-Policy` / `RateLimit` pair of drafts 08 and later, not the older
@@ -50,8 +50,6 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Largest POST body for /v1/check.
 pub const MAX_BODY: usize = 8 * 1024;
-/// Most simultaneous HTTP connections; more are closed at once.
-pub const MAX_HTTP_CONNECTIONS: usize = 4096;
 /// Time a client has to send a request head, and then its body.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Forward-auth path; anything after it is the original path (Envoy's `path_prefix`).
@@ -65,7 +63,8 @@ pub async fn serve(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
+    let most = shared.config.http_maxclients;
+    let slots = Arc::new(Semaphore::new(most));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -79,7 +78,7 @@ pub async fn serve(
             _ = shutdown.changed() => return,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::debug!("HTTP connection from {peer} refused: {MAX_HTTP_CONNECTIONS} open");
+            tracing::debug!("HTTP connection from {peer} refused: {most} open");
             continue;
         };
         let _ = stream.set_nodelay(true);

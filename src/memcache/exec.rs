@@ -120,6 +120,13 @@ pub struct McAuth {
     user: Option<(Arc<User>, u64)>,
 }
 
+impl McAuth {
+    /// Signed in with credentials (not running as the default user).
+    pub fn is_signed_in(&self) -> bool {
+        self.user.is_some()
+    }
+}
+
 /// The RESP rows whose permissions a memcached request needs, and whether it writes its keys.
 fn needs(req: &McRequest) -> (&'static [&'static str], bool) {
     match req {

@@ -13,6 +13,7 @@
 
 pub mod exec;
 
+use crate::clients::ClientHandle;
 use crate::fair_share::FairShare;
 use crate::state::Shared;
 use bytes::BytesMut;
@@ -127,7 +128,7 @@ pub async fn serve_conn(
 ) {
     let handle = shared.clients.register(peer, socket.local_addr().ok());
     state.stats.curr_connections.fetch_add(1, Ordering::Relaxed);
-    let _ = serve(socket, &shared, &state, shutdown).await;
+    let _ = serve(socket, &shared, &state, &handle, shutdown).await;
     state.stats.curr_connections.fetch_sub(1, Ordering::Relaxed);
     shared.clients.unregister(handle.id);
 }
@@ -138,6 +139,7 @@ async fn serve(
     mut socket: TcpStream,
     shared: &Arc<Shared>,
     state: &Arc<McState>,
+    handle: &ClientHandle,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut decoder = McDecoder::new(McLimits {
@@ -154,14 +156,19 @@ async fn serve(
         if input.capacity() - input.len() < 1024 {
             input.reserve(READ_BUF);
         }
+        if handle.killed.load(Ordering::Acquire) {
+            return Ok(()); // CLIENT KILL, the idle or sign-in timeout
+        }
         let n = tokio::select! {
             read = socket.read_buf(&mut input) => read?,
             _ = shutdown.changed() => return Ok(()),
+            _ = handle.kill_notify.notified() => return Ok(()),
         };
         if n == 0 {
             return Ok(());
         }
         let mut close = false;
+        let mut served = false;
         let mut cx = exec::McCtx {
             shared,
             state,
@@ -172,6 +179,7 @@ async fn serve(
             match decoder.decode(&mut input) {
                 Ok(Some(McFrame::Request(req))) => {
                     share.ran();
+                    served = true;
                     match exec::execute(&mut cx, req) {
                         exec::Outcome::Reply(reply) => compose_mc(&reply, &mut output),
                         exec::Outcome::Close => {
@@ -181,6 +189,7 @@ async fn serve(
                     }
                 }
                 Ok(Some(McFrame::Error(e))) => {
+                    served = true;
                     cx.counters.protocol_error();
                     compose_mc(&McReply::from(e), &mut output);
                 }
@@ -194,8 +203,19 @@ async fn serve(
             }
         }
         shared.flush(&mut counters);
+        if served {
+            handle.touch();
+            if auth.is_signed_in() {
+                handle.signed_in.store(true, Ordering::Relaxed);
+            }
+        }
         if !output.is_empty() {
-            socket.write_all(&output).await?;
+            // A kill also ends a write that a client which stopped reading keeps waiting.
+            tokio::select! {
+                biased;
+                written = socket.write_all(&output) => written?,
+                _ = handle.kill_notify.notified() => return Ok(()),
+            }
             output.clear();
         }
         if close {
