@@ -5,6 +5,8 @@
 #   benches/load-ab.sh 5 bed4676 HEAD
 #   P=1 N=600000 benches/load-ab.sh 5 bed4676 HEAD
 #   benches/load-ab.sh 7 HEAD HEAD+--huge-pages=no   # one build; daemon flags after +, comma-separated
+#   BENCH_USER=checker BENCH_PASS=pw benches/load-ab.sh 5 HEAD+--aclfile=/tmp/a.acl HEAD+--aclfile=/tmp/b.acl
+#                                                     # redis-benchmark signs in (AUTH)
 #
 # Each REV is checked out into its own worktree under target/ab/ and its daemon built there
 # (release). Then, ROUNDS times, every build in turn is started fresh (one worker thread pinned
@@ -23,6 +25,9 @@ N=${N:-3000000}
 P=${P:-16}
 PORT=${PORT:-16390}
 read -r -a CMD <<<"${CMD:-RL.CHECK k:__rand_int__ /api}"
+# redis-benchmark signs in as BENCH_USER with BENCH_PASS when given (the set-up runs as default).
+sign_in=()
+[ -n "${BENCH_USER:-}" ] && sign_in=(--user "$BENCH_USER" -a "${BENCH_PASS:-}")
 source benches/need.sh
 need_packages redis-benchmark redis-cli -- redis-tools
 source benches/ab-common.sh
@@ -51,7 +56,7 @@ for round in $(seq "$rounds"); do
     pid=$!
     for _ in $(seq 100); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
     redis-cli -p "$PORT" RL.LIMIT SET DEFAULT RATE 100/1m >/dev/null
-    v=$(taskset -c 1 redis-benchmark -p "$PORT" -c 50 -r 1000000 -n "$N" -P "$P" --csv \
+    v=$(taskset -c 1 redis-benchmark -p "$PORT" "${sign_in[@]}" -c 50 -r 1000000 -n "$N" -P "$P" --csv \
       "${CMD[@]}" | tail -1 | cut -d, -f2 | tr -d '"')
     kill "$pid"
     wait "$pid" 2>/dev/null || true

@@ -24,6 +24,8 @@ pub struct ClientHandle {
     /// Milliseconds since `created` at the last complete request (CLIENT LIST's idle=, and
     /// what the idle timeout measures).
     pub last_active_ms: AtomicU64,
+    /// Waiting in WAIT: a blocked client is not idle, as in Redis.
+    pub blocked: AtomicBool,
     /// Signed in (AUTH, HELLO AUTH, memcached's credentials): the sign-in timeout no longer
     /// applies.
     pub signed_in: AtomicBool,
@@ -139,6 +141,7 @@ impl ClientRegistry {
             last_cmd: Mutex::new(String::new()),
             user: Mutex::new("default".to_string()),
             last_active_ms: AtomicU64::new(0),
+            blocked: AtomicBool::new(false),
             signed_in: AtomicBool::new(false),
             resp: AtomicU8::new(2),
             sub: AtomicU32::new(0),

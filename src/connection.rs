@@ -144,8 +144,11 @@ impl Connection {
                                 numreplicas,
                                 timeout_ms,
                             }) => {
+                                let handle = &self.session.handle;
+                                handle.blocked.store(true, Ordering::Relaxed);
                                 let n = crate::primary::wait(&self.shared, numreplicas, timeout_ms)
                                     .await;
+                                handle.blocked.store(false, Ordering::Relaxed);
                                 reply = Reply::Integer(n);
                             }
                             Some(Blocking::Psync(req)) => {

@@ -94,8 +94,9 @@ async fn throttle_summary(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
 }
 
 /// Close the connections that sat idle longer than `timeout`, and those that did not sign in
-/// within `auth-timeout` while the default user needs a password. Subscribers and replicas
-/// are exempt from the idle timeout, as in Redis: waiting is what they do.
+/// within `auth-timeout` while the default user needs a password. Subscribers, replicas and
+/// clients blocked in WAIT are exempt from the idle timeout, as in Redis: waiting is what
+/// they do.
 async fn sweep_clients(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -130,7 +131,11 @@ async fn sweep_clients(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>)
                     .auth_timeout
                     .fetch_add(1, Ordering::Relaxed);
                 client.kill();
-            } else if !idle.is_zero() && client.kind() == "normal" && client.idle() > idle {
+            } else if !idle.is_zero()
+                && client.kind() == "normal"
+                && !client.blocked.load(Ordering::Relaxed)
+                && client.idle() > idle
+            {
                 tracing::debug!(
                     "client {} ({}) idle for {}s; closing it",
                     client.id,

@@ -154,7 +154,15 @@ fn idle_clients_are_closed_and_subscribers_are_not() {
     // The subscriber outlived the timeout and still gets its messages.
     assert_eq!(run::<i64>(&mut admin, &["PUBLISH", "c", "hi"]).unwrap(), 1);
     sub.expect(b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n");
-    // CONFIG SET timeout 0: no more idle closes.
+    // A client blocked in WAIT longer than the timeout is not idle.
+    let mut waiting = d.raw();
+    waiting.send(&resp(&[b"WAIT", b"1", b"2500"]));
+    waiting.expect(b":0\r\n");
+    waiting.send(&resp(&[b"PING"]));
+    waiting.expect(b"+PONG\r\n");
+    // CONFIG SET timeout 0: no more idle closes (on a new connection: the last one sat idle
+    // through the WAIT).
+    let mut admin = d.client();
     run::<String>(&mut admin, &["CONFIG", "SET", "timeout", "0"]).unwrap();
     let before = stat(&mut admin, "client_idle_timeout_disconnections");
     let mut kept = d.raw();
