@@ -16,18 +16,13 @@
 //! deployments under Sentinel should leave the role to the file.
 
 use crate::config::MasterAddr;
-use std::io::Write as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use toml_edit::{DocumentMut, Item, Value};
 
 /// One rewrite at a time: Sentinels send REPLICAOF + CONFIG REWRITE from several connections
 /// at once, and two read-modify-writes interleaved could leave the role an earlier one read.
 static REWRITING: Mutex<()> = Mutex::new(());
-
-/// Makes every temporary file name unique within the process.
-static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Rewrite the config file at `path`, if there is one, so that it names `master` (None: this
 /// node is a primary). Ok(false): no `--config`, nothing to rewrite.
@@ -149,32 +144,9 @@ fn first_table(root: &mut toml_edit::Table) -> Option<&mut toml_edit::Table> {
         .min_by_key(|t| t.position().unwrap_or(isize::MAX))
 }
 
-/// Replace `path` with `text`: temp file, fsync, rename, fsync the directory.
+/// Replace `path` with `text` so that a crash leaves the old file or the new one.
 fn write_durably(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "config".into());
-    // Unique per call, and created new: two writers sharing one temporary file would
-    // truncate and write the same inode, and the rename would publish a mix of both.
-    let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.rewrite-{}-{seq}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create_new(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::durable_file::replace(&crate::durable_file::unique_tmp(path), path, text.as_bytes())
 }
 
 #[cfg(test)]
