@@ -182,9 +182,14 @@ pub struct Config {
     #[arg(long, env = "RATELIMITD_REPLICAOF", value_parser = parse_master)]
     pub replicaof: Option<MasterAddr>,
 
-    /// Password this replica sends (AUTH) to a primary that has --requirepass.
+    /// Password this replica sends (AUTH) to a primary that has --requirepass or users.
     #[arg(long, env = "RATELIMITD_MASTERAUTH", hide_env_values = true)]
     pub masterauth: Option<String>,
+
+    /// The user this replica signs in as on its primary (`AUTH <masteruser> <masterauth>`),
+    /// as Redis's masteruser; without it, the primary's default user.
+    #[arg(long, env = "RATELIMITD_MASTERUSER")]
+    pub masteruser: Option<String>,
 
     /// Bytes of the replication stream kept for replicas that reconnect (partial resync), e.g.
     /// 1mb. A replica that missed more than this gets a full resync.

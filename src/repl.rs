@@ -127,6 +127,8 @@ pub struct Repl {
     pub backlog_size: usize,
     pub priority: u32,
     pub masterauth: Option<String>,
+    /// The user `masterauth` belongs to (None: the primary's default user).
+    pub masteruser: Option<String>,
     pub sync_full: AtomicU64,
     pub sync_partial_ok: AtomicU64,
     pub sync_partial_err: AtomicU64,
@@ -169,6 +171,7 @@ impl Repl {
             backlog_size: config.repl_backlog_size.0 as usize,
             priority: config.replica_priority,
             masterauth: config.masterauth.clone(),
+            masteruser: config.masteruser.clone(),
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),

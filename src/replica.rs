@@ -1,8 +1,8 @@
 //! The replica's link to its primary: connect, handshake as a Redis replica does, full or
 //! partial sync, then apply the stream and acknowledge it.
 //!
-//! Handshake: `PING`, `AUTH <masterauth>` (when set), `REPLCONF listening-port <port>`,
-//! `REPLCONF capa eof capa psync2`, `PSYNC <replid> <offset+1>` (`? -1` with no history). The
+//! Handshake: `PING`, `AUTH [<masteruser>] <masterauth>` (when set), `REPLCONF listening-port
+//! <port>`, `REPLCONF capa eof capa psync2`, `PSYNC <replid> <offset+1>` (`? -1` with no history). The
 //! answer is `+FULLRESYNC <replid> <offset>` and a payload (limits, tiers, state snapshot), or
 //! `+CONTINUE [<replid>]` and only the missing tail.
 //!
@@ -202,11 +202,12 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
         return Err(LinkError::Refused(pong));
     }
     if let Some(pass) = &shared.repl.masterauth {
-        let r = within(
-            short,
-            command(&mut sock, &mut buf, &[b"AUTH", pass.as_bytes()]),
-        )
-        .await?;
+        let mut auth: Vec<&[u8]> = vec![b"AUTH"];
+        if let Some(user) = &shared.repl.masteruser {
+            auth.push(user.as_bytes());
+        }
+        auth.push(pass.as_bytes());
+        let r = within(short, command(&mut sock, &mut buf, &auth)).await?;
         if !r.starts_with("+OK") {
             return Err(LinkError::Refused(r));
         }

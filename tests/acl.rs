@@ -347,3 +347,41 @@ fn a_full_sync_brings_the_primarys_users_and_drops_others() {
     let got: Vec<String> = run(&mut r, &["ACL", "USERS"]).unwrap();
     assert!(got.contains(&"default".to_string()), "{got:?}");
 }
+
+#[test]
+fn a_replica_signs_in_as_its_masteruser_with_only_the_replication_commands() {
+    let primary = Daemon::start_with(&["--requirepass", "adminpw"]);
+    let mut p = signed_in(&primary, "default", "adminpw");
+    setuser(
+        &mut p,
+        &[
+            "repl",
+            "on",
+            ">replpw",
+            "resetkeys",
+            "-@all",
+            "+psync",
+            "+replconf",
+            "+ping",
+        ],
+    );
+    let replica = Daemon::start_with(&[
+        "--replicaof",
+        &format!("127.0.0.1:{}", primary.port),
+        "--masteruser",
+        "repl",
+        "--masterauth",
+        "replpw",
+    ]);
+    // The replica takes the primary's users with the full sync, its default user's password
+    // included (AUTH default <any> passes before that, with no password set).
+    let mut r = signed_in(&replica, "default", "adminpw");
+    eventually("the link up as repl", 20, || {
+        let info: String = run(&mut r, &["INFO", "replication"]).unwrap();
+        info.contains("master_link_status:up")
+    });
+    // The replication user could sign in and sync, and can do nothing else.
+    let mut as_repl = signed_in(&primary, "repl", "replpw");
+    let err = run::<Option<String>>(&mut as_repl, &["GET", "x"]).unwrap_err();
+    assert!(err.contains("NOPERM"), "{err}");
+}
