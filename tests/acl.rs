@@ -385,3 +385,63 @@ fn a_replica_signs_in_as_its_masteruser_with_only_the_replication_commands() {
     let err = run::<Option<String>>(&mut as_repl, &["GET", "x"]).unwrap_err();
     assert!(err.contains("NOPERM"), "{err}");
 }
+
+#[test]
+fn deleting_a_user_closes_its_connections_at_once_over_resp_and_memcached() {
+    let d = Daemon::start_with(&["--memcached-port", "0", "--requirepass", "adminpw"]);
+    let mut admin = signed_in(&d, "default", "adminpw");
+    setuser(&mut admin, &["app", "on", ">apppw", "~*", "&*", "+@all"]);
+    let mut idle = common::Raw::connect(d.port);
+    idle.send(&common::resp(&[b"AUTH", b"app", b"apppw"]));
+    idle.expect(b"+OK\r\n");
+    let mut sub = common::Raw::connect(d.port);
+    sub.send(&common::resp(&[b"AUTH", b"app", b"apppw"]));
+    sub.send(&common::resp(&[b"SUBSCRIBE", b"c"]));
+    sub.expect(b"+OK\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n");
+    let mut mc = d.mc_raw();
+    mc.send(b"set auth 0 0 9\r\napp apppw\r\n");
+    mc.expect(b"STORED\r\n");
+    // CLIENT LIST names the memcached connection's user too.
+    let list: String = run(&mut admin, &["CLIENT", "LIST"]).unwrap();
+    assert_eq!(
+        list.lines().filter(|l| l.contains(" user=app ")).count(),
+        3,
+        "{list}"
+    );
+    assert_eq!(
+        run::<i64>(&mut admin, &["ACL", "DELUSER", "app"]).unwrap(),
+        1
+    );
+    // Closed without sending anything more: idle, subscribed, and memcached.
+    assert!(idle.closed());
+    assert!(sub.closed());
+    assert!(mc.closed());
+}
+
+#[test]
+fn requirepass_still_guards_the_default_user_when_the_acl_file_has_none() {
+    let dir = common::temp_dir("aclfile-requirepass");
+    let file = dir.join("users.acl");
+    std::fs::write(&file, "user checker on >pw ~* +@rate_limit\n").unwrap();
+    let d = Daemon::start_with(&[
+        "--aclfile",
+        file.to_str().unwrap(),
+        "--requirepass",
+        "adminpw",
+        "--dir",
+        dir.join("data").to_str().unwrap(),
+    ]);
+    // Not open: the file's lack of a default line does not undo --requirepass.
+    let mut anonymous = d.client();
+    let err = run::<String>(&mut anonymous, &["PING"]).unwrap_err();
+    assert!(err.contains("NOAUTH"), "{err}");
+    let mut admin = signed_in(&d, "default", "adminpw");
+    // ACL LOAD keeps it so too.
+    assert_eq!(run::<String>(&mut admin, &["ACL", "LOAD"]).unwrap(), "OK");
+    let mut anonymous = d.client();
+    assert!(run::<String>(&mut anonymous, &["PING"]).is_err());
+    signed_in(&d, "default", "adminpw");
+    signed_in(&d, "checker", "pw");
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -77,9 +77,23 @@ pub fn deluser(shared: &Shared, args: &[&[u8]]) -> Result<Reply, ParseError> {
             || users.del_user(name),
         )?
         .map_err(acl_error)?;
+        if removed {
+            close_connections_of(shared, name);
+        }
         deleted += i64::from(removed);
     }
     Ok(Reply::Integer(deleted))
+}
+
+/// Close every connection signed in as `name` (RESP and memcached), as Redis does when a
+/// user is deleted: one that sits idle or subscribed would otherwise keep its rights.
+fn close_connections_of(shared: &Shared, name: &[u8]) {
+    for client in shared.clients.snapshot() {
+        let same = client.user.lock().is_ok_and(|u| u.as_bytes() == name);
+        if same {
+            client.kill();
+        }
+    }
 }
 
 /// ACL GETUSER name: flags, passwords (as hashes), commands, keys, channels, selectors.
@@ -252,8 +266,20 @@ pub fn load_file(shared: &Shared) -> Result<usize, String> {
         }
     }
     if !wanted.iter().any(|(n, _)| n == "default") {
+        // A file without the default user leaves it as at start: open, or with
+        // --requirepass's password (never open because a file was loaded).
         let fresh = User::default_user(users.catalog());
-        run(setuser_args(&fresh))?;
+        let mut args = setuser_args(&fresh);
+        if let Some(pass) = &shared.config.requirepass {
+            // resetpass also clears the default rules' nopass.
+            args.push(b"resetpass".to_vec());
+            args.push(format!(">{pass}").into_bytes());
+        }
+        run(args)?;
+    } else if shared.config.requirepass.is_some() {
+        tracing::warn!(
+            "the ACL file sets the default user: --requirepass is not applied (as in Redis)"
+        );
     }
     for (name, rules) in &wanted {
         let mut args = vec![

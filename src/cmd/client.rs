@@ -104,7 +104,8 @@ pub fn kill(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
     };
     let mut links = None;
     while let Some(opt) = parse.try_next() {
-        let value = parse.next_bytes()?;
+        // A filter without its value is a syntax error, as in Redis.
+        let value = parse.try_next().ok_or(ParseError::Syntax)?;
         let text = || String::from_utf8_lossy(value).into_owned();
         if opt.eq_ignore_ascii_case(b"TYPE") {
             let kind = match value.to_ascii_lowercase().as_slice() {
@@ -240,8 +241,24 @@ pub fn help(_: &mut Ctx<'_>, _: &[&[u8]]) -> Result<Reply, ParseError> {
         "    Return the ID of the current connection.",
         "INFO",
         "    Return information about the current client connection.",
-        "KILL TYPE <master|replica|slave|normal|pubsub>",
-        "    Close the connections of that type (never the caller's).",
+        "KILL <ip:port>",
+        "    Kill connection made from <ip:port>.",
+        "KILL <option> <value> [<option> <value> [...]]",
+        "    Kill connections. Options are:",
+        "    * ADDR (<ip:port>|<unixsocket>:0)",
+        "      Kill connections made from the specified address",
+        "    * LADDR (<ip:port>|<unixsocket>:0)",
+        "      Kill connections made to specified local address",
+        "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+        "      Kill connections by type (MASTER and REPLICA: the replication links).",
+        "    * USER <username>",
+        "      Kill connections authenticated by <username>.",
+        "    * SKIPME (YES|NO)",
+        "      Skip killing current connection (default: yes).",
+        "    * ID <client-id>",
+        "      Kill connections by client id.",
+        "    * MAXAGE <maxage>",
+        "      Kill connections older than the specified age.",
         "LIST [TYPE normal] [ID <id> ...]",
         "    Return information about client connections.",
         "SETINFO <LIB-NAME|LIB-VER> <value>",

@@ -17,6 +17,7 @@
 
 use super::{McState, McStats};
 use crate::acl::User;
+use crate::clients::ClientHandle;
 use crate::cmd::COMMANDS;
 use crate::counters::LocalCounters;
 use crate::state::Shared;
@@ -110,6 +111,8 @@ pub struct McCtx<'a> {
     pub state: &'a Arc<McState>,
     pub counters: &'a mut LocalCounters,
     pub auth: &'a mut McAuth,
+    /// What CLIENT LIST and CLIENT KILL see of the connection (its user, once signed in).
+    pub handle: &'a ClientHandle,
 }
 
 /// Who a memcached connection runs as.
@@ -118,13 +121,6 @@ pub struct McAuth {
     /// The user it signed in as, and the registry's generation then; None: the default user,
     /// which serves only while it is `on nopass`.
     user: Option<(Arc<User>, u64)>,
-}
-
-impl McAuth {
-    /// Signed in with credentials (not running as the default user).
-    pub fn is_signed_in(&self) -> bool {
-        self.user.is_some()
-    }
 }
 
 /// The RESP rows whose permissions a memcached request needs, and whether it writes its keys.
@@ -192,6 +188,8 @@ fn authorize(cx: &mut McCtx<'_>, req: &McRequest) -> Option<Outcome> {
             };
             return Some(Outcome::Reply(match signed {
                 Some(user) => {
+                    cx.handle.set_user(&user.name);
+                    cx.handle.signed_in.store(true, Ordering::Relaxed);
                     cx.auth.user = Some((user, users.generation()));
                     quiet(McReply::Status("STORED"), *noreply)
                 }

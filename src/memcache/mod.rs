@@ -174,6 +174,7 @@ async fn serve(
             state,
             counters: &mut counters,
             auth: &mut auth,
+            handle,
         };
         loop {
             match decoder.decode(&mut input) {
@@ -205,9 +206,6 @@ async fn serve(
         shared.flush(&mut counters);
         if served {
             handle.touch();
-            if auth.is_signed_in() {
-                handle.signed_in.store(true, Ordering::Relaxed);
-            }
         }
         if !output.is_empty() {
             // A kill also ends a write that a client which stopped reading keeps waiting.
