@@ -43,6 +43,7 @@
 //! - [`limit_args`]: limits written back as RL.LIMIT arguments.
 //! - [`fair_share`]: how a busy connection takes turns with the others.
 //! - [`durable_file`]: replacing a file so that a crash leaves the old or the new version.
+//! - [`stream`]: a socket, plain TCP or TLS, as one type.
 //! - [`path`]: forward-auth's one spelling of a request path (dot segments, slashes, `;params`,
 //!   percent-encodings).
 //! - [`args`], [`text`], [`process`]: small helpers (argument forms, safe quoting, RSS and
@@ -75,6 +76,7 @@ pub mod server;
 pub mod settings;
 pub mod startup;
 pub mod state;
+pub mod stream;
 pub mod tasks;
 pub mod text;
 

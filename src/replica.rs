@@ -34,6 +34,7 @@ use crate::config::MasterAddr;
 use crate::limit_args::{limit_set_args, scope_args};
 use crate::repl::{LinkInfo, LinkState, REPL_TIMEOUT};
 use crate::state::Shared;
+use crate::stream::Stream;
 use crate::text::shorten;
 use bytes::{Buf, Bytes, BytesMut};
 use ratelimitd_engine::{Change, DecodedSnapshot, Item, Scope, SnapshotError};
@@ -145,7 +146,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// Read one CRLF line (without it) from the socket, buffering extra bytes in `buf`.
-async fn read_line(sock: &mut TcpStream, buf: &mut BytesMut) -> Result<String, LinkError> {
+async fn read_line(sock: &mut Stream, buf: &mut BytesMut) -> Result<String, LinkError> {
     loop {
         if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
             let line = buf.split_to(i + 2);
@@ -161,7 +162,7 @@ async fn read_line(sock: &mut TcpStream, buf: &mut BytesMut) -> Result<String, L
 }
 
 async fn command(
-    sock: &mut TcpStream,
+    sock: &mut Stream,
     buf: &mut BytesMut,
     parts: &[&[u8]],
 ) -> Result<String, LinkError> {
@@ -189,12 +190,13 @@ async fn within<T>(
 /// size, fail every attempt and start over forever. The PSYNC answer and every read of the
 /// payload may each take up to the link's timeout (as Redis's `repl-timeout` bounds a
 /// transfer by inactivity, not by its total length).
-async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, BytesMut), LinkError> {
+async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(Stream, BytesMut), LinkError> {
     set_link(shared, |l| l.state = LinkState::Connecting);
     let connect =
         async { Ok::<_, LinkError>(TcpStream::connect((addr.host.as_str(), addr.port)).await?) };
-    let mut sock = within(HANDSHAKE_TIMEOUT, connect).await?;
-    let _ = sock.set_nodelay(true);
+    let tcp = within(HANDSHAKE_TIMEOUT, connect).await?;
+    let _ = tcp.set_nodelay(true);
+    let mut sock = Stream::Plain(tcp);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let short = HANDSHAKE_TIMEOUT;
     let pong = within(short, command(&mut sock, &mut buf, &[b"PING"])).await?;
@@ -577,7 +579,7 @@ async fn link_once(shared: &Arc<Shared>, addr: &MasterAddr) -> Result<(), LinkEr
     }
 }
 
-async fn send_ack(shared: &Shared, sock: &mut TcpStream) -> Result<(), LinkError> {
+async fn send_ack(shared: &Shared, sock: &mut Stream) -> Result<(), LinkError> {
     let off = shared.repl.offset().to_string();
     let mut out = Vec::new();
     record::encode_array(&[b"REPLCONF", b"ACK", off.as_bytes()], &mut out);

@@ -25,6 +25,7 @@ use crate::persist::Persist;
 use crate::settings::Settings;
 use crate::startup::StartupError;
 use crate::state::{Ports, Shared};
+use crate::stream::Stream;
 use ratelimitd_engine::AnyClock;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -32,7 +33,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// How long shutdown waits for connections to finish their in-flight replies.
@@ -250,7 +251,7 @@ async fn accept_loop(
     protocol: Protocol,
     mut shutdown: watch::Receiver<bool>,
     accepted: impl Fn(bool),
-    serve: impl Fn(TcpStream, SocketAddr, Arc<Shared>),
+    serve: impl Fn(Stream, SocketAddr, Arc<Shared>),
 ) {
     loop {
         let (mut socket, peer) = tokio::select! {
@@ -281,7 +282,7 @@ async fn accept_loop(
             continue;
         }
         let _ = socket.set_nodelay(true);
-        serve(socket, peer, shared.clone());
+        serve(Stream::Plain(socket), peer, shared.clone());
     }
 }
 
