@@ -55,7 +55,8 @@ pub struct Config {
     #[arg(long, env = "RATELIMITD_PLAIN_PORT", default_value = "yes", value_parser = ["yes", "no"])]
     pub plain_port: String,
 
-    /// PEM file with the server's certificate chain, its own certificate first.
+    /// PEM file with the server's certificate chain, its own certificate first. Also the
+    /// client certificate a replica shows its primary.
     #[arg(long, env = "RATELIMITD_TLS_CERT_FILE")]
     pub tls_cert_file: Option<std::path::PathBuf>,
 
@@ -64,7 +65,7 @@ pub struct Config {
     pub tls_key_file: Option<std::path::PathBuf>,
 
     /// PEM file of CA certificates: those that sign the client certificates TLS listeners
-    /// accept.
+    /// accept, and the one that signs the primary's certificate (--tls-replication).
     #[arg(long, env = "RATELIMITD_TLS_CA_CERT_FILE")]
     pub tls_ca_cert_file: Option<std::path::PathBuf>,
 
@@ -83,6 +84,11 @@ pub struct Config {
     /// --tls-auth-clients of the other listeners.
     #[arg(long, env = "RATELIMITD_HTTP_TLS", default_value = "no", value_parser = ["yes", "no"])]
     pub http_tls: String,
+
+    /// yes: a replica connects to its primary's TLS port (what --replicaof names) over TLS,
+    /// checking the primary's certificate against --tls-ca-cert-file.
+    #[arg(long, env = "RATELIMITD_TLS_REPLICATION", default_value = "no", value_parser = ["yes", "no"])]
+    pub tls_replication: String,
 
     /// Milliseconds a client has to complete its TLS handshake before it is disconnected.
     #[arg(

@@ -25,6 +25,10 @@
 //! `--max-value-size` is not stored and is logged at error, once per record; the rest of the
 //! payload or stream is applied and the link stays (`value_fits` says why).
 //!
+//! With `--tls-replication yes` the link is TLS: the primary's certificate must be signed by
+//! `--tls-ca-cert-file` and name the host `--replicaof` gives, and this node shows its own
+//! `--tls-cert-file` as its client certificate when it has one.
+//!
 //! Bad bytes from a primary never panic the replica: the error is logged, the link is dropped,
 //! and the next attempt resyncs.
 
@@ -64,6 +68,8 @@ enum LinkError {
     Refused(String),
     #[error("timed out")]
     Timeout,
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::HandshakeError),
     #[error("bad stream from the primary: {0}")]
     Stream(#[from] ratelimitd_replication::StreamError),
     #[error("bad full-sync payload: {0}; nothing was changed")]
@@ -196,7 +202,11 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(Stream, BytesM
         async { Ok::<_, LinkError>(TcpStream::connect((addr.host.as_str(), addr.port)).await?) };
     let tcp = within(HANDSHAKE_TIMEOUT, connect).await?;
     let _ = tcp.set_nodelay(true);
-    let mut sock = Stream::Plain(tcp);
+    let tls = shared.tls.replication();
+    let mut sock = match tls {
+        true => shared.tls.connect(&addr.host, tcp).await?,
+        false => Stream::Plain(tcp),
+    };
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let short = HANDSHAKE_TIMEOUT;
     let pong = within(short, command(&mut sock, &mut buf, &[b"PING"])).await?;
@@ -213,7 +223,13 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(Stream, BytesM
             return Err(LinkError::Refused(r));
         }
     }
-    let port = shared.ports.resp.to_string();
+    // The port a primary's INFO lists for this replica: its TLS port when the link is TLS (as
+    // Redis announces tls-port with tls-replication).
+    let port = match (tls, shared.ports.tls) {
+        (true, Some(p)) => p,
+        _ => shared.ports.resp,
+    }
+    .to_string();
     let r = within(
         short,
         command(

@@ -1,9 +1,11 @@
-//! TLS: the certificates the listeners present and the client certificates they accept.
+//! TLS: the certificates the listeners present and the client certificates they accept, and
+//! the replica's TLS link to its primary.
 //!
-//! [`Tls`] holds one [`Loaded`] set: the files it came from and the rustls server
-//! configuration every TLS listener (RESP, memcached, HTTPS) hands new connections, made only
-//! once every file has been read and checked (the key matches the certificate, the CA file
-//! holds certificates, the flags that need a CA have one).
+//! [`Tls`] holds one [`Loaded`] set: the files it came from, the rustls server configuration
+//! every TLS listener (RESP, memcached, HTTPS) hands new connections, and the client
+//! configuration the replica's link uses, made only once every file has been read and checked
+//! (the key matches the certificate, the CA file holds certificates, the flags that need a CA
+//! have one).
 //!
 //! Handshakes run on the connection's own task, never in an accept loop, each bounded by
 //! `--tls-handshake-timeout-ms` (10 s): a client that opens a connection and stalls mid-way
@@ -16,17 +18,18 @@
 
 use crate::config::Config;
 use crate::stream::Stream;
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Largest PEM file read. Real chains and bundles are a few KiB (a system CA bundle ~200 KiB);
 /// the bound keeps a wrong path (`/dev/zero`) from filling memory.
@@ -64,13 +67,16 @@ impl AuthClients {
     }
 }
 
-/// What a TLS set is made from: the files and the switch that decides what they must hold.
+/// What a TLS set is made from: the files and the two switches that decide what they must
+/// hold.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TlsFiles {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub ca: Option<PathBuf>,
     pub auth_clients: AuthClients,
+    /// The replica connects to its primary over TLS (`--tls-replication`).
+    pub replication: bool,
 }
 
 /// Why a TLS set could not be made: the daemon does not start with one.
@@ -102,6 +108,8 @@ pub enum TlsError {
     HalfAPair,
     #[error("--tls-auth-clients {0} needs --tls-ca-cert-file, the CA whose client certificates are accepted; give one, or set --tls-auth-clients no to serve clients without certificates")]
     AuthNeedsCa(&'static str),
+    #[error("--tls-replication yes needs --tls-ca-cert-file, the CA that signed the primary's certificate")]
+    ReplicationNeedsCa,
     #[error("key {key} does not match certificate {cert} (the first certificate of the file)")]
     KeyMismatch { cert: PathBuf, key: PathBuf },
     #[error("certificate {cert} and key {key}: {source}")]
@@ -125,6 +133,8 @@ pub enum HandshakeError {
     Failed(std::io::Error),
     #[error("TLS is not configured: {0}")]
     NotConfigured(&'static str),
+    #[error("'{0}' is not a name a certificate can hold")]
+    BadName(String),
 }
 
 /// One set of certificates, as loaded from [`TlsFiles`].
@@ -132,6 +142,8 @@ pub struct Loaded {
     pub files: TlsFiles,
     /// What TLS listeners hand new connections (None while no certificate is configured).
     server: Option<Arc<ServerConfig>>,
+    /// What the replica's link uses (None without a CA file).
+    client: Option<Arc<ClientConfig>>,
 }
 
 impl Loaded {
@@ -150,6 +162,9 @@ impl Loaded {
         }
         if serves && files.auth_clients != AuthClients::No && roots.is_none() {
             return Err(TlsError::AuthNeedsCa(files.auth_clients.name()));
+        }
+        if files.replication && roots.is_none() {
+            return Err(TlsError::ReplicationNeedsCa);
         }
         let server = match (&pair, serves) {
             (Some((cert_path, key_path, certs, key)), true) => {
@@ -181,7 +196,35 @@ impl Loaded {
             }
             _ => None,
         };
-        Ok(Loaded { files, server })
+        let client = match &roots {
+            Some(roots) => {
+                let verifier =
+                    WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                        .build()
+                        .map_err(|e| TlsError::Ca {
+                            path: files.ca.clone().unwrap_or_default(),
+                            reason: e.to_string(),
+                        })?;
+                let builder = ClientConfig::builder_with_provider(provider.clone())
+                    .with_safe_default_protocol_versions()?
+                    .with_webpki_verifier(verifier);
+                // The certificate is also this node's client certificate, for a primary that
+                // requires one (as Redis uses tls-cert-file when no client certificate is set).
+                let config = match pair {
+                    Some((cert_path, key_path, certs, key)) => builder
+                        .with_client_auth_cert(certs, key)
+                        .map_err(|source| pair_error(&cert_path, &key_path, source))?,
+                    None => builder.with_no_client_auth(),
+                };
+                Some(Arc::new(config))
+            }
+            None => None,
+        };
+        Ok(Loaded {
+            files,
+            server,
+            client,
+        })
     }
 }
 
@@ -298,6 +341,7 @@ impl Tls {
             key: config.tls_key_file.clone(),
             ca: config.tls_ca_cert_file.clone(),
             auth_clients,
+            replication: config.tls_replication == "yes",
         };
         Ok(Tls {
             current: RwLock::new(Arc::new(Loaded::load(files, serves)?)),
@@ -311,6 +355,11 @@ impl Tls {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Whether the replica's link uses TLS.
+    pub fn replication(&self) -> bool {
+        self.loaded().files.replication
     }
 
     /// Handshakes under way (they count toward `--maxclients`).
@@ -334,6 +383,24 @@ impl Tls {
             .ok_or(HandshakeError::NotConfigured("no certificate"))?;
         let accept = TlsAcceptor::from(config).accept(tcp);
         match tokio::time::timeout(self.handshake_timeout, accept).await {
+            Ok(Ok(s)) => Ok(s.into()),
+            Ok(Err(e)) => Err(HandshakeError::Failed(e)),
+            Err(_) => Err(HandshakeError::TimedOut(self.handshake_timeout)),
+        }
+    }
+
+    /// The client side of a handshake with a primary at `host` (its certificate must name it
+    /// and be signed by the CA file), within the handshake timeout.
+    pub async fn connect(&self, host: &str, tcp: TcpStream) -> Result<Stream, HandshakeError> {
+        let config = self
+            .loaded()
+            .client
+            .clone()
+            .ok_or(HandshakeError::NotConfigured("no --tls-ca-cert-file"))?;
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|_| HandshakeError::BadName(host.to_string()))?;
+        let connect = TlsConnector::from(config).connect(name, tcp);
+        match tokio::time::timeout(self.handshake_timeout, connect).await {
             Ok(Ok(s)) => Ok(s.into()),
             Ok(Err(e)) => Err(HandshakeError::Failed(e)),
             Err(_) => Err(HandshakeError::TimedOut(self.handshake_timeout)),

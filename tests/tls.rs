@@ -1,5 +1,6 @@
 //! TLS on every listener, against the real binary and real clients: redis-cli `--tls`, the
-//! `redis` crate over rustls, curl over HTTPS, memcached bytes over a rustls client. Certificates are made by each test (rcgen) in its own
+//! `redis` crate over rustls, curl over HTTPS, memcached bytes over a rustls client, a replica
+//! linked to its primary over TLS. Certificates are made by each test (rcgen) in its own
 //! directory: a CA, a certificate for 127.0.0.1 and localhost, client certificates, and a
 //! second CA whose certificates the daemon must refuse.
 
@@ -207,6 +208,15 @@ fn stat(con: &mut redis::Connection, name: &str) -> u64 {
         .get(name)
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("INFO stats has {name}"))
+}
+
+/// Poll `f` until it is true or 20 s pass.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// rustls's provider for the tests' own clients. Named, because test builds have two
@@ -500,6 +510,10 @@ fn what_tls_needs_is_checked_before_the_daemon_starts() {
         ],
         "holds no certificate",
     );
+    fails(
+        &["--replicaof", "127.0.0.1:1", "--tls-replication", "yes"],
+        "--tls-replication yes needs --tls-ca-cert-file",
+    );
     fails(&["--plain-port", "no"], "--plain-port no needs --tls-port");
     fails(&["--http-tls", "yes"], "--http-tls yes needs --http-port");
 }
@@ -678,6 +692,70 @@ fn memcached_over_tls_shares_the_key_space() {
     let text = String::from_utf8_lossy(&text);
     assert!(text.contains("STAT curr_connections 2\r\n"), "{text}");
     m.send(b"quit\r\n");
+}
+
+#[test]
+fn a_replica_links_to_its_primary_over_tls() {
+    let pki = Pki::new("tls-repl");
+    let primary = start(&pki.flags_with_ca("yes"));
+    let node = pki.ca.issue("replica", &["localhost", "127.0.0.1"]);
+    let target = format!("127.0.0.1:{}", tls_port(&primary));
+    let replica = Daemon::start_with(&[
+        "--replicaof",
+        &target,
+        "--tls-replication",
+        "yes",
+        "--tls-ca-cert-file",
+        &pki.ca.file_s(),
+        "--tls-cert-file",
+        node.cert_s(),
+        "--tls-key-file",
+        node.key_s(),
+    ]);
+    let mut p = primary.client();
+    run::<String>(
+        &mut p,
+        &["RL.LIMIT", "SET", "ENDPOINT", "/pay", "RATE", "3/1m"],
+    )
+    .unwrap();
+    let mut r = replica.client();
+    eventually("the replica's link is up", || {
+        info(&mut r, "replication").get("master_link_status") == Some(&"up".to_string())
+    });
+    eventually("the limit reaches the replica", || {
+        run::<Vec<String>>(&mut r, &["RL.LIMIT", "GET", "ENDPOINT", "/pay"])
+            .is_ok_and(|v| v.iter().any(|s| s == "3/1m"))
+    });
+    // The stream carries on: state written after the full sync arrives too.
+    run::<Vec<i64>>(&mut p, &["RL.CHECK", "u", "/pay"]).unwrap();
+    eventually("the check reaches the replica", || {
+        run::<Vec<i64>>(&mut r, &["RL.PEEK", "u", "/pay"]).is_ok_and(|v| v[2] == 2)
+    });
+    let slaves = info(&mut p, "replication");
+    assert_eq!(slaves.get("connected_slaves"), Some(&"1".to_string()));
+    assert!(
+        slaves
+            .get("slave0")
+            .is_some_and(|s| s.contains("state=online")),
+        "{slaves:?}"
+    );
+    assert!(stat(&mut p, "rl_tls_handshakes") >= 1);
+    // A replica that trusts another CA never links, and says why.
+    let wrong = Daemon::start_with(&[
+        "--replicaof",
+        &target,
+        "--tls-replication",
+        "yes",
+        "--tls-ca-cert-file",
+        &pki.other.file_s(),
+    ]);
+    let log = wrong.log_until("certificate", 10).join("\n");
+    assert!(log.contains("TLS") && log.contains("certificate"), "{log}");
+    let mut w = wrong.client();
+    assert_eq!(
+        info(&mut w, "replication").get("master_link_status"),
+        Some(&"down".to_string())
+    );
 }
 
 #[test]
