@@ -56,16 +56,19 @@ pub struct Config {
     pub plain_port: String,
 
     /// PEM file with the server's certificate chain, its own certificate first. Also the
-    /// client certificate a replica shows its primary.
+    /// client certificate a replica shows its primary. CONFIG SET tls-cert-file reloads it
+    /// for new connections.
     #[arg(long, env = "RATELIMITD_TLS_CERT_FILE")]
     pub tls_cert_file: Option<std::path::PathBuf>,
 
-    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1). Also CONFIG SET
+    /// tls-key-file.
     #[arg(long, env = "RATELIMITD_TLS_KEY_FILE")]
     pub tls_key_file: Option<std::path::PathBuf>,
 
     /// PEM file of CA certificates: those that sign the client certificates TLS listeners
-    /// accept, and the one that signs the primary's certificate (--tls-replication).
+    /// accept, and the one that signs the primary's certificate (--tls-replication). Also
+    /// CONFIG SET tls-ca-cert-file.
     #[arg(long, env = "RATELIMITD_TLS_CA_CERT_FILE")]
     pub tls_ca_cert_file: Option<std::path::PathBuf>,
 
@@ -86,7 +89,8 @@ pub struct Config {
     pub http_tls: String,
 
     /// yes: a replica connects to its primary's TLS port (what --replicaof names) over TLS,
-    /// checking the primary's certificate against --tls-ca-cert-file.
+    /// checking the primary's certificate against --tls-ca-cert-file. Also CONFIG SET
+    /// tls-replication (from the next connection).
     #[arg(long, env = "RATELIMITD_TLS_REPLICATION", default_value = "no", value_parser = ["yes", "no"])]
     pub tls_replication: String,
 

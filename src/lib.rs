@@ -37,7 +37,7 @@
 //! - [`metrics`]: the /metrics registry and its scrape-time gauges.
 //! - [`clients`]: the registry of connected clients.
 //! - [`pubsub`]: channels, patterns, and each subscriber's outbox.
-//! - [`tls`]: the certificates in force, TLS handshakes.
+//! - [`tls`]: the certificates in force, reloading them, TLS handshakes.
 //! - [`persist`]: the data directory: limits log and snapshot files.
 //! - [`config`]: the flags; [`settings`]: the config file; [`rewrite`]: CONFIG REWRITE's file
 //!   edit; [`logging`]: log set-up and level.

@@ -1,11 +1,13 @@
-//! TLS: the certificates the listeners present and the client certificates they accept, and
-//! the replica's TLS link to its primary.
+//! TLS: the certificates the listeners present and the client certificates they accept, the
+//! replica's TLS link to its primary, and reloading all of it while the daemon runs.
 //!
-//! [`Tls`] holds one [`Loaded`] set: the files it came from, the rustls server configuration
-//! every TLS listener (RESP, memcached, HTTPS) hands new connections, and the client
-//! configuration the replica's link uses, made only once every file has been read and checked
-//! (the key matches the certificate, the CA file holds certificates, the flags that need a CA
-//! have one).
+//! [`Tls`] holds one [`Loaded`] set, replaced whole: the files it came from, the rustls
+//! server configuration every TLS listener (RESP, memcached, HTTPS) hands new connections, and
+//! the client configuration the replica's link uses. `CONFIG SET tls-cert-file ...` loads a
+//! new set from the files and swaps it in only once every file has been read and checked (the
+//! key matches the certificate, the CA file holds certificates, the flags that need a CA have
+//! one); connections already open keep the session they made with the old one. A refused
+//! reload changes nothing.
 //!
 //! Handshakes run on the connection's own task, never in an accept loop, each bounded by
 //! `--tls-handshake-timeout-ms` (10 s): a client that opens a connection and stalls mid-way
@@ -13,8 +15,7 @@
 //! `--maxclients` ([`Tls::handshaking`]).
 //!
 //! Why a `RwLock` and not a lock-free cell: a new connection takes the read lock once, to
-//! clone an `Arc`; only a reload of the certificates would write. Nothing is held across an
-//! `.await`.
+//! clone an `Arc`; a reload writes once in a blue moon. Nothing is held across an `.await`.
 
 use crate::config::Config;
 use crate::stream::Stream;
@@ -26,7 +27,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -68,7 +69,7 @@ impl AuthClients {
 }
 
 /// What a TLS set is made from: the files and the two switches that decide what they must
-/// hold.
+/// hold. CONFIG GET reads these; CONFIG SET changes some and reloads.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TlsFiles {
     pub cert: Option<PathBuf>,
@@ -79,7 +80,8 @@ pub struct TlsFiles {
     pub replication: bool,
 }
 
-/// Why a TLS set could not be made: the daemon does not start with one.
+/// Why a TLS set could not be made. The daemon does not start with one; CONFIG SET refuses
+/// it and keeps the set in force.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {what} {path}: {source}")]
@@ -325,6 +327,11 @@ fn read_roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
 /// The daemon's TLS: the set in force and the handshakes under way.
 pub struct Tls {
     current: RwLock<Arc<Loaded>>,
+    /// Held through a whole [`Tls::update`], so two CONFIG SETs at once do not lose either's
+    /// change.
+    updating: Mutex<()>,
+    /// Whether a listener uses TLS (fixed at start: listeners are not opened at run time).
+    serves: bool,
     handshake_timeout: Duration,
     handshaking: Arc<AtomicUsize>,
 }
@@ -345,6 +352,8 @@ impl Tls {
         };
         Ok(Tls {
             current: RwLock::new(Arc::new(Loaded::load(files, serves)?)),
+            updating: Mutex::new(()),
+            serves,
             handshake_timeout: Duration::from_millis(config.tls_handshake_timeout_ms.max(1)),
             handshaking: Arc::default(),
         })
@@ -355,6 +364,23 @@ impl Tls {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The files and switches in force.
+    pub fn files(&self) -> TlsFiles {
+        self.loaded().files.clone()
+    }
+
+    /// Change the files in force with `change`, load them (the files left alone are read
+    /// again too: a renewed certificate at the same path is picked up), and if every one is
+    /// good, put them in force for new connections. On an error nothing changes.
+    pub fn update(&self, change: impl FnOnce(&mut TlsFiles)) -> Result<(), TlsError> {
+        let _one_at_a_time = self.updating.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut files = self.files();
+        change(&mut files);
+        let loaded = Arc::new(Loaded::load(files, self.serves)?);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = loaded;
+        Ok(())
     }
 
     /// Whether the replica's link uses TLS.

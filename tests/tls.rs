@@ -648,6 +648,11 @@ fn https_serves_the_http_routes_with_the_same_certificate() {
         d.http_port.unwrap()
     )]);
     assert_ne!(code, Some(0), "plain HTTP is not served on the HTTPS port");
+    let mut admin = d.client();
+    assert_eq!(
+        run::<Vec<String>>(&mut admin, &["CONFIG", "GET", "http-tls"]).unwrap(),
+        ["http-tls", "yes"]
+    );
 }
 
 #[test]
@@ -756,6 +761,174 @@ fn a_replica_links_to_its_primary_over_tls() {
         info(&mut w, "replication").get("master_link_status"),
         Some(&"down".to_string())
     );
+    // CONFIG SET gives it the right CA and a client certificate: a later attempt links.
+    run::<String>(
+        &mut w,
+        &[
+            "CONFIG",
+            "SET",
+            "tls-ca-cert-file",
+            &pki.ca.file_s(),
+            "tls-cert-file",
+            node.cert_s(),
+            "tls-key-file",
+            node.key_s(),
+        ],
+    )
+    .unwrap();
+    eventually("the corrected replica links", || {
+        info(&mut w, "replication").get("master_link_status") == Some(&"up".to_string())
+    });
+    assert_eq!(
+        run::<Vec<String>>(&mut w, &["CONFIG", "GET", "tls-replication"]).unwrap(),
+        ["tls-replication", "yes"]
+    );
+}
+
+#[test]
+fn config_set_reloads_certificates_for_new_connections_and_keeps_old_ones() {
+    let pki = Pki::new("tls-reload");
+    let d = start(&pki.flags_with_ca("no"));
+    let port = tls_port(&d);
+    let mut admin = d.client();
+    // CONFIG GET answers every TLS parameter.
+    let got: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("*tls*")
+        .query(&mut admin)
+        .expect("CONFIG GET");
+    let got: HashMap<&str, &str> = got
+        .chunks(2)
+        .map(|kv| (kv[0].as_str(), kv[1].as_str()))
+        .collect();
+    let port_s = port.to_string();
+    let ca_s = pki.ca.file_s();
+    for (name, value) in [
+        ("tls-port", port_s.as_str()),
+        ("tls-cert-file", pki.server.cert_s()),
+        ("tls-key-file", pki.server.key_s()),
+        ("tls-ca-cert-file", ca_s.as_str()),
+        ("tls-auth-clients", "no"),
+        ("tls-replication", "no"),
+        ("memcached-tls-port", "0"),
+        ("http-tls", "no"),
+    ] {
+        assert_eq!(got.get(name), Some(&value), "{name}: {got:?}");
+    }
+    let mut before = TlsRaw::connect(port, &pki.ca.file(), None).expect("old certificate");
+    before.ping().expect("PING");
+    // A certificate from the other CA, with its key, in one CONFIG SET.
+    let renewed = pki.other.server("renewed");
+    run::<String>(
+        &mut admin,
+        &[
+            "CONFIG",
+            "SET",
+            "tls-cert-file",
+            renewed.cert_s(),
+            "tls-key-file",
+            renewed.key_s(),
+        ],
+    )
+    .expect("reload");
+    let new = TlsRaw::connect(port, &pki.other.file(), None);
+    assert!(
+        new.and_then(|mut c| c.ping()).is_ok(),
+        "new connections get the new certificate"
+    );
+    let old = TlsRaw::connect(port, &pki.ca.file(), None);
+    assert!(old.is_err(), "nor the old one: {:?}", old.err());
+    before.ping().expect("an open connection keeps its session");
+    // redis-cli, trusting the new CA, agrees.
+    let (_, out) = redis_cli(port, &pki.other.file(), &["PING"]);
+    assert_eq!(out.trim(), "PONG");
+    assert_eq!(
+        run::<Vec<String>>(&mut admin, &["CONFIG", "GET", "tls-cert-file"]).unwrap(),
+        ["tls-cert-file", renewed.cert_s()]
+    );
+    // Bad files are refused with the reason, and the certificate in force stays.
+    let refused = |args: &[&str], says: &str| {
+        let mut full = vec!["CONFIG", "SET"];
+        full.extend_from_slice(args);
+        let e = run::<String>(&mut d.client(), &full).expect_err("refused");
+        assert!(e.contains(says), "{args:?}: {e}");
+    };
+    refused(
+        &["tls-cert-file", "/nonexistent.crt"],
+        "cannot read certificate file",
+    );
+    refused(
+        &["tls-cert-file", pki.server.cert_s()],
+        "does not match certificate",
+    );
+    let garbage = pki.dir.join("garbage.pem");
+    std::fs::write(&garbage, "not a key\n").unwrap();
+    refused(
+        &["tls-key-file", garbage.to_str().unwrap()],
+        "holds no private key",
+    );
+    refused(&["tls-cert-file", ""], "go together");
+    refused(
+        &["tls-cert-file", "", "tls-key-file", ""],
+        "needs --tls-cert-file",
+    );
+    refused(
+        &["tls-auth-clients", "yes", "tls-ca-cert-file", ""],
+        "needs --tls-ca-cert-file",
+    );
+    assert!(TlsRaw::connect(port, &pki.other.file(), None)
+        .and_then(|mut c| c.ping())
+        .is_ok());
+    assert_eq!(
+        run::<Vec<String>>(&mut admin, &["CONFIG", "GET", "tls-key-file"]).unwrap(),
+        ["tls-key-file", renewed.key_s()]
+    );
+    // Rewriting a file in place and naming it again picks up the new contents.
+    std::fs::copy(&pki.server.cert, &renewed.cert).unwrap();
+    std::fs::copy(&pki.server.key, &renewed.key).unwrap();
+    run::<String>(
+        &mut admin,
+        &[
+            "CONFIG",
+            "SET",
+            "tls-cert-file",
+            renewed.cert_s(),
+            "tls-key-file",
+            renewed.key_s(),
+        ],
+    )
+    .expect("reload in place");
+    assert!(TlsRaw::connect(port, &pki.ca.file(), None)
+        .and_then(|mut c| c.ping())
+        .is_ok());
+    // The client-certificate rule changes the same way, for new connections.
+    run::<String>(&mut admin, &["CONFIG", "SET", "tls-auth-clients", "yes"]).unwrap();
+    let bare = TlsRaw::connect(port, &pki.ca.file(), None).and_then(|mut c| c.ping());
+    assert!(bare.is_err(), "a certificate is now required: {bare:?}");
+    assert!(TlsRaw::connect(port, &pki.ca.file(), Some(&pki.client))
+        .and_then(|mut c| c.ping())
+        .is_ok());
+    refused(&["tls-auth-clients", "maybe"], "yes, no or optional");
+    assert_eq!(
+        run::<Vec<String>>(&mut admin, &["CONFIG", "GET", "tls-auth-clients"]).unwrap(),
+        ["tls-auth-clients", "yes"]
+    );
+    // Changing certificates is an admin's power.
+    run::<String>(
+        &mut admin,
+        &[
+            "ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all", "-@admin",
+        ],
+    )
+    .unwrap();
+    let mut app = d.client();
+    run::<String>(&mut app, &["AUTH", "app", "pw"]).unwrap();
+    let e = run::<String>(
+        &mut app,
+        &["CONFIG", "SET", "tls-cert-file", pki.server.cert_s()],
+    )
+    .expect_err("not an admin");
+    assert!(e.contains("NOPERM"), "{e}");
 }
 
 #[test]
