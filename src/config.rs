@@ -44,6 +44,66 @@ pub struct Config {
     #[arg(long, env = "RATELIMITD_PROTECTED_MODE", default_value = "yes", value_parser = ["yes", "no"])]
     pub protected_mode: String,
 
+    // --- TLS, with Redis's flag names. See docs/OPERATIONS.md, "TLS".
+    /// Port of a TLS listener for the Redis protocol, beside the plain --port; off unless
+    /// given. 6380 is a usual choice; 0 picks a free port (logged), as --port 0 does (Redis
+    /// reads tls-port 0 as "off"). Needs --tls-cert-file and --tls-key-file.
+    #[arg(long, env = "RATELIMITD_TLS_PORT")]
+    pub tls_port: Option<u16>,
+
+    /// Whether --port serves plain-text RESP: yes, or no to serve RESP on --tls-port alone
+    /// (what Redis spells `port 0`; here --port 0 picks a free port).
+    #[arg(long, env = "RATELIMITD_PLAIN_PORT", default_value = "yes", value_parser = ["yes", "no"])]
+    pub plain_port: String,
+
+    /// PEM file with the server's certificate chain, its own certificate first. Also the
+    /// client certificate a replica shows its primary. CONFIG SET tls-cert-file reloads it
+    /// for new connections.
+    #[arg(long, env = "RATELIMITD_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1). Also CONFIG SET
+    /// tls-key-file.
+    #[arg(long, env = "RATELIMITD_TLS_KEY_FILE")]
+    pub tls_key_file: Option<std::path::PathBuf>,
+
+    /// PEM file of CA certificates: those that sign the client certificates TLS listeners
+    /// accept, and the one that signs the primary's certificate (--tls-replication). Also
+    /// CONFIG SET tls-ca-cert-file.
+    #[arg(long, env = "RATELIMITD_TLS_CA_CERT_FILE")]
+    pub tls_ca_cert_file: Option<std::path::PathBuf>,
+
+    /// Client certificates on TLS connections: yes (required, signed by --tls-ca-cert-file;
+    /// the default, as in Redis), optional (checked when a client shows one) or no. yes and
+    /// optional need --tls-ca-cert-file: without it the daemon does not start.
+    #[arg(long, env = "RATELIMITD_TLS_AUTH_CLIENTS", default_value = "yes", value_parser = ["yes", "no", "optional"])]
+    pub tls_auth_clients: String,
+
+    /// Port of a TLS listener for the memcached protocol, beside --memcached-port (which may be
+    /// left off); off unless given; 0 picks a free port (logged). Same certificates as RESP.
+    #[arg(long, env = "RATELIMITD_MEMCACHED_TLS_PORT")]
+    pub memcached_tls_port: Option<u16>,
+
+    /// yes: the HTTP listener (--http-port) serves HTTPS, with the TLS certificates and
+    /// --tls-auth-clients of the other listeners.
+    #[arg(long, env = "RATELIMITD_HTTP_TLS", default_value = "no", value_parser = ["yes", "no"])]
+    pub http_tls: String,
+
+    /// yes: a replica connects to its primary's TLS port (what --replicaof names) over TLS,
+    /// checking the primary's certificate against --tls-ca-cert-file. Also CONFIG SET
+    /// tls-replication (from the next connection).
+    #[arg(long, env = "RATELIMITD_TLS_REPLICATION", default_value = "no", value_parser = ["yes", "no"])]
+    pub tls_replication: String,
+
+    /// Milliseconds a client has to complete its TLS handshake before it is disconnected.
+    #[arg(
+        long,
+        env = "RATELIMITD_TLS_HANDSHAKE_TIMEOUT_MS",
+        default_value_t = 10_000,
+        hide = true
+    )]
+    pub tls_handshake_timeout_ms: u64,
+
     /// Maximum simultaneous client connections; more are answered
     /// "-ERR max number of clients reached" and closed.
     #[arg(long, env = "RATELIMITD_MAXCLIENTS", default_value_t = 10_000)]

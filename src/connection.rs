@@ -10,6 +10,7 @@ use crate::cmd::{self, Blocking, Ctx, Found, Prefetch, Session, COMMANDS};
 use crate::counters::Family;
 use crate::fair_share::FairShare;
 use crate::state::Shared;
+use crate::stream::Stream;
 use bytes::BytesMut;
 use ratelimitd_engine::Prefetched;
 use ratelimitd_protocol::{compose, Decoder, Limits, Reply, Request};
@@ -18,7 +19,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// Initial read buffer; it grows only for requests that need more.
@@ -26,7 +26,7 @@ const READ_BUF: usize = 16 * 1024;
 
 /// One RESP client connection.
 pub struct Connection {
-    socket: TcpStream,
+    socket: Stream,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
     session: Session,
@@ -34,7 +34,7 @@ pub struct Connection {
 
 impl Connection {
     pub fn new(
-        socket: TcpStream,
+        socket: Stream,
         peer: SocketAddr,
         shared: Arc<Shared>,
         shutdown: watch::Receiver<bool>,

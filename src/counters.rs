@@ -94,6 +94,28 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.1,
 ];
 
+/// How a TLS handshake ended, for `ratelimitd_tls_handshakes_total`'s `result` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    Ok = 0,
+    Failed = 1,
+    TimedOut = 2,
+}
+
+impl Handshake {
+    /// Every result, in the order of their discriminants.
+    pub const ALL: [Handshake; 3] = [Handshake::Ok, Handshake::Failed, Handshake::TimedOut];
+
+    /// The `result` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Handshake::Ok => "ok",
+            Handshake::Failed => "failed",
+            Handshake::TimedOut => "timed_out",
+        }
+    }
+}
+
 /// The totals INFO's `# Stats` section reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InfoTotals {
@@ -104,6 +126,10 @@ pub struct InfoTotals {
     pub protocol_errors: u64,
     pub checks_allowed: u64,
     pub checks_denied: u64,
+    /// TLS handshakes completed, failed, and timed out.
+    pub tls_handshakes: u64,
+    pub tls_handshake_failures: u64,
+    pub tls_handshake_timeouts: u64,
 }
 
 impl InfoTotals {
@@ -122,6 +148,13 @@ impl InfoTotals {
             protocol_errors: self.protocol_errors.saturating_sub(base.protocol_errors),
             checks_allowed: self.checks_allowed.saturating_sub(base.checks_allowed),
             checks_denied: self.checks_denied.saturating_sub(base.checks_denied),
+            tls_handshakes: self.tls_handshakes.saturating_sub(base.tls_handshakes),
+            tls_handshake_failures: self
+                .tls_handshake_failures
+                .saturating_sub(base.tls_handshake_failures),
+            tls_handshake_timeouts: self
+                .tls_handshake_timeouts
+                .saturating_sub(base.tls_handshake_timeouts),
         }
     }
 }
@@ -143,6 +176,8 @@ pub struct Counters {
     connections_rejected: IntCounter,
     protocol_errors: IntCounter,
     http: IntCounterVec,
+    /// By [`Handshake`].
+    tls_handshakes: Vec<IntCounter>,
     /// INFO's zero point, set by CONFIG RESETSTAT.
     baseline: Mutex<InfoTotals>,
 }
@@ -213,6 +248,12 @@ impl Counters {
             "Denied RL.CHECK and HTTP checks, by the kind of scope whose limit denied.",
             &["scope"],
         );
+        let handshakes = counter_vec(
+            registry,
+            "ratelimitd_tls_handshakes_total",
+            "TLS handshakes on the listeners, by result (ok, failed, timed_out).",
+            &["result"],
+        );
         let names = command_names.iter().copied().chain(["unknown"]);
         Counters {
             commands: names
@@ -251,6 +292,10 @@ impl Counters {
                 "HTTP requests, by route and status code.",
                 &["route", "code"],
             ),
+            tls_handshakes: Handshake::ALL
+                .iter()
+                .map(|h| handshakes.with_label_values(&[h.label()]))
+                .collect(),
             baseline: Mutex::new(InfoTotals::default()),
         }
     }
@@ -273,6 +318,13 @@ impl Counters {
         self.connections_received.inc();
         if refused {
             self.connections_rejected.inc();
+        }
+    }
+
+    /// Count one TLS handshake.
+    pub fn tls_handshake(&self, result: Handshake) {
+        if let Some(c) = self.tls_handshakes.get(result as usize) {
+            c.inc();
         }
     }
 
@@ -330,7 +382,17 @@ impl Counters {
             protocol_errors: self.protocol_errors.get(),
             checks_allowed: self.checks_allowed.get(),
             checks_denied: self.checks_denied.get(),
+            tls_handshakes: self.handshakes(Handshake::Ok),
+            tls_handshake_failures: self.handshakes(Handshake::Failed)
+                + self.handshakes(Handshake::TimedOut),
+            tls_handshake_timeouts: self.handshakes(Handshake::TimedOut),
         }
+    }
+
+    fn handshakes(&self, result: Handshake) -> u64 {
+        self.tls_handshakes
+            .get(result as usize)
+            .map_or(0, IntCounter::get)
     }
 
     /// INFO's figures: the totals since start, or since the last CONFIG RESETSTAT.

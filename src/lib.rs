@@ -37,12 +37,14 @@
 //! - [`metrics`]: the /metrics registry and its scrape-time gauges.
 //! - [`clients`]: the registry of connected clients.
 //! - [`pubsub`]: channels, patterns, and each subscriber's outbox.
+//! - [`tls`]: the certificates in force, reloading them, TLS handshakes.
 //! - [`persist`]: the data directory: limits log and snapshot files.
 //! - [`config`]: the flags; [`settings`]: the config file; [`rewrite`]: CONFIG REWRITE's file
 //!   edit; [`logging`]: log set-up and level.
 //! - [`limit_args`]: limits written back as RL.LIMIT arguments.
 //! - [`fair_share`]: how a busy connection takes turns with the others.
 //! - [`durable_file`]: replacing a file so that a crash leaves the old or the new version.
+//! - [`stream`]: a socket, plain TCP or TLS, as one type.
 //! - [`path`]: forward-auth's one spelling of a request path (dot segments, slashes, `;params`,
 //!   percent-encodings).
 //! - [`args`], [`text`], [`process`]: small helpers (argument forms, safe quoting, RSS and
@@ -77,7 +79,9 @@ pub mod settings;
 pub mod size;
 pub mod startup;
 pub mod state;
+pub mod stream;
 pub mod tasks;
 pub mod text;
+pub mod tls;
 
 pub use config::Config;

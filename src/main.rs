@@ -49,10 +49,15 @@ fn main() -> ExitCode {
             }
         };
         let signals = ShutdownSignals::register();
+        let ports = daemon.ports();
+        // The plain RESP port, or with --plain-port no the TLS one, which then says so.
+        let (port, only_tls) = match ports.tls {
+            Some(tls) if ports.resp == 0 => (tls, " (TLS only)"),
+            _ => (ports.resp, ""),
+        };
         tracing::info!(
-            "ratelimitd {} ready to accept connections on {bind}:{}",
+            "ratelimitd {} ready to accept connections on {bind}:{port}{only_tls}",
             env!("CARGO_PKG_VERSION"),
-            daemon.ports().resp
         );
         match daemon.serve(signals.recv()).await {
             Ok(()) => ExitCode::SUCCESS,

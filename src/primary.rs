@@ -7,6 +7,7 @@
 
 use crate::repl::{PsyncRequest, ReplicaLink, PING_INTERVAL, PUMP_INTERVAL, REPL_TIMEOUT};
 use crate::state::Shared;
+use crate::stream::Stream;
 use bytes::{Bytes, BytesMut};
 use ratelimitd_replication::{record, FullSync};
 use std::net::SocketAddr;
@@ -14,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Notify};
 
 /// The pump (and heartbeats): drains the engine's changes into the stream every
@@ -75,7 +75,7 @@ fn full_sync_payload(shared: &Shared) -> Vec<u8> {
 /// Answer PSYNC and then stream to the replica until it goes, is killed, or we shut down.
 /// `input` holds bytes the replica sent after PSYNC (ACKs).
 pub async fn serve_replica(
-    socket: &mut TcpStream,
+    socket: &mut Stream,
     mut input: BytesMut,
     shared: &Arc<Shared>,
     req: PsyncRequest,
@@ -145,7 +145,7 @@ pub async fn serve_replica(
 const MAX_REPLICA_INPUT: usize = 64 * 1024;
 
 async fn stream_to_replica(
-    socket: &mut TcpStream,
+    socket: &mut Stream,
     input: &mut BytesMut,
     shared: &Shared,
     link: &ReplicaLink,

@@ -25,6 +25,10 @@
 //! `--max-value-size` is not stored and is logged at error, once per record; the rest of the
 //! payload or stream is applied and the link stays (`value_fits` says why).
 //!
+//! With `--tls-replication yes` the link is TLS: the primary's certificate must be signed by
+//! `--tls-ca-cert-file` and name the host `--replicaof` gives, and this node shows its own
+//! `--tls-cert-file` as its client certificate when it has one.
+//!
 //! Bad bytes from a primary never panic the replica: the error is logged, the link is dropped,
 //! and the next attempt resyncs.
 
@@ -34,6 +38,7 @@ use crate::config::MasterAddr;
 use crate::limit_args::{limit_set_args, scope_args};
 use crate::repl::{LinkInfo, LinkState, REPL_TIMEOUT};
 use crate::state::Shared;
+use crate::stream::Stream;
 use crate::text::shorten;
 use bytes::{Buf, Bytes, BytesMut};
 use ratelimitd_engine::{Change, DecodedSnapshot, Item, Scope, SnapshotError};
@@ -63,6 +68,8 @@ enum LinkError {
     Refused(String),
     #[error("timed out")]
     Timeout,
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::HandshakeError),
     #[error("bad stream from the primary: {0}")]
     Stream(#[from] ratelimitd_replication::StreamError),
     #[error("bad full-sync payload: {0}; nothing was changed")]
@@ -145,7 +152,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// Read one CRLF line (without it) from the socket, buffering extra bytes in `buf`.
-async fn read_line(sock: &mut TcpStream, buf: &mut BytesMut) -> Result<String, LinkError> {
+async fn read_line(sock: &mut Stream, buf: &mut BytesMut) -> Result<String, LinkError> {
     loop {
         if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
             let line = buf.split_to(i + 2);
@@ -161,7 +168,7 @@ async fn read_line(sock: &mut TcpStream, buf: &mut BytesMut) -> Result<String, L
 }
 
 async fn command(
-    sock: &mut TcpStream,
+    sock: &mut Stream,
     buf: &mut BytesMut,
     parts: &[&[u8]],
 ) -> Result<String, LinkError> {
@@ -189,12 +196,17 @@ async fn within<T>(
 /// size, fail every attempt and start over forever. The PSYNC answer and every read of the
 /// payload may each take up to the link's timeout (as Redis's `repl-timeout` bounds a
 /// transfer by inactivity, not by its total length).
-async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, BytesMut), LinkError> {
+async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(Stream, BytesMut), LinkError> {
     set_link(shared, |l| l.state = LinkState::Connecting);
     let connect =
         async { Ok::<_, LinkError>(TcpStream::connect((addr.host.as_str(), addr.port)).await?) };
-    let mut sock = within(HANDSHAKE_TIMEOUT, connect).await?;
-    let _ = sock.set_nodelay(true);
+    let tcp = within(HANDSHAKE_TIMEOUT, connect).await?;
+    let _ = tcp.set_nodelay(true);
+    let tls = shared.tls.replication();
+    let mut sock = match tls {
+        true => shared.tls.connect(&addr.host, tcp).await?,
+        false => Stream::Plain(tcp),
+    };
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let short = HANDSHAKE_TIMEOUT;
     let pong = within(short, command(&mut sock, &mut buf, &[b"PING"])).await?;
@@ -212,7 +224,13 @@ async fn handshake(shared: &Shared, addr: &MasterAddr) -> Result<(TcpStream, Byt
             return Err(LinkError::Refused(r));
         }
     }
-    let port = shared.ports.resp.to_string();
+    // The port a primary's INFO lists for this replica: its TLS port when the link is TLS (as
+    // Redis announces tls-port with tls-replication).
+    let port = match (tls, shared.ports.tls) {
+        (true, Some(p)) => p,
+        _ => shared.ports.resp,
+    }
+    .to_string();
     let r = within(
         short,
         command(
@@ -578,7 +596,7 @@ async fn link_once(shared: &Arc<Shared>, addr: &MasterAddr) -> Result<(), LinkEr
     }
 }
 
-async fn send_ack(shared: &Shared, sock: &mut TcpStream) -> Result<(), LinkError> {
+async fn send_ack(shared: &Shared, sock: &mut Stream) -> Result<(), LinkError> {
     let off = shared.repl.offset().to_string();
     let mut out = Vec::new();
     record::encode_array(&[b"REPLCONF", b"ACK", off.as_bytes()], &mut out);

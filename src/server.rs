@@ -8,10 +8,14 @@
 //!  RESP accept ──────► Connection task ──────────┴─► read ─► Decoder ─► cmd::execute ─► Engine
 //!  memcached accept ─► memcache::serve_conn          ▲                        │
 //!  (one accept loop    (one task per client)         └── one write of all replies of that read
-//!   for both)
-//!  HTTP accept ──────► hyper, one task per connection (src/http.rs)
+//!   for both, plain
+//!   or TLS)
+//!  HTTP accept ──────► hyper, one task per connection (src/http/)
 //!  background tasks: expiry, snapshots, throttling summary, replication (src/tasks.rs)
 //! ```
+//!
+//! A TLS listener's accept loop only accepts: the handshake runs on the connection's own task
+//! (src/tls.rs), so a client that stalls mid-handshake never holds up the next accept.
 //!
 //! Shutdown: the accept loops stop at once; each connection finishes the requests it has already
 //! read, writes their replies, and closes; `serve` returns when all have, or after a grace
@@ -25,6 +29,8 @@ use crate::persist::Persist;
 use crate::settings::Settings;
 use crate::startup::StartupError;
 use crate::state::{Ports, Shared};
+use crate::stream::Stream;
+use crate::tls::Tls;
 use ratelimitd_engine::AnyClock;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,8 +46,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The listeners, bound before anything is loaded.
 struct Listeners {
-    resp: TcpListener,
+    /// None with `--plain-port no`.
+    resp: Option<TcpListener>,
+    tls: Option<TcpListener>,
     memcached: Option<TcpListener>,
+    memcached_tls: Option<TcpListener>,
     http: Option<TcpListener>,
 }
 
@@ -59,10 +68,48 @@ pub struct Prepared {
 /// the config file's limits, the limits log and the snapshot.
 pub async fn prepare(settings: Settings, clock: AnyClock) -> Result<Prepared, StartupError> {
     let config = settings.config;
-    let addr = SocketAddr::new(config.bind, config.port);
-    let resp = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartupError::Bind { addr, source })?;
+    let plain = config.plain_port == "yes";
+    if !plain && config.tls_port.is_none() {
+        return Err(StartupError::NoRespListener);
+    }
+    if config.http_tls == "yes" && config.http_port.is_none() {
+        return Err(StartupError::HttpTlsWithoutPort);
+    }
+    // The certificates before any port: a TLS mistake is reported before anything is bound.
+    let tls = Tls::new(&config)?;
+    let resp = match plain {
+        true => {
+            let addr = SocketAddr::new(config.bind, config.port);
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?,
+            )
+        }
+        false => None,
+    };
+    let tls_listener = match config.tls_port {
+        Some(port) => {
+            let addr = SocketAddr::new(config.bind, port);
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::TlsBind { addr, source })?,
+            )
+        }
+        None => None,
+    };
+    let memcached_tls = match config.memcached_tls_port {
+        Some(port) => {
+            let addr = SocketAddr::new(config.bind, port);
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::MemcachedTlsBind { addr, source })?,
+            )
+        }
+        None => None,
+    };
     let memcached = match config.memcached_port {
         Some(port) => {
             let addr = SocketAddr::new(config.bind, port);
@@ -91,13 +138,20 @@ pub async fn prepare(settings: Settings, clock: AnyClock) -> Result<Prepared, St
     };
     let listeners = Listeners {
         resp,
+        tls: tls_listener,
         memcached,
+        memcached_tls,
         http,
     };
     let ports = Ports {
-        resp: port_of(&listeners.resp).unwrap_or(config.port),
+        resp: match &listeners.resp {
+            Some(l) => port_of(l).unwrap_or(config.port),
+            None => 0,
+        },
         memcached: listeners.memcached.as_ref().and_then(port_of),
         http: listeners.http.as_ref().and_then(port_of),
+        tls: listeners.tls.as_ref().and_then(port_of),
+        memcached_tls: listeners.memcached_tls.as_ref().and_then(port_of),
     };
     let shared = Arc::new(Shared::new(
         config,
@@ -106,6 +160,7 @@ pub async fn prepare(settings: Settings, clock: AnyClock) -> Result<Prepared, St
         clock,
         &COMMANDS.names(),
         COMMANDS.catalog(),
+        tls,
     ));
     crate::startup::load(&shared, &settings.preload, loaded)?;
     log_listeners(&shared.config, ports);
@@ -115,12 +170,22 @@ pub async fn prepare(settings: Settings, clock: AnyClock) -> Result<Prepared, St
 }
 
 fn log_listeners(config: &Config, ports: Ports) {
+    if let Some(p) = ports.tls {
+        tracing::info!("TLS listening on {}:{p}", config.bind);
+    }
     if let Some(p) = ports.memcached {
         tracing::info!("memcached listener on {}:{p}", config.bind);
     }
+    if let Some(p) = ports.memcached_tls {
+        tracing::info!("memcached TLS listener on {}:{p}", config.bind);
+    }
     if let Some(p) = ports.http {
         let bind = config.http_bind.unwrap_or(config.bind);
-        tracing::info!("HTTP listening on {bind}:{p}");
+        if config.http_tls == "yes" {
+            tracing::info!("HTTPS listening on {bind}:{p}");
+        } else {
+            tracing::info!("HTTP listening on {bind}:{p}");
+        }
     }
 }
 
@@ -182,51 +247,64 @@ impl Prepared {
         if let Some(l) = listeners.http {
             tokio::spawn(crate::http::serve(l, shared.clone(), shutdown_rx.clone()));
         }
-        if let Some(l) = listeners.memcached {
+        if listeners.memcached.is_some() || listeners.memcached_tls.is_some() {
+            // One memcached state (stats, the delayed flush) for the plain and the TLS port.
             let state = Arc::new(McState::default());
             tokio::spawn(crate::memcache::flush_timer(
                 shared.clone(),
                 state.clone(),
                 shutdown_rx.clone(),
             ));
-            let counted = state.clone();
+            for (l, tls) in [
+                (listeners.memcached, false),
+                (listeners.memcached_tls, true),
+            ] {
+                let Some(l) = l else { continue };
+                let counted = state.clone();
+                let state = state.clone();
+                let stop = shutdown_rx.clone();
+                tokio::spawn(accept_loop(
+                    l,
+                    shared.clone(),
+                    Protocol::Memcached,
+                    tls,
+                    shutdown_rx.clone(),
+                    move |refused| {
+                        McStats::bump(&counted.stats.total_connections);
+                        if refused {
+                            McStats::bump(&counted.stats.rejected_connections);
+                        }
+                    },
+                    move |socket, peer, shared| {
+                        serve_conn(socket, peer, shared, state.clone(), stop.clone())
+                    },
+                ));
+            }
+        }
+        let mut resp = Vec::new();
+        for (l, tls) in [(listeners.resp, false), (listeners.tls, true)] {
+            let Some(l) = l else { continue };
             let stop = shutdown_rx.clone();
-            tokio::spawn(accept_loop(
+            resp.push(tokio::spawn(accept_loop(
                 l,
                 shared.clone(),
-                Protocol::Memcached,
+                Protocol::Resp,
+                tls,
                 shutdown_rx.clone(),
-                move |refused| {
-                    McStats::bump(&counted.stats.total_connections);
-                    if refused {
-                        McStats::bump(&counted.stats.rejected_connections);
-                    }
-                },
+                |_| {},
                 move |socket, peer, shared| {
-                    let state = state.clone();
-                    tokio::spawn(serve_conn(socket, peer, shared, state, stop.clone()));
+                    Connection::new(socket, peer, shared, stop.clone()).run()
                 },
-            ));
+            )));
         }
-        let stop = shutdown_rx.clone();
-        let resp = accept_loop(
-            listeners.resp,
-            shared.clone(),
-            Protocol::Resp,
-            shutdown_rx.clone(),
-            |_| {},
-            move |socket, peer, shared| {
-                let conn = Connection::new(socket, peer, shared, stop.clone());
-                tokio::spawn(conn.run());
-            },
-        );
-        let resp = tokio::spawn(resp);
         shutdown.await;
 
         tracing::info!("shutting down: no new connections; finishing in-flight replies");
         shared.ready.store(false, Ordering::Relaxed);
         let _ = shutdown_tx.send(true);
-        let _ = resp.await;
+        for resp in resp {
+            let _ = resp.await;
+        }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while !shared.clients.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -243,15 +321,25 @@ impl Prepared {
 
 /// Accept connections until shutdown, for RESP and memcached alike: count them (`accepted` is
 /// told whether each was turned away), turn them away at `--maxclients` with the protocol's own
-/// error line, and hand the others to `serve`.
-async fn accept_loop(
+/// error line, and run the others' `serve` on a task of their own.
+///
+/// On a TLS listener (`tls`) the handshake runs on that task, first, bounded by the handshake
+/// timeout, and counts toward `--maxclients` while it runs. A client turned away at
+/// `--maxclients` is closed without a handshake: a handshake per refusal would let a flood of
+/// connections cost the daemon CPU and memory past its bound. One that protected mode refuses
+/// gets its `DENIED` line over TLS, as it would in plain text.
+async fn accept_loop<F>(
     listener: TcpListener,
     shared: Arc<Shared>,
     protocol: Protocol,
+    tls: bool,
     mut shutdown: watch::Receiver<bool>,
     accepted: impl Fn(bool),
-    serve: impl Fn(TcpStream, SocketAddr, Arc<Shared>),
-) {
+    serve: impl Fn(Stream, SocketAddr, Arc<Shared>) -> F + Send + Sync + 'static,
+) where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let serve = Arc::new(serve);
     loop {
         let (mut socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -265,9 +353,26 @@ async fn accept_loop(
             },
             _ = shutdown.changed() => return,
         };
-        let full = shared.clients.len() >= shared.config.maxclients;
+        let full = shared.clients.len() + shared.tls.handshaking() >= shared.config.maxclients;
         shared.counters.connection(full);
         accepted(full);
+        if tls {
+            if !full {
+                let _ = socket.set_nodelay(true);
+                // Counted from here, before the task runs, so that a burst of accepts sees it.
+                let pending = shared.tls.pending();
+                let serve = serve.clone();
+                tokio::spawn(serve_tls(
+                    socket,
+                    peer,
+                    shared.clone(),
+                    protocol,
+                    pending,
+                    serve,
+                ));
+            }
+            continue;
+        }
         if full {
             tokio::spawn(async move {
                 let _ = socket.write_all(protocol.refusal()).await;
@@ -281,8 +386,34 @@ async fn accept_loop(
             continue;
         }
         let _ = socket.set_nodelay(true);
-        serve(socket, peer, shared.clone());
+        tokio::spawn(serve(Stream::Plain(socket), peer, shared.clone()));
     }
+}
+
+/// A TLS connection's task: the handshake (counted toward `--maxclients` meanwhile), protected
+/// mode, then `serve`.
+async fn serve_tls<F: Future<Output = ()>>(
+    socket: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    protocol: Protocol,
+    pending: crate::tls::Pending,
+    serve: Arc<impl Fn(Stream, SocketAddr, Arc<Shared>) -> F>,
+) {
+    let Some(mut stream) = shared.tls_accept(socket, peer).await else {
+        return;
+    };
+    if shared.refuses(peer) {
+        drop(pending);
+        let _ = stream.write_all(&protocol.denied()).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
+    // The connection registers as a client when made (RESP) or first run (memcached, right
+    // below); only then does the handshake stop counting.
+    let conn = serve(stream, peer, shared.clone());
+    drop(pending);
+    conn.await;
 }
 
 /// SIGINT and SIGTERM, registered when this is created. main creates it before logging that

@@ -38,6 +38,22 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen for TLS on {addr}: {source}")]
+    TlsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for memcached over TLS on {addr}: {source}")]
+    MemcachedTlsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("--plain-port no needs --tls-port: RESP would have no listener")]
+    NoRespListener,
+    #[error("--http-tls yes needs --http-port")]
+    HttpTlsWithoutPort,
     /// A `[[limit]]` or `[[tier]]` table of the config file the live command refuses.
     #[error("config file {file}, {label}: {message}")]
     Preload {

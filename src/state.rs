@@ -14,6 +14,8 @@ use crate::metrics::{Metrics, Scrape};
 use crate::persist::Persist;
 use crate::pubsub::PubSub;
 use crate::repl::Repl;
+use crate::stream::Stream;
+use crate::tls::{HandshakeError, Tls};
 use ratelimitd_engine::{AnyClock, Engine, EngineConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,9 +24,14 @@ use std::time::Instant;
 /// The ports actually bound (they differ from the configured ones when those were 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
+    /// The plain-text RESP port; 0 with `--plain-port no` (as Redis reports `port 0`).
     pub resp: u16,
     pub http: Option<u16>,
     pub memcached: Option<u16>,
+    /// The TLS RESP port (`--tls-port`).
+    pub tls: Option<u16>,
+    /// The TLS memcached port (`--memcached-tls-port`).
+    pub memcached_tls: Option<u16>,
 }
 
 /// State every connection shares.
@@ -55,6 +62,8 @@ pub struct Shared {
     pub protected_mode: AtomicBool,
     /// Idle and sign-in timeouts, output-buffer limits (src/bounds.rs).
     pub bounds: Arc<ClientBounds>,
+    /// The certificates in force and the handshakes under way (src/tls.rs).
+    pub tls: Tls,
 }
 
 /// What a client from another host hears while protected mode refuses it.
@@ -63,7 +72,8 @@ pub const DENIED: &str = "DENIED ratelimitd is running in protected mode because
 impl Shared {
     /// The shared state of a daemon whose listeners are bound on `ports`, with `persist`
     /// opened and the engine reading `clock`. `command_names` are the command table's names
-    /// in its order (the counters' labels), `catalog` what ACL rules can name.
+    /// in its order (the counters' labels), `catalog` what ACL rules can name, `tls` the
+    /// certificates loaded from the flags.
     pub fn new(
         config: Config,
         ports: Ports,
@@ -71,6 +81,7 @@ impl Shared {
         clock: AnyClock,
         command_names: &[&'static str],
         catalog: Catalog,
+        tls: Tls,
     ) -> Shared {
         // Before the engine allocates anything (process-wide; engine/src/arena.rs).
         ratelimitd_engine::arena::set_enabled(config.huge_pages == "yes");
@@ -107,7 +118,26 @@ impl Shared {
             bounds,
             users: Users::new(catalog),
             protected_mode: AtomicBool::new(protected),
+            tls,
         }
+    }
+
+    /// The server side of a TLS handshake on a connection from `peer`, counted (INFO,
+    /// /metrics); None when it failed or timed out (logged at debug: any client can cause it).
+    pub async fn tls_accept(
+        &self,
+        tcp: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+    ) -> Option<Stream> {
+        let result = self.tls.accept(tcp).await;
+        self.counters.tls_handshake(match &result {
+            Ok(_) => crate::counters::Handshake::Ok,
+            Err(HandshakeError::TimedOut(_)) => crate::counters::Handshake::TimedOut,
+            Err(_) => crate::counters::Handshake::Failed,
+        });
+        result
+            .map_err(|e| tracing::debug!("TLS handshake with {peer}: {e}"))
+            .ok()
     }
 
     /// Add what a connection (or an HTTP request) counted to the process's counters, and its

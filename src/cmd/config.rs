@@ -62,6 +62,8 @@ pub fn help(_: &mut Ctx<'_>, _: &[&[u8]]) -> Result<Reply, ParseError> {
         "    Set the runtime parameters (loglevel, save-interval, maxmemory, max-keys,",
         "    maxmemory-policy, min-replicas-to-write, min-replicas-max-lag, protected-mode,",
         "    timeout, auth-timeout, client-output-buffer-limit).",
+        "    The TLS files and rules (tls-cert-file, tls-key-file, tls-ca-cert-file,",
+        "    tls-auth-clients, tls-replication) are loaded together, for new connections.",
         "RESETSTAT",
         "    Reset the statistics reported by INFO.",
         "REWRITE",
@@ -248,6 +250,49 @@ pub static KNOBS: &[Knob] = &[
         get: |s| s.ports.http.map(|p| p.to_string()).unwrap_or_default(),
         set: None,
     },
+    // TLS (src/tls.rs): the ports and HTTPS are fixed at start; the files, tls-auth-clients
+    // and tls-replication reload the certificates for new connections. One CONFIG SET that
+    // names several of them loads them together (see `set`).
+    Knob {
+        name: "tls-port",
+        get: |s| s.ports.tls.unwrap_or(0).to_string(),
+        set: None,
+    },
+    Knob {
+        name: "memcached-tls-port",
+        get: |s| s.ports.memcached_tls.unwrap_or(0).to_string(),
+        set: None,
+    },
+    Knob {
+        name: "http-tls",
+        get: |s| s.config.http_tls.clone(),
+        set: None,
+    },
+    Knob {
+        name: "tls-cert-file",
+        get: |s| path_text(s.tls.files().cert),
+        set: Some(|s, v| set_tls(s, &[("tls-cert-file", v)])),
+    },
+    Knob {
+        name: "tls-key-file",
+        get: |s| path_text(s.tls.files().key),
+        set: Some(|s, v| set_tls(s, &[("tls-key-file", v)])),
+    },
+    Knob {
+        name: "tls-ca-cert-file",
+        get: |s| path_text(s.tls.files().ca),
+        set: Some(|s, v| set_tls(s, &[("tls-ca-cert-file", v)])),
+    },
+    Knob {
+        name: "tls-auth-clients",
+        get: |s| s.tls.files().auth_clients.name().to_string(),
+        set: Some(|s, v| set_tls(s, &[("tls-auth-clients", v)])),
+    },
+    Knob {
+        name: "tls-replication",
+        get: |s| yes_no(s.tls.files().replication),
+        set: Some(|s, v| set_tls(s, &[("tls-replication", v)])),
+    },
 ];
 
 /// A whole number of seconds for the knob `name`.
@@ -255,6 +300,75 @@ fn seconds(name: &str, v: &str) -> Result<u64, String> {
     v.trim()
         .parse()
         .map_err(|_| format!("{name} must be a number of seconds, got '{v}'"))
+}
+
+/// The knobs one TLS reload covers: `set` hands all those of one CONFIG SET to [`set_tls`]
+/// at once, so that a certificate and its new key change together.
+const TLS_RELOAD: [&str; 5] = [
+    "tls-cert-file",
+    "tls-key-file",
+    "tls-ca-cert-file",
+    "tls-auth-clients",
+    "tls-replication",
+];
+
+fn path_text(path: Option<std::path::PathBuf>) -> String {
+    path.map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+fn yes_no(on: bool) -> String {
+    if on { "yes" } else { "no" }.to_string()
+}
+
+/// One change of the TLS files or switches, parsed.
+enum TlsChange {
+    Cert(Option<std::path::PathBuf>),
+    Key(Option<std::path::PathBuf>),
+    Ca(Option<std::path::PathBuf>),
+    AuthClients(crate::tls::AuthClients),
+    Replication(bool),
+}
+
+/// Set TLS knobs (`name`, value) together: every file is read again and checked, and only if
+/// all are good are they in force, for new connections (an empty value removes a file).
+fn set_tls(shared: &Shared, values: &[(&str, &str)]) -> Result<(), String> {
+    let mut changes = Vec::new();
+    for (name, value) in values {
+        let path = (!value.is_empty()).then(|| std::path::PathBuf::from(value));
+        changes.push(match *name {
+            "tls-cert-file" => TlsChange::Cert(path),
+            "tls-key-file" => TlsChange::Key(path),
+            "tls-ca-cert-file" => TlsChange::Ca(path),
+            "tls-auth-clients" => {
+                TlsChange::AuthClients(crate::tls::AuthClients::parse(value).ok_or_else(|| {
+                    format!("tls-auth-clients must be yes, no or optional, got '{value}'")
+                })?)
+            }
+            "tls-replication" => {
+                TlsChange::Replication(match value.trim().to_ascii_lowercase().as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(format!("tls-replication must be yes or no, got '{value}'")),
+                })
+            }
+            other => return Err(format!("'{other}' is not a TLS setting")),
+        });
+    }
+    // Reading files: off the worker's other connections, as every blocking file access is.
+    crate::persist::in_place(|| {
+        shared.tls.update(|files| {
+            for change in changes {
+                match change {
+                    TlsChange::Cert(p) => files.cert = p,
+                    TlsChange::Key(p) => files.key = p,
+                    TlsChange::Ca(p) => files.ca = p,
+                    TlsChange::AuthClients(a) => files.auth_clients = a,
+                    TlsChange::Replication(on) => files.replication = on,
+                }
+            }
+        })
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// Find a knob by name (case-insensitive; `_` and `-` are the same).
@@ -281,6 +395,27 @@ pub fn set(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Result<Reply, ParseError> {
             )));
         };
         pairs.push((name, set, value));
+    }
+    // The TLS knobs of one CONFIG SET are one reload (a new certificate needs its new key),
+    // made before the others: a refused one changes nothing.
+    let tls: Vec<(&str, String)> = pairs
+        .iter()
+        .filter(|(name, _, _)| TLS_RELOAD.contains(name))
+        .map(|(name, _, value)| (*name, String::from_utf8_lossy(value).into_owned()))
+        .collect();
+    if !tls.is_empty() {
+        let values: Vec<(&str, &str)> = tls.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        set_tls(shared, &values).map_err(|e| {
+            let names: Vec<&str> = tls.iter().map(|(n, _)| *n).collect();
+            ParseError::Invalid(format!(
+                "CONFIG SET failed (possibly related to argument '{}') - {e}",
+                names.join("', '")
+            ))
+        })?;
+        for (name, value) in &tls {
+            tracing::info!("CONFIG SET {name} {value}");
+        }
+        pairs.retain(|(name, _, _)| !TLS_RELOAD.contains(name));
     }
     for (name, set, value) in pairs {
         let value = String::from_utf8_lossy(value);

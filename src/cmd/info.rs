@@ -67,7 +67,7 @@ fn text(shared: &Shared, requested: &[String]) -> String {
             "server" => {
                 let _ = write!(
                     out,
-                    "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nratelimitd_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nexecutable:{}\r\nconfig_file:\r\n",
+                    "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nratelimitd_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\ntls_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nexecutable:{}\r\nconfig_file:\r\n",
                     env!("CARGO_PKG_VERSION"),
                     std::env::consts::OS,
                     std::env::consts::ARCH,
@@ -75,6 +75,7 @@ fn text(shared: &Shared, requested: &[String]) -> String {
                     std::process::id(),
                     shared.run_id,
                     shared.ports.resp,
+                    shared.ports.tls.unwrap_or(0),
                     uptime / 86_400,
                     std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
                 );
@@ -108,7 +109,7 @@ fn text(shared: &Shared, requested: &[String]) -> String {
                 let engine_stats = shared.engine.stats();
                 let _ = write!(
                     out,
-                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nunknown_commands:{}\r\nprotocol_errors:{}\r\nrl_checks_allowed:{}\r\nrl_checks_denied:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nrefused_keys:{}\r\n",
+                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nunknown_commands:{}\r\nprotocol_errors:{}\r\nrl_checks_allowed:{}\r\nrl_checks_denied:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nrefused_keys:{}\r\nrl_tls_handshakes:{}\r\nrl_tls_handshake_failures:{}\r\nrl_tls_handshake_timeouts:{}\r\n",
                     totals.connections_received,
                     totals.commands_processed,
                     totals.rejected_connections,
@@ -119,6 +120,9 @@ fn text(shared: &Shared, requested: &[String]) -> String {
                     engine_stats.expired,
                     engine_stats.evicted,
                     engine_stats.refused,
+                    totals.tls_handshakes,
+                    totals.tls_handshake_failures,
+                    totals.tls_handshake_timeouts,
                 );
                 sync_stats(shared, &mut out);
                 client_bound_stats(shared, &mut out);

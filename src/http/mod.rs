@@ -10,6 +10,10 @@
 //! | `GET\|POST /v1/check?client=&endpoint=&cost=` | 200 allowed / 429 denied, JSON body; 503 on a replica (READONLY) or a primary short of good replicas (NOREPLICAS) |
 //! | `ANY /v1/forward-auth[/original/path]` | 200 / 429 for a gateway; client and endpoint from headers, the path in one spelling (src/path.rs); 503 as above |
 //!
+//! With `--http-tls yes` the listener serves HTTPS with the TLS listeners' certificates and
+//! client-certificate rule (src/tls.rs); the handshake runs on the connection's task, within
+//! the handshake timeout, holding its connection slot.
+//!
 //! Why hyper: HTTP/1.1 parsing (chunked bodies, pipelining, keep-alive, header limits, slow
 //! clients) is where hand-written servers go wrong, and hyper is small, maintained and already
 //! tokio-based. Every input is bounded: the request head by `max_buf_size` (16 KiB, hyper answers
@@ -27,6 +31,7 @@ mod auth;
 use crate::counters::LocalCounters;
 use crate::path;
 use crate::state::Shared;
+use crate::stream::Stream;
 use crate::text::shorten;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -86,6 +91,13 @@ pub async fn serve(
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let stream = match shared.config.http_tls == "yes" {
+                true => match shared.tls_accept(stream, peer).await {
+                    Some(tls) => tls,
+                    None => return,
+                },
+                false => Stream::Plain(stream),
+            };
             let service = service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(handle(&shared, peer, req).await) }

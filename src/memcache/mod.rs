@@ -16,6 +16,7 @@ pub mod exec;
 use crate::clients::ClientHandle;
 use crate::fair_share::FairShare;
 use crate::state::Shared;
+use crate::stream::Stream;
 use bytes::BytesMut;
 use ratelimitd_engine::Nanos;
 use ratelimitd_protocol::memcache::{compose_mc, McDecoder, McFrame, McLimits, McReply};
@@ -24,7 +25,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// Initial read buffer, as for RESP.
@@ -120,7 +120,7 @@ impl McStats {
 
 /// Serve one accepted connection until it ends.
 pub async fn serve_conn(
-    socket: TcpStream,
+    socket: Stream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     state: Arc<McState>,
@@ -136,7 +136,7 @@ pub async fn serve_conn(
 /// Serve until the client leaves or sends `quit`, speaks the binary protocol, or the daemon
 /// shuts down. I/O errors are the client's business (a vanished peer is normal).
 async fn serve(
-    mut socket: TcpStream,
+    mut socket: Stream,
     shared: &Arc<Shared>,
     state: &Arc<McState>,
     handle: &ClientHandle,

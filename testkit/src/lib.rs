@@ -84,10 +84,15 @@ pub struct Daemon {
     /// and then removed on drop.
     pub dir: PathBuf,
     own_dir: bool,
-    /// The HTTP port, when started with `--http-port` (read from the daemon's log).
+    /// The HTTP port, when started with `--http-port` (read from the daemon's log; HTTPS
+    /// with `--http-tls yes`).
     pub http_port: Option<u16>,
     /// The memcached port, when started with `--memcached-port` (read from the daemon's log).
     pub memcached_port: Option<u16>,
+    /// The TLS RESP port, when started with `--tls-port` (read from the daemon's log).
+    pub tls_port: Option<u16>,
+    /// The TLS memcached port, when started with `--memcached-tls-port`.
+    pub memcached_tls_port: Option<u16>,
 }
 
 impl Daemon {
@@ -141,6 +146,8 @@ impl Daemon {
         let mut seen = Vec::new();
         let mut http_port = None;
         let mut memcached_port = None;
+        let mut tls_port = None;
+        let mut memcached_tls_port = None;
         let port = loop {
             let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
             else {
@@ -151,8 +158,16 @@ impl Daemon {
                 }
                 return Err(seen);
             };
-            if let Some(port) = port_after(&line, "HTTP listening on ") {
+            if let Some(port) = port_after(&line, "HTTP listening on ")
+                .or_else(|| port_after(&line, "HTTPS listening on "))
+            {
                 http_port = Some(port);
+            }
+            if let Some(port) = port_after(&line, "TLS listening on ") {
+                tls_port = Some(port);
+            }
+            if let Some(port) = port_after(&line, "memcached TLS listener on ") {
+                memcached_tls_port = Some(port);
             }
             if let Some(port) = port_after(&line, "memcached listener on ") {
                 memcached_port = Some(port);
@@ -171,6 +186,8 @@ impl Daemon {
             own_dir,
             http_port,
             memcached_port,
+            tls_port,
+            memcached_tls_port,
         })
     }
 
@@ -188,6 +205,14 @@ impl Daemon {
     pub fn http_url(&self) -> String {
         format!(
             "http://127.0.0.1:{}",
+            self.http_port.expect("started with --http-port")
+        )
+    }
+
+    /// Base URL of the HTTPS listener (started with --http-port and --http-tls yes).
+    pub fn https_url(&self) -> String {
+        format!(
+            "https://127.0.0.1:{}",
             self.http_port.expect("started with --http-port")
         )
     }
@@ -254,11 +279,10 @@ impl Drop for Daemon {
     }
 }
 
-/// The port at the end of `line` after `marker` (`... <marker>127.0.0.1:6379`).
+/// The port after `marker` in `line` (`... <marker>127.0.0.1:6379`, perhaps followed by a
+/// remark such as ` (TLS only)`).
 fn port_after(line: &str, marker: &str) -> Option<u16> {
     let pos = line.find(marker)?;
-    line[pos + marker.len()..]
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
+    let addr = line[pos + marker.len()..].split(' ').next()?;
+    addr.rsplit(':').next().and_then(|p| p.trim().parse().ok())
 }

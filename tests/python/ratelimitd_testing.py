@@ -25,6 +25,8 @@ import threading
 REPO = pathlib.Path(__file__).resolve().parents[2]
 READY = "ready to accept connections on "
 MEMCACHED = "memcached listener on "
+TLS = "TLS listening on "
+MEMCACHED_TLS = "memcached TLS listener on "
 # How long a daemon has to print its ready line.
 READY_TIMEOUT = 20
 
@@ -62,7 +64,8 @@ def free_port() -> int:
 class Daemon:
     """``ratelimitd --bind 127.0.0.1 --port <port> --dir <fresh temp dir> <args>``, started and
     ready. ``port`` 0 means a free one, read from the ready line; ``mc_port`` is the memcached
-    listener's when ``args`` start one (``--memcached-port 0``)."""
+    listener's when ``args`` start one (``--memcached-port 0``); ``tls_port`` and
+    ``mc_tls_port`` the TLS listeners' (``--tls-port 0``, ``--memcached-tls-port 0``)."""
 
     def __init__(self, *args: str, port: int = 0):
         # Its own data directory: the daemon locks it, and persisted limits must not leak
@@ -75,12 +78,18 @@ class Daemon:
         found = threading.Event()
         self.port = None
         self.mc_port = None
+        self.tls_port = None
+        self.mc_tls_port = None
 
         def drain():
             # Reads to the end, so that the daemon never blocks on a full pipe.
             for line in self.proc.stderr:
                 if MEMCACHED in line and self.mc_port is None:
                     self.mc_port = int(line.rsplit(":", 1)[1])
+                if TLS in line and self.tls_port is None:
+                    self.tls_port = int(line.rsplit(":", 1)[1])
+                if MEMCACHED_TLS in line and self.mc_tls_port is None:
+                    self.mc_tls_port = int(line.rsplit(":", 1)[1])
                 if READY in line and self.port is None:
                     self.port = int(line.rsplit(":", 1)[1])
                     found.set()
