@@ -146,7 +146,11 @@ fn first_table(root: &mut toml_edit::Table) -> Option<&mut toml_edit::Table> {
 
 /// Replace `path` with `text` so that a crash leaves the old file or the new one.
 fn write_durably(path: &Path, text: &str) -> std::io::Result<()> {
-    crate::durable_file::replace(&crate::durable_file::unique_tmp(path), path, text.as_bytes())
+    crate::durable_file::replace(
+        &crate::durable_file::unique_tmp(path),
+        path,
+        text.as_bytes(),
+    )
 }
 
 #[cfg(test)]
